@@ -1,0 +1,23 @@
+//! Sans-IO building blocks of astmanproxy: the format-neutral AMI [`Message`] and the wire
+//! formats that turn bytes into messages and back.
+//!
+//! # Layout
+//! - [`message`]: [`Message`], ordered headers with case-insensitive lookup, repeated keys and an
+//!   optional raw body.
+//! - [`standard`]: the AMI wire format ([`AmiDecoder`], [`encode`](standard::encode)) with
+//!   configurable [`Limits`].
+//! - [`error`]: [`DecodeError`] and its `can_continue()` classification.
+//! - [`format`]: the closed set of output formats a client may choose.
+//!
+//! Nothing here touches sockets, spawns tasks or reads the clock, so every piece can be unit
+//! tested, benchmarked and fuzzed on its own.
+
+pub mod error;
+pub mod format;
+pub mod message;
+pub mod standard;
+
+pub use error::DecodeError;
+pub use format::OutputFormat;
+pub use message::{Kind, Message};
+pub use standard::{AmiDecoder, Limits};
