@@ -1,0 +1,146 @@
+//! Configuration: the 1.x `astmanproxy.conf` and `astmanproxy.users` files, typed and validated.
+//!
+//! The workflow is raw, then validated, then typed: [`raw`] splits the `key = value` text into
+//! lines with their numbers (a pure function over `&str`), [`Config::parse`] validates each key
+//! into the typed [`Config`], with every default in [`Config::default`]. File I/O stays at the
+//! edge ([`Config::load`]). Errors name the file and line; unknown keys are warned about, not
+//! fatal, because 1.x ignored them silently and old files must keep loading.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use astmanproxy_handlers::{Limits, OutputFormat};
+
+pub mod raw;
+pub mod secret;
+pub mod users;
+
+pub use secret::Secret;
+pub use users::{User, Users};
+
+/// The whole proxy configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The Asterisk servers (`host =` lines), in file order; the first is the default route.
+    pub servers: Vec<ServerConfig>,
+    /// `listenaddress`: address of the client listener (`*` = all IPv4, `::` works too).
+    pub listen_address: IpAddr,
+    /// `listenport`: port of the client listener.
+    pub listen_port: u16,
+    /// `retryinterval`: first delay between reconnect attempts (backoff doubles from here).
+    pub retry_interval: Duration,
+    /// `retrymax` (new): cap of the reconnect backoff.
+    pub retry_max: Duration,
+    /// `maxretries`: consecutive failed attempts before a server is given up (0 = never).
+    pub max_retries: u32,
+    /// `autofilter`: off / on / unique. Responses are always isolated; this only governs
+    /// events that carry a proxy-issued ActionID.
+    pub autofilter: AutoFilter,
+    /// `authrequired`: clients must log in (default yes).
+    pub auth_required: bool,
+    /// `asteriskwritetimeout`: how long a write to Asterisk may stall before reconnecting.
+    pub asterisk_write_timeout: Duration,
+    /// `clientwritetimeout`: how long a write to a client may stall before dropping it.
+    pub client_write_timeout: Duration,
+    /// `inputformat`: default input format of clients.
+    pub input_format: String,
+    /// `outputformat`: default output format of clients.
+    pub output_format: OutputFormat,
+    /// `forcebanner`: the banner line sent to clients instead of Asterisk's.
+    pub force_banner: Option<String>,
+    /// `defaultamiversion` (new): AMI version announced before any server has connected.
+    pub default_ami_version: String,
+    /// `logfile`: log file (stderr when unset).
+    pub log_file: Option<PathBuf>,
+    /// `proc_user`: user to switch to after binding (optional).
+    pub proc_user: Option<String>,
+    /// `proc_group`: group to switch to after binding (optional).
+    pub proc_group: Option<String>,
+    /// Codec limits: `maxlinelength`, `maxmessagesize`, `maxheaders` (new).
+    pub limits: Limits,
+    /// `clienteventqueue` (new): events buffered per client before the lag policy applies.
+    pub client_event_queue: usize,
+    /// `clientmaxpendingbytes` (new): bytes of responses queued for one client before it is
+    /// disconnected (responses are never dropped).
+    pub client_max_pending_bytes: usize,
+    /// `lagpolicy` (new): what happens to a client whose event queue overflows.
+    pub lag_policy: LagPolicy,
+    /// `maxclients` (new): simultaneous client connections.
+    pub max_clients: usize,
+    /// `maxpendingactions` (new): actions one client may have in flight.
+    pub max_pending_actions: usize,
+    /// `connecttimeout` (new): TCP connect plus banner timeout toward Asterisk.
+    pub connect_timeout: Duration,
+    /// `logintimeout` (new): AMI login plus FullyBooted timeout toward Asterisk.
+    pub login_timeout: Duration,
+    /// `pinginterval` (new): idle time before a keepalive Ping to Asterisk.
+    pub ping_interval: Duration,
+    /// `pingtimeout` (new): deadline for the Ping reply; a miss is a disconnect.
+    pub ping_timeout: Duration,
+    /// `actiontimeout` (new): how long a forwarded action may wait for its final answer.
+    pub action_timeout: Duration,
+    /// `originatetimeout` (new): how long an async Originate's route waits for OriginateResponse.
+    pub originate_timeout: Duration,
+    /// `authfaildelay` (new): delay before a failed client login is answered and closed.
+    pub auth_fail_delay: Duration,
+    /// TLS and other 1.x keys parsed and kept for the TLS/permissions work.
+    pub tls: TlsConfig,
+    /// `proxykey` (1.x): accepted and kept.
+    pub proxy_key: Option<Secret>,
+}
+
+/// One Asterisk server (`host = host, port, user, secret, events, use_ssl[, name]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Name used by `Server:` routing and added to every message; the host as written unless a
+    /// 7th field names it (or `host:port` when two lines share a host).
+    pub name: String,
+    /// Host name or address.
+    pub host: String,
+    /// AMI port.
+    pub port: u16,
+    /// AMI user name.
+    pub username: String,
+    /// AMI secret.
+    pub secret: Secret,
+    /// `Events:` sent at login (`on`, `off`, or a class list).
+    pub events: String,
+    /// TLS toward this server.
+    pub use_ssl: bool,
+}
+
+/// How events carrying a proxy-issued ActionID are routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoFilter {
+    /// Events go to every client whose filters allow them.
+    Off,
+    /// Events carrying a proxy-issued ActionID go only to the client that sent the action.
+    #[default]
+    On,
+    /// As `On` (1.x's prefixing variant; isolation is always on in 2.x).
+    Unique,
+}
+
+/// What happens to a client whose event queue overflows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LagPolicy {
+    /// Send `Event: ProxyClientLagged` and close the connection.
+    #[default]
+    Disconnect,
+    /// Drop the events it missed (never responses) and count them.
+    Drop,
+}
+
+/// TLS-related keys (1.x names), used by the TLS work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `acceptencryptedconnection`.
+    pub accept_encrypted: bool,
+    /// `acceptunencryptedconnection` (defaults to yes in 2.x; 1.x closed every plain client).
+    pub accept_unencrypted: bool,
+    /// `certfile`: PEM with key and certificate.
+    pub cert_file: Option<PathBuf>,
+    /// `sslclienthellotimeout`.
+    pub client_hello_timeout: Duration,
+}

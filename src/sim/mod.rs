@@ -1,0 +1,1 @@
+//! AMI simulator (being written).
