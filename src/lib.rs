@@ -1,8 +1,14 @@
 //! astmanproxy 2: a multiplexing proxy for the Asterisk Manager Interface.
-//!
-//! # Layout
-//! - [`config`]: the 1.x-compatible configuration and users files.
-//! - [`sim`]: an AMI simulator that behaves like Asterisk (tests and the benchmark tool).
-
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod error;
+pub mod event;
+pub mod hub;
+pub mod proxy_action;
+pub mod server;
+pub mod shutdown;
 pub mod sim;
+pub mod upstream;
+
+pub use server::run;

@@ -1,1 +1,79 @@
-fn main() {}
+//! The `astmanproxy` binary: parse the command line, load the configuration, bind, run.
+
+use std::process::ExitCode;
+
+use astmanproxy::cli::Cli;
+use astmanproxy::config::{Config, Users};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("astmanproxy {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let (mut config, warnings) = match Config::load(&cli.config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("astmanproxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_tracing(&cli, &config) {
+        eprintln!("astmanproxy: cannot open log file: {e}");
+        return ExitCode::from(2);
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    match Users::load(&cli.users) {
+        Ok(users) => config.users = users,
+        Err(e) if config.auth_required => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => tracing::warn!("{e}; continuing because authrequired = no"),
+    }
+    if cli.check_config {
+        println!("{}: OK ({} servers, {} users)", cli.config.display(), config.servers.len(), config.users.len());
+        return ExitCode::SUCCESS;
+    }
+    let addr = std::net::SocketAddr::new(config.listen_address, config.listen_port);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot listen");
+            return ExitCode::from(1);
+        }
+    };
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "astmanproxy listening on {bound}");
+    }
+    match astmanproxy::run(config, listener, astmanproxy::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
+    let default = match cli.debug {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match &config.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}

@@ -192,9 +192,7 @@ impl AmiDecoder {
                 }
                 Ok(Some(line))
             }
-            None if buf.len() > self.limits.max_line => {
-                Err(DecodeError::LineTooLong { limit: self.limits.max_line })
-            }
+            None if buf.len() > self.limits.max_line => Err(DecodeError::LineTooLong { limit: self.limits.max_line }),
             None => {
                 self.scanned = buf.len();
                 Ok(None)

@@ -6,15 +6,19 @@
 //! edge ([`Config::load`]). Errors name the file and line; unknown keys are warned about, not
 //! fatal, because 1.x ignored them silently and old files must keep loading.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use astmanproxy_handlers::{Limits, OutputFormat};
 
+mod parse;
 pub mod raw;
 pub mod secret;
 pub mod users;
+
+pub use parse::parse_bool;
 
 pub use secret::Secret;
 pub use users::{User, Users};
@@ -88,6 +92,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `proxykey` (1.x): accepted and kept.
     pub proxy_key: Option<Secret>,
+    /// The users file's users (loaded from `-u`, not from this file).
+    pub users: Users,
 }
 
 /// One Asterisk server (`host = host, port, user, secret, events, use_ssl[, name]`).
@@ -144,3 +150,70 @@ pub struct TlsConfig {
     /// `sslclienthellotimeout`.
     pub client_hello_timeout: Duration,
 }
+
+/// Why a configuration or users file was rejected. Every variant names the file; line-level
+/// ones name the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not `key = value` (or `user=secret,...`).
+    #[error("{}:{line}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value does not fit its key.
+    #[error("{}:{line}: invalid value for {key}: {value:?} ({reason})", path.display())]
+    InvalidValue {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The key.
+        key: String,
+        /// The value (secrets masked).
+        value: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A problem with the file as a whole.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Something in a configuration file that is accepted but deserves a look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// What to look at.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests;

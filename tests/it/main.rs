@@ -1,1 +1,10 @@
+//! Integration tests: the real proxy on 127.0.0.1:0 against the AMI simulator.
+//! One test binary keeps link time and CI time down.
 
+mod support;
+
+mod binary;
+mod isolation;
+mod limits;
+mod login;
+mod upstream;

@@ -43,7 +43,14 @@ fn follows_framing_only_when_announced() {
     assert_eq!(msgs[0].body().unwrap(), ["Name: value looking line", "", "second: line"]);
     assert_eq!(msgs[1].event(), Some("Next"));
     // Round trip keeps the framing.
-    let again = decode_all(&mut { let mut d = AmiDecoder::default(); d.expect_command_output(); d }, &encode_to_bytes(&msgs[0]));
+    let again = decode_all(
+        &mut {
+            let mut d = AmiDecoder::default();
+            d.expect_command_output();
+            d
+        },
+        &encode_to_bytes(&msgs[0]),
+    );
     assert_eq!(again[0], msgs[0]);
 }
 

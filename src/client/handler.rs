@@ -1,0 +1,219 @@
+//! What the proxy does with each message a client sends.
+//!
+//! Answers made here keep Asterisk's layout: `Response:` first, `ActionID:` second (when the
+//! client sent one), then `Message:`; client libraries ignore blocks that start otherwise.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use astmanproxy_handlers::Message;
+
+use super::sink::{ClientId, ClientSink, ToClient};
+use super::writer::ClientShared;
+use crate::event::ClassMask;
+use crate::hub::Hub;
+use crate::upstream::{reject, Request};
+
+/// Whether the connection goes on after a message.
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// Stop reading; the writer flushes and closes.
+    Close,
+}
+
+/// The reader-side state of one client.
+pub struct ClientSession {
+    id: ClientId,
+    peer: SocketAddr,
+    hub: Hub,
+    sink: ClientSink,
+    shared: Arc<ClientShared>,
+    user: Option<String>,
+    challenge: Option<String>,
+}
+
+impl ClientSession {
+    /// A session that has not logged in yet.
+    pub fn new(id: ClientId, peer: SocketAddr, hub: Hub, sink: ClientSink, shared: Arc<ClientShared>) -> Self {
+        Self { id, peer, hub, sink, shared, user: None, challenge: None }
+    }
+
+    fn authenticated(&self) -> bool {
+        self.user.is_some() || !self.hub.config().auth_required
+    }
+
+    fn reply(&self, response: &str, action_id: Option<&str>, message: Option<&str>) {
+        self.sink.send_message(Message::response_with(response, action_id, message));
+    }
+
+    /// Handles one message from the client.
+    pub async fn handle(&mut self, message: Message) -> Flow {
+        let action_id = message.action_id().map(str::to_owned);
+        let id = action_id.as_deref();
+        if let Some(name) = message.get("ProxyAction").map(str::to_owned) {
+            return self.proxy_action(&name, &message, id);
+        }
+        let Some(action) = message.action().map(str::to_ascii_lowercase) else {
+            if !self.authenticated() {
+                self.reply("Error", id, Some("Permission denied"));
+            } else {
+                self.reply("Error", id, Some("Missing action in request"));
+            }
+            return Flow::Continue;
+        };
+        match action.as_str() {
+            "login" => return self.login(&message, id).await,
+            "challenge" => self.challenge(&message, id),
+            "logoff" => {
+                self.reply("Goodbye", id, Some("Thanks for all the fish."));
+                self.sink.send(ToClient::Close);
+                return Flow::Close;
+            }
+            _ if !self.authenticated() => self.reply("Error", id, Some("Permission denied")),
+            "events" => self.events(&message, id),
+            _ => self.forward(message, action_id),
+        }
+        Flow::Continue
+    }
+
+    fn proxy_action(&mut self, name: &str, message: &Message, id: Option<&str>) -> Flow {
+        use crate::proxy_action::{self as pa, ProxyAction};
+        if !self.authenticated() {
+            // 1.x let unauthenticated clients run every ProxyAction (bug B2).
+            let mut answer = pa::proxy_response("Error", id);
+            answer.push("Message", "Permission denied");
+            self.sink.send_message(answer);
+            return Flow::Continue;
+        }
+        let answer = match ProxyAction::from_name(name) {
+            Some(ProxyAction::ListSessions) => pa::list_sessions(&self.hub, id),
+            Some(ProxyAction::ListServers) => pa::list_servers(&self.hub, id),
+            Some(ProxyAction::ListIOHandlers) => pa::list_io_handlers(id),
+            Some(ProxyAction::SetOutputFormat) => {
+                let wanted = message.get("OutputFormat").unwrap_or_default();
+                match wanted.parse::<astmanproxy_handlers::OutputFormat>() {
+                    Ok(format) if format == self.shared.format() => {
+                        pa::proxy_response("Success", id).with("OutputFormat", format.name())
+                    }
+                    _ => pa::proxy_response("Failure", id)
+                        .with("Message", format!("Unknown output format {wanted:?}"))
+                        .with("OutputFormat", self.shared.format().name()),
+                }
+            }
+            Some(ProxyAction::SetAutoFilter) => {
+                let value = message.get("AutoFilter").unwrap_or("off").trim().to_ascii_lowercase();
+                let level = match value.as_str() {
+                    "on" => "1",
+                    "unique" => "2",
+                    _ => "0",
+                };
+                // Responses are always isolated per client in 2.x; the mode is acknowledged.
+                pa::proxy_response("Success", id).with("AutoFilter", level)
+            }
+            Some(ProxyAction::Logoff) => {
+                self.reply("Goodbye", id, Some("Thanks for all the fish."));
+                self.sink.send(ToClient::Close);
+                return Flow::Close;
+            }
+            Some(ProxyAction::AddServer | ProxyAction::DropServer) => pa::proxy_response("Failure", id)
+                .with("Message", "AddServer and DropServer need an admin user (not available yet)"),
+            None => pa::proxy_response("Error", id).with("Message", "Invalid Proxy Action"),
+        };
+        self.sink.send_message(answer);
+        Flow::Continue
+    }
+
+    async fn login(&mut self, message: &Message, id: Option<&str>) -> Flow {
+        let username = message.get("Username").unwrap_or_default();
+        let users = self.hub.users();
+        let md5 = message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
+        let accepted = match users.get(username) {
+            Some(user) if md5 => match (&self.challenge, message.get("Key")) {
+                (Some(challenge), Some(key)) => user.check_md5(challenge, key),
+                _ => false,
+            },
+            Some(user) => user.check_secret(message.get("Secret").unwrap_or_default()),
+            // With `authrequired = no` the proxy is open anyway; a Login for a user it does not
+            // know is accepted so that 1.x setups keep working.
+            None => !self.hub.config().auth_required,
+        };
+        // A challenge is good for one login attempt only.
+        self.challenge = None;
+        if !accepted {
+            tracing::info!(user = %username, "client login failed");
+            self.user = None;
+            tokio::time::sleep(self.hub.config().auth_fail_delay).await;
+            self.reply("Error", id, Some("Authentication failed"));
+            self.sink.send(ToClient::Close);
+            return Flow::Close;
+        }
+        tracing::info!(user = %username, "client logged in");
+        self.user = Some(username.to_string());
+        self.hub.set_client_user(self.id, username);
+        let mask = message.get("Events").map_or(ClassMask::ALL, ClassMask::parse);
+        self.shared.set_mask(mask);
+        self.reply("Success", id, Some("Authentication accepted"));
+        if mask.allows(ClassMask::parse("system")) {
+            let uptime = self.hub.uptime_secs().to_string();
+            let booted = Message::new()
+                .with("Event", "FullyBooted")
+                .with("Privilege", "system,all")
+                .with("Uptime", uptime.clone())
+                .with("LastReload", uptime)
+                .with("Status", "Fully Booted");
+            self.sink.send_message(booted);
+        }
+        self.sink.send(ToClient::Subscribe);
+        Flow::Continue
+    }
+
+    fn challenge(&mut self, message: &Message, id: Option<&str>) {
+        if !message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5")) {
+            self.reply("Error", id, Some("Must specify AuthType"));
+            return;
+        }
+        // Unpredictable and fresh for every challenge (1.x used an unseeded rand()).
+        let nonce = (rand::random::<u64>() % 1_000_000_000_000).to_string();
+        let mut answer = Message::response_with("Success", id, None);
+        answer.push("Challenge", nonce.clone());
+        self.challenge = Some(nonce);
+        self.sink.send_message(answer);
+    }
+
+    fn events(&mut self, message: &Message, id: Option<&str>) {
+        let mask = ClassMask::parse(message.get("EventMask").unwrap_or("off"));
+        self.shared.set_mask(mask);
+        let mut answer = Message::response_with("Success", id, None);
+        answer.push("Events", if mask.is_on() { "On" } else { "Off" });
+        self.sink.send_message(answer);
+    }
+
+    fn forward(&mut self, action: Message, original_id: Option<String>) {
+        let wanted = action.get("Server").map(str::to_owned);
+        let Some(server) = self.hub.server(wanted.as_deref()) else {
+            let text = match &wanted {
+                Some(name) => format!("Unknown server {name}"),
+                None => "No Asterisk server is configured".to_string(),
+            };
+            self.reply("Error", original_id.as_deref(), Some(&text));
+            return;
+        };
+        let max = self.hub.config().max_pending_actions;
+        if !self.sink.try_begin_action(max) {
+            let mut answer = Message::response_with(
+                "Error",
+                original_id.as_deref(),
+                Some(&format!("Too many pending actions (limit {max})")),
+            );
+            answer.push("Server", server.name());
+            self.sink.send_message(answer);
+            return;
+        }
+        let request = Request { action, reply: self.sink.clone(), original_id };
+        if let Err((request, why)) = server.submit(request) {
+            tracing::debug!(peer = %self.peer, server = %server.name(), "{why}");
+            reject(request, server.name(), &why);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Client sessions: one reader task and one writer task per connected client.
+//!
+//! [`serve`] sends the banner, spawns the [`writer`], then reads and decodes the client's actions.
+//! Login, Challenge, Logoff and Events are answered by the proxy ([`handler`]); every other
+//! action is routed to an upstream session. Answers reach the client through its
+//! [`sink::ClientSink`], never through a shared lock.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use astmanproxy_handlers::{AmiDecoder, DecodeError, Message};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::hub::{ClientInfo, Hub};
+
+mod handler;
+pub mod sink;
+pub mod writer;
+
+use handler::{ClientSession, Flow};
+use sink::ToClient;
+use writer::ClientShared;
+
+/// Initial read buffer of a client. Small: most clients are idle most of the time.
+const READ_BUFFER: usize = 1024;
+
+/// Serves one client connection until it logs off, disconnects, or the proxy shuts down.
+pub async fn serve<S>(stream: S, peer: SocketAddr, hub: Hub, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let cfg = hub.config().clone();
+    let id = hub.next_client_id();
+    let cancel = shutdown.child_token();
+    let (sink, receiver) = sink::channel(id, cfg.client_max_pending_bytes, cancel.clone());
+    let shared = Arc::new(ClientShared::new(cfg.output_format));
+    hub.add_client(id, ClientInfo { peer, user: None, format: cfg.output_format.name(), sink: sink.clone() });
+    let span = tracing::info_span!("client", id, %peer);
+    async move {
+        tracing::debug!("connected");
+        let (mut reader, writer_half) = tokio::io::split(stream);
+        sink.send(ToClient::Raw(Bytes::from(format!("{}\r\n", hub.banner()))));
+        let writer = tokio::spawn(
+            writer::run(writer_half, receiver, hub.clone(), shared.clone(), cancel.clone()).in_current_span(),
+        );
+        let mut session = ClientSession::new(id, peer, hub.clone(), sink.clone(), shared);
+        let mut decoder = AmiDecoder::new(cfg.limits);
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        let mut eof = false;
+        'read: loop {
+            loop {
+                let decoded = if eof { decoder.decode_eof(&mut buf) } else { decoder.decode(&mut buf) };
+                match decoded {
+                    Ok(Some(message)) => {
+                        if let Flow::Close = session.handle(message).await {
+                            break 'read;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        if let Flow::Close = on_decode_error(&sink, &e) {
+                            break 'read;
+                        }
+                    }
+                }
+            }
+            if eof {
+                wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
+                sink.send(ToClient::Close);
+                break;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                read = reader.read_buf(&mut buf) => match read {
+                    Ok(0) => eof = true,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read error");
+                        cancel.cancel();
+                        break;
+                    }
+                },
+            }
+        }
+        // The writer flushes what is queued (a Goodbye, a final error) and closes.
+        let _ = writer.await;
+        hub.remove_client(id);
+        tracing::debug!("disconnected");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Answers a decode error; returns whether the connection must close.
+fn on_decode_error(sink: &sink::ClientSink, error: &DecodeError) -> Flow {
+    tracing::info!(error = %error, "bad input from client");
+    let mut answer = Message::response_with("Error", None, Some(&format!("Bad input: {error}")));
+    if error.can_continue() {
+        sink.send_message(answer);
+        Flow::Continue
+    } else {
+        answer.set("Message", format!("Bad input: {error}; closing connection"));
+        sink.send_message(answer);
+        sink.send(ToClient::Close);
+        Flow::Close
+    }
+}
+
+/// After the client half-closed its socket, waits (bounded) for the answers to its actions.
+async fn wait_for_answers(sink: &sink::ClientSink, limit: Duration, cancel: &CancellationToken) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while sink.in_flight() > 0 && tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

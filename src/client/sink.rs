@@ -1,0 +1,170 @@
+//! The caller side of a client's outgoing queue.
+//!
+//! Upstream sessions and the client's own reader push responses into a [`ClientSink`]; the
+//! client's writer task drains it. The queue is bounded in bytes, not in messages, so that a long
+//! but legitimate list (thousands of `QueueMember` items) never trips it while a client that stops
+//! reading is cut off once `clientmaxpendingbytes` are waiting. Pushing never blocks: the upstream
+//! reader must never wait on a client. Responses are never dropped: when the budget is exceeded
+//! the client is disconnected instead.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use astmanproxy_handlers::Message;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::SharedEvent;
+
+/// Identifier of a client connection, unique for the life of the process.
+pub type ClientId = u64;
+
+/// What the writer task of a client receives.
+#[derive(Debug)]
+pub enum ToClient {
+    /// A message for this client only (its ActionID already restored).
+    Message(Message),
+    /// Start receiving broadcast events (sent after a successful login).
+    Subscribe,
+    /// Flush what is queued, then close the connection.
+    Close,
+    /// A shared event routed to this client (already filtered).
+    Event(Arc<SharedEvent>),
+    /// Bytes written as they are (the banner).
+    Raw(bytes::Bytes),
+}
+
+/// Caller side of one client's queue. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ClientSink {
+    inner: Arc<SinkInner>,
+    tx: mpsc::UnboundedSender<ToClient>,
+}
+
+#[derive(Debug)]
+struct SinkInner {
+    id: ClientId,
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
+    in_flight: AtomicUsize,
+    overflowed: AtomicBool,
+    delivered: AtomicU64,
+    cancel: CancellationToken,
+}
+
+/// The writer's end of the queue.
+pub struct SinkReceiver {
+    inner: Arc<SinkInner>,
+    rx: mpsc::UnboundedReceiver<ToClient>,
+}
+
+/// Creates a queue for client `id` with a byte budget; `cancel` is cancelled on overflow.
+pub fn channel(id: ClientId, max_bytes: usize, cancel: CancellationToken) -> (ClientSink, SinkReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let inner = Arc::new(SinkInner {
+        id,
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes,
+        in_flight: AtomicUsize::new(0),
+        overflowed: AtomicBool::new(false),
+        delivered: AtomicU64::new(0),
+        cancel,
+    });
+    (ClientSink { inner: inner.clone(), tx }, SinkReceiver { inner, rx })
+}
+
+fn cost(item: &ToClient) -> usize {
+    match item {
+        ToClient::Message(m) => m.encoded_len_hint(),
+        ToClient::Event(e) => e.message().encoded_len_hint(),
+        ToClient::Raw(b) => b.len(),
+        ToClient::Subscribe | ToClient::Close => 0,
+    }
+}
+
+impl ClientSink {
+    /// The client's id.
+    pub fn id(&self) -> ClientId {
+        self.inner.id
+    }
+
+    /// Queues an item. Returns false when the client is gone or over its byte budget (it is
+    /// then disconnected: responses are never silently dropped).
+    pub fn send(&self, item: ToClient) -> bool {
+        let size = cost(&item);
+        let queued = self.inner.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        if queued > self.inner.max_bytes {
+            self.inner.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            if !self.inner.overflowed.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    client = self.inner.id,
+                    limit = self.inner.max_bytes,
+                    "client queue full, disconnecting"
+                );
+                self.inner.cancel.cancel();
+            }
+            return false;
+        }
+        if self.tx.send(item).is_err() {
+            self.inner.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Queues a message.
+    pub fn send_message(&self, message: Message) -> bool {
+        self.send(ToClient::Message(message))
+    }
+
+    /// Whether the client's connection is closed or closing.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed() || self.inner.cancel.is_cancelled()
+    }
+
+    /// Reserves one in-flight action slot; false when `max` are already in flight.
+    pub fn try_begin_action(&self, max: usize) -> bool {
+        self.inner.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+    }
+
+    /// Releases an in-flight action slot (its final answer was routed).
+    pub fn end_action(&self) {
+        let _ = self.inner.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Actions in flight.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Bytes waiting in the queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client was cut off for exceeding its budget.
+    pub fn overflowed(&self) -> bool {
+        self.inner.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+impl SinkReceiver {
+    /// Receives the next item (cancel safe).
+    pub async fn recv(&mut self) -> Option<ToClient> {
+        let item = self.rx.recv().await?;
+        self.account(&item);
+        Some(item)
+    }
+
+    /// Receives an item if one is ready.
+    pub fn try_recv(&mut self) -> Option<ToClient> {
+        let item = self.rx.try_recv().ok()?;
+        self.account(&item);
+        Some(item)
+    }
+
+    fn account(&self, item: &ToClient) {
+        self.inner.queued_bytes.fetch_sub(cost(item), Ordering::Relaxed);
+        self.inner.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,295 @@
+//! Validation of the raw `key = value` lines into the typed [`Config`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use astmanproxy_handlers::{Limits, OutputFormat};
+
+use super::raw::{parse_lines, RawLine};
+use super::{AutoFilter, Config, ConfigError, ConfigWarning, LagPolicy, Secret, ServerConfig, TlsConfig, Users};
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            listen_port: 1234,
+            retry_interval: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            max_retries: 0,
+            autofilter: AutoFilter::On,
+            auth_required: true,
+            asterisk_write_timeout: Duration::from_millis(5000),
+            client_write_timeout: Duration::from_millis(10_000),
+            input_format: "standard".to_string(),
+            output_format: OutputFormat::Standard,
+            force_banner: None,
+            default_ami_version: "11.0.0".to_string(),
+            log_file: None,
+            proc_user: None,
+            proc_group: None,
+            limits: Limits::default(),
+            client_event_queue: 4096,
+            client_max_pending_bytes: 16 * 1024 * 1024,
+            lag_policy: LagPolicy::Disconnect,
+            max_clients: 10_000,
+            max_pending_actions: 1024,
+            connect_timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(5),
+            action_timeout: Duration::from_secs(60),
+            originate_timeout: Duration::from_secs(300),
+            auth_fail_delay: Duration::from_millis(1000),
+            tls: TlsConfig {
+                accept_encrypted: false,
+                accept_unencrypted: true,
+                cert_file: None,
+                client_hello_timeout: Duration::from_millis(500),
+            },
+            proxy_key: None,
+            users: Users::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// The file cannot be read, or [`Config::parse`] fails.
+    pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` names the file in errors and warnings.
+    ///
+    /// # Errors
+    /// A syntax error or an invalid value, naming the file and line.
+    pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let lines = parse_lines(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: e.line,
+            message: e.message,
+        })?;
+        let mut cfg = Config::default();
+        let mut warnings = Vec::new();
+        for raw in &lines {
+            let v = Value { raw, path };
+            let c = &mut cfg;
+            match raw.key.as_str() {
+                "host" => c.servers.push(v.server()?),
+                "listenaddress" => c.listen_address = v.address()?,
+                "listenport" => c.listen_port = v.parse("a port number")?,
+                "retryinterval" => c.retry_interval = Duration::from_secs(v.parse("a number of seconds")?),
+                "retrymax" => c.retry_max = Duration::from_secs(v.parse("a number of seconds")?),
+                "maxretries" => c.max_retries = v.parse("a number")?,
+                "autofilter" => c.autofilter = v.autofilter()?,
+                "authrequired" => c.auth_required = v.boolean()?,
+                "asteriskwritetimeout" => c.asterisk_write_timeout = v.millis()?,
+                "clientwritetimeout" => c.client_write_timeout = v.millis()?,
+                "inputformat" => c.input_format = v.input_format()?,
+                "outputformat" => {
+                    c.output_format = v.parse_with(|s| s.parse::<OutputFormat>().map_err(|e| e.to_string()))?
+                }
+                "forcebanner" => c.force_banner = v.optional(),
+                "defaultamiversion" => c.default_ami_version = v.nonempty()?,
+                "logfile" => c.log_file = v.optional().map(PathBuf::from),
+                "proc_user" => c.proc_user = v.optional(),
+                "proc_group" => c.proc_group = v.optional(),
+                "maxlinelength" => c.limits.max_line = v.positive()?,
+                "maxmessagesize" => c.limits.max_message = v.positive()?,
+                "maxheaders" => c.limits.max_headers = v.positive()?,
+                "clienteventqueue" => c.client_event_queue = v.positive()?,
+                "clientmaxpendingbytes" => c.client_max_pending_bytes = v.positive()?,
+                "lagpolicy" => c.lag_policy = v.lag_policy()?,
+                "maxclients" => c.max_clients = v.positive()?,
+                "maxpendingactions" => c.max_pending_actions = v.positive()?,
+                "connecttimeout" => c.connect_timeout = v.millis()?,
+                "logintimeout" => c.login_timeout = v.millis()?,
+                "pinginterval" => c.ping_interval = Duration::from_secs(v.positive::<u64>()?),
+                "pingtimeout" => c.ping_timeout = v.millis()?,
+                "actiontimeout" => c.action_timeout = Duration::from_secs(v.positive::<u64>()?),
+                "originatetimeout" => c.originate_timeout = Duration::from_secs(v.positive::<u64>()?),
+                "authfaildelay" => c.auth_fail_delay = v.millis()?,
+                "acceptencryptedconnection" => c.tls.accept_encrypted = v.boolean()?,
+                "acceptunencryptedconnection" => c.tls.accept_unencrypted = v.boolean()?,
+                "certfile" => c.tls.cert_file = v.optional().map(PathBuf::from),
+                "sslclienthellotimeout" => c.tls.client_hello_timeout = v.millis()?,
+                "proxykey" => c.proxy_key = v.optional().map(Secret::new),
+                // 1.x keys with no effect here: `filterlocal` never worked in 1.x, `debug` is `-d`.
+                "filterlocal" | "debug" => {}
+                other => warnings.push(ConfigWarning {
+                    path: path.to_path_buf(),
+                    line: raw.line,
+                    message: format!("unknown key {other:?} ignored"),
+                }),
+            }
+        }
+        name_servers(&mut cfg.servers, path)?;
+        Ok((cfg, warnings))
+    }
+
+    /// Defaults plus `servers`, listening on port 0 (tests and tools).
+    pub fn for_tests(servers: Vec<ServerConfig>) -> Config {
+        Config { servers, listen_port: 0, ..Config::default() }
+    }
+}
+
+/// Gives servers that share a name `host:port` names; still duplicated names are an error.
+fn name_servers(servers: &mut [ServerConfig], path: &Path) -> Result<(), ConfigError> {
+    for i in 0..servers.len() {
+        let (host, port) = (&servers[i].host, servers[i].port);
+        if servers[..i].iter().any(|o| o.host.eq_ignore_ascii_case(host) && o.port == port) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("Asterisk server {host}:{port} is configured twice"),
+            });
+        }
+        let clash = servers[..i].iter().any(|s| s.name.eq_ignore_ascii_case(&servers[i].name));
+        if clash {
+            let s = &mut servers[i];
+            s.name = format!("{}:{}", s.host, s.port);
+            if servers[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&servers[i].name)) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "two servers are named {:?}; give one a name (7th field of host =)",
+                        servers[i].name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One value being validated, with what an error needs to name it.
+struct Value<'a> {
+    raw: &'a RawLine,
+    path: &'a Path,
+}
+
+impl Value<'_> {
+    fn invalid(&self, value: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::InvalidValue {
+            path: self.path.to_path_buf(),
+            line: self.raw.line,
+            key: self.raw.key.clone(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn parse_with<T>(&self, f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+        f(&self.raw.value).map_err(|reason| self.invalid(&self.raw.value, reason))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, ConfigError> {
+        self.parse_with(|s| s.parse::<T>().map_err(|_| format!("not {what}")))
+    }
+
+    fn positive<T: std::str::FromStr + PartialOrd + Default>(&self) -> Result<T, ConfigError> {
+        let n: T = self.parse("a positive number")?;
+        if n <= T::default() {
+            return Err(self.invalid(&self.raw.value, "must be greater than 0"));
+        }
+        Ok(n)
+    }
+
+    fn millis(&self) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.positive::<u64>()?))
+    }
+
+    fn boolean(&self) -> Result<bool, ConfigError> {
+        self.parse_with(|s| parse_bool(s).ok_or_else(|| "not yes/no, on/off, true/false or 1/0".to_string()))
+    }
+
+    fn optional(&self) -> Option<String> {
+        (!self.raw.value.is_empty()).then(|| self.raw.value.clone())
+    }
+
+    fn nonempty(&self) -> Result<String, ConfigError> {
+        self.optional().ok_or_else(|| self.invalid("", "must not be empty"))
+    }
+
+    fn address(&self) -> Result<IpAddr, ConfigError> {
+        self.parse_with(|s| match s {
+            "*" | "" => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            _ => s.trim_matches(['[', ']']).parse().map_err(|_| "not an IP address (use * for all)".to_string()),
+        })
+    }
+
+    fn autofilter(&self) -> Result<AutoFilter, ConfigError> {
+        self.parse_with(|s| match s.to_ascii_lowercase().as_str() {
+            "off" | "0" | "no" => Ok(AutoFilter::Off),
+            "on" | "1" | "yes" => Ok(AutoFilter::On),
+            "unique" | "2" => Ok(AutoFilter::Unique),
+            _ => Err("not off, on or unique".to_string()),
+        })
+    }
+
+    fn lag_policy(&self) -> Result<LagPolicy, ConfigError> {
+        self.parse_with(|s| match s.to_ascii_lowercase().as_str() {
+            "disconnect" => Ok(LagPolicy::Disconnect),
+            "drop" => Ok(LagPolicy::Drop),
+            _ => Err("not disconnect or drop".to_string()),
+        })
+    }
+
+    fn input_format(&self) -> Result<String, ConfigError> {
+        self.parse_with(|s| match s.to_ascii_lowercase().as_str() {
+            "standard" => Ok("standard".to_string()),
+            _ => Err("unknown input format (known: standard)".to_string()),
+        })
+    }
+
+    /// `host = host, port, user, secret, events, use_ssl[, name]`.
+    fn server(&self) -> Result<ServerConfig, ConfigError> {
+        let fields: Vec<&str> = self.raw.value.split(',').map(str::trim).collect();
+        // Never echo the secret in an error.
+        let shown =
+            fields.iter().enumerate().map(|(i, f)| if i == 3 { "********" } else { f }).collect::<Vec<_>>().join(", ");
+        const NAMES: [&str; 6] = ["host", "port", "user", "secret", "events", "use_ssl"];
+        if fields.len() > 7 {
+            return Err(self.invalid(&shown, "too many fields (host, port, user, secret, events, use_ssl[, name])"));
+        }
+        for (i, name) in NAMES.iter().enumerate() {
+            if fields.get(i).is_none_or(|f| f.is_empty()) {
+                return Err(self.invalid(
+                    &shown,
+                    format!("missing field {} ({name}) of host, port, user, secret, events, use_ssl", i + 1),
+                ));
+            }
+        }
+        let port = fields[1]
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| self.invalid(&shown, "the port is not a port number"))?;
+        let use_ssl = parse_bool(fields[5]).ok_or_else(|| self.invalid(&shown, "use_ssl is not on or off"))?;
+        let name = fields.get(6).filter(|n| !n.is_empty()).unwrap_or(&fields[0]).to_string();
+        Ok(ServerConfig {
+            name,
+            host: fields[0].to_string(),
+            port,
+            username: fields[2].to_string(),
+            secret: Secret::new(fields[3]),
+            // A class list cannot use commas inside the comma-separated line: `system|call`.
+            events: fields[4].replace('|', ","),
+            use_ssl,
+        })
+    }
+}
+
+/// yes/no, on/off, true/false, 1/0 (any case).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "yes" | "on" | "true" | "1" => Some(true),
+        "no" | "off" | "false" | "0" => Some(false),
+        _ => None,
+    }
+}

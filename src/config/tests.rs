@@ -1,0 +1,102 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn dir(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn files(rel: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir(rel)).unwrap().map(|e| e.unwrap().path()).collect();
+    out.sort();
+    assert!(!out.is_empty(), "no files in {rel}");
+    out
+}
+
+#[test]
+fn every_shipped_and_valid_file_loads() {
+    for path in files("conf").into_iter().chain(files("tests/fixtures/config/valid")) {
+        if path.extension().is_some_and(|e| e == "users") {
+            Users::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        } else {
+            let (cfg, warnings) = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
+            assert!(!cfg.servers.is_empty(), "{}", path.display());
+        }
+    }
+}
+
+#[test]
+fn every_invalid_file_fails_naming_file_and_line() {
+    for path in files("tests/fixtures/config/invalid") {
+        let err = Config::load(&path).expect_err(&path.display().to_string()).to_string();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(err.contains(&name), "{err}");
+        assert!(err.contains(&format!("{name}:")), "no line in {err}");
+    }
+}
+
+#[test]
+fn a_1x_file_keeps_its_meaning_and_its_case() {
+    let (cfg, _) = Config::load(&dir("tests/fixtures/config/valid/1x-verbatim.conf")).unwrap();
+    assert_eq!(cfg.servers.len(), 2);
+    let s = &cfg.servers[1];
+    assert_eq!((s.name.as_str(), s.host.as_str(), s.port), ("10.0.0.2", "10.0.0.2", 5038));
+    assert_eq!(s.secret.expose(), "Other Secret");
+    assert_eq!(s.events, "off");
+    assert!(s.use_ssl);
+    assert_eq!(cfg.listen_address.to_string(), "0.0.0.0");
+    assert_eq!(cfg.asterisk_write_timeout, Duration::from_millis(100));
+    assert_eq!(cfg.max_retries, 10);
+    assert_eq!(cfg.retry_interval, Duration::from_secs(2));
+    assert!(!cfg.auth_required);
+    assert_eq!(cfg.autofilter, AutoFilter::Unique);
+    assert_eq!(cfg.force_banner.as_deref(), Some("Asterisk Call Manager/1.1"));
+    assert_eq!(cfg.proc_user.as_deref(), Some("asterisk"));
+    assert_eq!(cfg.proxy_key, None);
+    assert!(cfg.tls.accept_encrypted);
+}
+
+#[test]
+fn defaults_are_sane() {
+    let (cfg, warnings) = Config::parse("", Path::new("empty.conf")).unwrap();
+    assert!(warnings.is_empty());
+    assert_eq!(cfg.listen_address.to_string(), "127.0.0.1");
+    assert_eq!(cfg.listen_port, 1234);
+    assert!(cfg.auth_required);
+    assert!(cfg.log_file.is_none() && cfg.proc_user.is_none());
+    assert!(cfg.tls.accept_unencrypted);
+}
+
+#[test]
+fn names_and_duplicates() {
+    let (cfg, _) = Config::load(&dir("tests/fixtures/config/valid/named-servers.conf")).unwrap();
+    assert_eq!(cfg.servers[0].name, "Main");
+    assert_eq!(cfg.servers[1].name, "pbx.example.com");
+    assert_eq!(cfg.servers[1].events, "system,call");
+    assert_eq!(cfg.lag_policy, LagPolicy::Drop);
+    let (cfg, _) = Config::parse("host = a, 1, u, s, on, off\nhost = a, 2, u, s, on, off\n", Path::new("x")).unwrap();
+    assert_eq!(cfg.servers[1].name, "a:2");
+}
+
+#[test]
+fn unknown_keys_warn_with_file_and_line() {
+    let (_, warnings) = Config::parse("listenport = 1\nfrobnicate = yes\n", Path::new("my.conf")).unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].to_string(), "my.conf:2: unknown key \"frobnicate\" ignored");
+}
+
+#[test]
+fn errors_never_show_the_secret() {
+    let err = Config::parse("host = h, notaport, user, TopSecret, on, off\n", Path::new("s.conf")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("s.conf:1: invalid value for host"), "{text}");
+    assert!(!text.contains("TopSecret"), "{text}");
+}
+
+#[test]
+fn listenport_error_reads_well() {
+    let err = Config::parse("listenport = abc\n", Path::new("conf/astmanproxy.conf")).unwrap_err();
+    assert_eq!(err.to_string(), "conf/astmanproxy.conf:1: invalid value for listenport: \"abc\" (not a port number)");
+}

@@ -1,0 +1,203 @@
+//! The users file (1.x `astmanproxy.users`): who may log in to the proxy.
+//!
+//! One user per line: `user=secret,channel,out_context,in_context,accountcode,server,more_events,filters`.
+//! Only `user=secret` is required. Unlike 1.x, fields keep their case, a blank or whitespace-only
+//! line never creates an anonymous user, a line without `=` is an error naming the line, and a
+//! user may appear only once. Lines starting with `;` or `#` are comments; `[section]` lines are
+//! skipped. The filter fields are kept for the permissions work.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use md5::{Digest, Md5};
+
+use super::secret::{ct_eq, Secret};
+use super::ConfigError;
+
+/// One user of the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Login name (case-sensitive).
+    pub name: String,
+    /// Secret (plain text in the 1.x format).
+    pub secret: Secret,
+    /// Channel prefix filter.
+    pub channel: String,
+    /// Outbound context filter.
+    pub out_context: String,
+    /// Inbound context filter.
+    pub in_context: String,
+    /// Account code rewrite.
+    pub account_code: String,
+    /// Server the user is pinned to.
+    pub server: String,
+    /// Pass events without a UniqueID as well.
+    pub more_events: bool,
+    /// Filter tokens (`cdronly`, `brionly`, `xfronly`, `novar`).
+    pub filters: Vec<String>,
+}
+
+impl User {
+    /// A user with only a name and secret.
+    pub fn new(name: &str, secret: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            secret: Secret::new(secret),
+            channel: String::new(),
+            out_context: String::new(),
+            in_context: String::new(),
+            account_code: String::new(),
+            server: String::new(),
+            more_events: false,
+            filters: Vec::new(),
+        }
+    }
+
+    /// Whether `plain` is this user's secret (constant time). Hashed secrets (starting with `$`)
+    /// are not supported yet and never match.
+    pub fn check_secret(&self, plain: &str) -> bool {
+        !self.is_hashed() && self.secret.ct_eq(plain)
+    }
+
+    /// Whether `key_hex` is `md5hex(challenge + secret)` (case-insensitive, constant time).
+    pub fn check_md5(&self, challenge: &str, key_hex: &str) -> bool {
+        if self.is_hashed() {
+            return false;
+        }
+        let expected = format!("{:x}", Md5::digest(format!("{challenge}{}", self.secret.expose())));
+        ct_eq(expected.as_bytes(), key_hex.trim().to_ascii_lowercase().as_bytes())
+    }
+
+    fn is_hashed(&self) -> bool {
+        self.secret.expose().starts_with('$')
+    }
+}
+
+/// Every user, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Users {
+    users: HashMap<String, User>,
+}
+
+impl Users {
+    /// Parses a users file; `path` names it in errors.
+    ///
+    /// # Errors
+    /// A line without `=`, an empty name or secret, or a duplicate user, naming file and line.
+    pub fn parse(text: &str, path: &Path) -> Result<Users, ConfigError> {
+        let mut users = HashMap::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let content = raw.trim();
+            if content.is_empty() || content.starts_with([';', '#']) || content.starts_with('[') {
+                continue;
+            }
+            let err = |message: String| ConfigError::Syntax { path: path.to_path_buf(), line, message };
+            let Some((name, rest)) = content.split_once('=') else {
+                return Err(err("expected `user=secret[,channel,...]`".to_string()));
+            };
+            let name = name.trim();
+            let mut fields = rest.split(',').map(str::trim);
+            let secret = fields.next().unwrap_or_default();
+            if name.is_empty() {
+                return Err(err("empty user name".to_string()));
+            }
+            if secret.is_empty() {
+                return Err(err(format!("user {name:?} has an empty secret")));
+            }
+            let mut user = User::new(name, secret);
+            let mut next = || fields.next().unwrap_or_default().to_string();
+            user.channel = next();
+            user.out_context = next();
+            user.in_context = next();
+            user.account_code = next();
+            user.server = next();
+            user.more_events = !next().is_empty();
+            let filters = next();
+            user.filters = filters.split([' ', '|', ';']).filter(|f| !f.is_empty()).map(str::to_string).collect();
+            if users.insert(name.to_string(), user).is_some() {
+                return Err(err(format!("user {name:?} is defined twice")));
+            }
+        }
+        Ok(Users { users })
+    }
+
+    /// Reads and parses a users file.
+    ///
+    /// # Errors
+    /// The file cannot be read, or [`Users::parse`] fails.
+    pub fn load(path: &Path) -> Result<Users, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Users from `(name, secret)` pairs (tests and tools).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Users {
+        Users { users: pairs.iter().map(|(n, s)| (n.to_string(), User::new(n, s))).collect() }
+    }
+
+    /// The user named `name` (case-sensitive).
+    pub fn get(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether there is no user.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Users, ConfigError> {
+        Users::parse(text, Path::new("test.users"))
+    }
+
+    #[test]
+    fn full_lines_keep_case() {
+        let users =
+            parse("; comment\n\n   \nAlice = Secret1 , SIP/, Out, In, acct, PBX1, yes, cdronly novar\nbob=pw\n")
+                .unwrap();
+        assert_eq!(users.len(), 2);
+        let a = users.get("Alice").unwrap();
+        assert!(a.check_secret("Secret1"));
+        assert!(!a.check_secret("secret1"));
+        assert_eq!(a.out_context, "Out");
+        assert_eq!(a.server, "PBX1");
+        assert!(a.more_events);
+        assert_eq!(a.filters, ["cdronly", "novar"]);
+        assert!(users.get("alice").is_none());
+    }
+
+    #[test]
+    fn traps_of_1x_are_errors() {
+        for (text, line) in [("ok=1\nnoequals\n", 2), ("=pw\n", 1), ("u=\n", 1), ("u=1\nu=2\n", 2)] {
+            match parse(text).unwrap_err() {
+                ConfigError::Syntax { line: l, .. } => assert_eq!(l, line, "{text:?}"),
+                e => panic!("{e}"),
+            }
+        }
+        // A whitespace-only line is not an anonymous user.
+        let users = parse("  \t \n").unwrap();
+        assert!(users.is_empty());
+        assert!(users.get("").is_none());
+    }
+
+    #[test]
+    fn md5_matches_the_real_capture() {
+        // 03-challenge-md5-login.cap: challenge 146862597, admin/adminpass.
+        let u = User::new("admin", "adminpass");
+        let key = format!("{:x}", Md5::digest("146862597adminpass"));
+        assert!(u.check_md5("146862597", &key));
+        assert!(u.check_md5("146862597", &key.to_uppercase()));
+        assert!(!u.check_md5("146862598", &key));
+    }
+}

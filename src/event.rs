@@ -1,0 +1,158 @@
+//! Broadcast events and AMI event classes.
+//!
+//! An upstream session wraps each broadcast event once in a [`SharedEvent`]: the message, the
+//! server it came from, its class bits (from `Privilege:`), and a lazily filled cache of its
+//! encoding per output format. Every client of a format gets the same bytes; nothing is encoded
+//! twice.
+
+use std::sync::{Arc, OnceLock};
+
+use astmanproxy_handlers::{Message, OutputFormat};
+use bytes::{Bytes, BytesMut};
+
+/// Bit set of AMI event classes (`system`, `call`, ...), as used by `Privilege:` on events and
+/// by `Events:` / `EventMask:` from clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClassMask(pub u32);
+
+/// The class names Asterisk knows, in bit order.
+const CLASSES: &[&str] = &[
+    "system",
+    "call",
+    "log",
+    "verbose",
+    "command",
+    "agent",
+    "user",
+    "config",
+    "dtmf",
+    "reporting",
+    "cdr",
+    "dialplan",
+    "originate",
+    "agi",
+    "cc",
+    "aoc",
+    "test",
+    "security",
+    "message",
+];
+
+/// Bit for events whose `Privilege:` names no known class (or that have none).
+const UNCLASSED: u32 = 1 << 31;
+
+impl ClassMask {
+    /// Every class, and events without one: `Events: on`.
+    pub const ALL: ClassMask = ClassMask(u32::MAX);
+    /// No event at all: `Events: off`.
+    pub const NONE: ClassMask = ClassMask(0);
+
+    /// The classes of an event, from its `Privilege:` header (`call,all`). An event without a
+    /// known class is "unclassed" and passes only masks that are fully on.
+    pub fn of_event(message: &Message) -> ClassMask {
+        let mut bits = 0;
+        if let Some(privilege) = message.get("Privilege") {
+            for name in privilege.split(',') {
+                if let Some(i) = class_index(name) {
+                    bits |= 1 << i;
+                }
+            }
+        }
+        if bits == 0 {
+            bits = UNCLASSED;
+        }
+        ClassMask(bits)
+    }
+
+    /// Parses a client's `Events:` / `EventMask:` value: `on`, `off`, `yes`, `no`, `all`, `none`,
+    /// `true`, `false` or a comma-separated class list. Unknown class names are ignored, as
+    /// Asterisk ignores them; a list without any known class means off.
+    pub fn parse(value: &str) -> ClassMask {
+        let v = value.trim();
+        match v.to_ascii_lowercase().as_str() {
+            "on" | "yes" | "true" | "all" | "1" => return ClassMask::ALL,
+            "off" | "no" | "false" | "none" | "0" | "" => return ClassMask::NONE,
+            _ => {}
+        }
+        let mut bits = 0;
+        for name in v.split(',') {
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("all") {
+                return ClassMask::ALL;
+            }
+            if let Some(i) = class_index(name) {
+                bits |= 1 << i;
+            }
+        }
+        ClassMask(bits)
+    }
+
+    /// Whether an event of classes `event` passes this mask.
+    pub fn allows(self, event: ClassMask) -> bool {
+        self.0 & event.0 != 0
+    }
+
+    /// Whether any event passes (`Events: On` in Asterisk's answer).
+    pub fn is_on(self) -> bool {
+        self.0 != 0
+    }
+}
+
+fn class_index(name: &str) -> Option<usize> {
+    let name = name.trim();
+    CLASSES.iter().position(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// One broadcast event, shared by every client that receives it.
+#[derive(Debug)]
+pub struct SharedEvent {
+    message: Message,
+    classes: ClassMask,
+    encoded: [OnceLock<Bytes>; OutputFormat::COUNT],
+}
+
+impl SharedEvent {
+    /// Wraps an event message (which already carries its `Server:` header).
+    pub fn new(message: Message) -> Arc<Self> {
+        let classes = ClassMask::of_event(&message);
+        Arc::new(Self { message, classes, encoded: std::array::from_fn(|_| OnceLock::new()) })
+    }
+
+    /// The event message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Its classes.
+    pub fn classes(&self) -> ClassMask {
+        self.classes
+    }
+
+    /// Its encoding in `format`, computed once and shared.
+    pub fn bytes(&self, format: OutputFormat) -> &Bytes {
+        self.encoded[format.index()].get_or_init(|| {
+            let mut out = BytesMut::with_capacity(self.message.encoded_len_hint() + 16);
+            format.encode(&self.message, &mut out);
+            out.freeze()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks() {
+        let ev = Message::new().with("Event", "Newchannel").with("Privilege", "call,all");
+        let c = ClassMask::of_event(&ev);
+        assert!(ClassMask::ALL.allows(c));
+        assert!(!ClassMask::NONE.allows(c));
+        assert!(ClassMask::parse("system,call").allows(c));
+        assert!(!ClassMask::parse("system").allows(c));
+        let bare = ClassMask::of_event(&Message::new().with("Event", "X"));
+        assert!(ClassMask::ALL.allows(bare));
+        assert!(!ClassMask::parse("call").allows(bare));
+        assert!(!ClassMask::parse("bogus").is_on());
+    }
+}

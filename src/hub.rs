@@ -1,0 +1,170 @@
+//! The hub: registries shared by every task.
+//!
+//! It holds the upstream sessions by name (in configuration order; the first is the default
+//! route), the connected clients by id, and the broadcast channel through which upstream sessions
+//! fan events out. It is a typed handle with methods: no lock guard ever leaves it, so nothing
+//! can hold one across an `.await`. Keeping it behind this interface leaves room for a
+//! bus-backed hub (DESIGN section 10) beside the in-process one.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use dashmap::DashMap;
+use tokio::sync::broadcast;
+
+use crate::client::sink::{ClientId, ClientSink};
+use crate::config::{Config, Users};
+use crate::event::SharedEvent;
+use crate::upstream::UpstreamHandle;
+
+/// What the hub knows of a connected client (for `ListSessions` and metrics).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Logged-in user, once authenticated.
+    pub user: Option<String>,
+    /// Output format name.
+    pub format: &'static str,
+    /// The client's queue.
+    pub sink: ClientSink,
+}
+
+/// Shared registries. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    config: Config,
+    users: RwLock<Arc<Users>>,
+    servers: RwLock<Vec<UpstreamHandle>>,
+    clients: DashMap<ClientId, ClientInfo>,
+    events: broadcast::Sender<Arc<SharedEvent>>,
+    next_client: AtomicU64,
+    started: Instant,
+}
+
+impl Hub {
+    /// A hub whose broadcast ring holds `config.client_event_queue` events per client.
+    pub fn new(config: Config, users: Users) -> Self {
+        let (events, _) = broadcast::channel(config.client_event_queue.max(16));
+        Self {
+            inner: Arc::new(HubInner {
+                config,
+                users: RwLock::new(Arc::new(users)),
+                servers: RwLock::new(Vec::new()),
+                clients: DashMap::new(),
+                events,
+                next_client: AtomicU64::new(1),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// The configuration the proxy runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The users allowed to log in (a snapshot; reloads swap it whole).
+    pub fn users(&self) -> Arc<Users> {
+        self.inner.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the users (SIGHUP reload).
+    pub fn set_users(&self, users: Users) {
+        *self.inner.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+    }
+
+    /// Seconds since the proxy started (the `Uptime` of proxy-made `FullyBooted`).
+    pub fn uptime_secs(&self) -> u64 {
+        self.inner.started.elapsed().as_secs()
+    }
+
+    /// Registers an upstream session (appended: the first registered is the default route).
+    pub fn add_server(&self, handle: UpstreamHandle) {
+        let mut servers = self.inner.servers.write().unwrap_or_else(|e| e.into_inner());
+        servers.push(handle);
+    }
+
+    /// Removes an upstream session by name; returns it.
+    pub fn remove_server(&self, name: &str) -> Option<UpstreamHandle> {
+        let mut servers = self.inner.servers.write().unwrap_or_else(|e| e.into_inner());
+        let i = servers.iter().position(|s| s.name().eq_ignore_ascii_case(name))?;
+        Some(servers.remove(i))
+    }
+
+    /// The server named `name` (case-insensitive), or the default one when `name` is `None`.
+    pub fn server(&self, name: Option<&str>) -> Option<UpstreamHandle> {
+        let servers = self.inner.servers.read().unwrap_or_else(|e| e.into_inner());
+        match name {
+            Some(n) => servers.iter().find(|s| s.name().eq_ignore_ascii_case(n.trim())).cloned(),
+            None => servers.first().cloned(),
+        }
+    }
+
+    /// Every server, in order.
+    pub fn servers(&self) -> Vec<UpstreamHandle> {
+        self.inner.servers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The banner line sent to clients: `forcebanner`, else `Asterisk Call Manager/<v>` with the
+    /// AMI version the default server announced, else `defaultamiversion`.
+    pub fn banner(&self) -> String {
+        if let Some(banner) = &self.inner.config.force_banner {
+            return banner.clone();
+        }
+        let version = self
+            .server(None)
+            .and_then(|s| s.ami_version())
+            .unwrap_or_else(|| self.inner.config.default_ami_version.clone());
+        format!("Asterisk Call Manager/{version}")
+    }
+
+    /// Publishes a broadcast event to every subscribed client.
+    pub fn publish(&self, event: Arc<SharedEvent>) {
+        // No subscriber is a normal state (no client logged in yet).
+        let _ = self.inner.events.send(event);
+    }
+
+    /// A new receiver of broadcast events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<SharedEvent>> {
+        self.inner.events.subscribe()
+    }
+
+    /// A fresh client id.
+    pub fn next_client_id(&self) -> ClientId {
+        self.inner.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a connected client.
+    pub fn add_client(&self, id: ClientId, info: ClientInfo) {
+        self.inner.clients.insert(id, info);
+    }
+
+    /// Records the user a client logged in as.
+    pub fn set_client_user(&self, id: ClientId, user: &str) {
+        if let Some(mut info) = self.inner.clients.get_mut(&id) {
+            info.user = Some(user.to_string());
+        }
+    }
+
+    /// Forgets a client.
+    pub fn remove_client(&self, id: ClientId) {
+        self.inner.clients.remove(&id);
+    }
+
+    /// A snapshot of the connected clients.
+    pub fn clients(&self) -> Vec<(ClientId, ClientInfo)> {
+        self.inner.clients.iter().map(|e| (*e.key(), e.value().clone())).collect()
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.inner.clients.len()
+    }
+}

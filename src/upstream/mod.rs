@@ -1,0 +1,344 @@
+//! Upstream sessions: one persistent, self-healing AMI session per Asterisk server.
+//!
+//! [`spawn`] starts the supervisor task of one server and returns its [`UpstreamHandle`]. The
+//! supervisor connects, reads the banner, logs in (MD5 challenge, plain secret as fallback), waits
+//! for `FullyBooted`, then hands the socket to the session loop ([`session`]), which owns the
+//! socket and the ActionID route map. When the connection drops, every pending action is answered
+//! with an error and the supervisor reconnects with capped exponential backoff plus jitter
+//! ([`backoff_delay`]). While the server is down, actions sent to it are answered at once. A
+//! server that is down never stops the process.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use astmanproxy_handlers::Message;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::client::sink::ClientSink;
+use crate::config::ServerConfig;
+use crate::hub::Hub;
+
+mod connect;
+mod session;
+
+/// Capacity of a server's request queue. Requests are small; a full queue means Asterisk is
+/// not taking actions as fast as clients send them, and the client gets `Server busy` at once.
+pub const REQUEST_QUEUE: usize = 4096;
+
+/// A connection that stayed up this long resets the backoff.
+pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// Connection state of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Connecting or logging in.
+    Connecting = 0,
+    /// Logged in and ready (after `FullyBooted`).
+    Connected = 1,
+    /// Down; waiting to reconnect.
+    Disconnected = 2,
+    /// Given up after `maxretries` consecutive failures.
+    Failed = 3,
+    /// Dropped or shutting down.
+    Stopped = 4,
+}
+
+impl Status {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Connecting,
+            1 => Self::Connected,
+            2 => Self::Disconnected,
+            3 => Self::Failed,
+            _ => Self::Stopped,
+        }
+    }
+
+    /// Name shown to clients.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connecting => "Connecting",
+            Self::Connected => "Connected",
+            Self::Disconnected => "Disconnected",
+            Self::Failed => "Failed",
+            Self::Stopped => "Stopped",
+        }
+    }
+}
+
+/// An action on its way to a server, with where its answers go.
+#[derive(Debug)]
+pub struct Request {
+    /// The action as the client sent it (its ActionID is replaced upstream).
+    pub action: Message,
+    /// The client's queue.
+    pub reply: ClientSink,
+    /// The client's own ActionID, restored on every answer (`None`: answers carry none).
+    pub original_id: Option<String>,
+}
+
+/// State shared between a server's task and its handles.
+#[derive(Debug, Default)]
+struct ServerState {
+    status: AtomicU8,
+    ami_version: Mutex<Option<String>>,
+    last_error: Mutex<Option<String>>,
+    connects: AtomicU64,
+    actions: AtomicU64,
+    events: AtomicU64,
+}
+
+/// Caller side of one upstream session. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UpstreamHandle {
+    inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+struct HandleInner {
+    config: ServerConfig,
+    state: Arc<ServerState>,
+    tx: mpsc::Sender<Request>,
+    cancel: CancellationToken,
+}
+
+impl UpstreamHandle {
+    /// The server's name (used by `Server:` routing).
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Current connection state.
+    pub fn status(&self) -> Status {
+        Status::from_u8(self.inner.state.status.load(Ordering::Acquire))
+    }
+
+    /// The AMI version from the server's last banner.
+    pub fn ami_version(&self) -> Option<String> {
+        self.inner.state.ami_version.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why the last connection attempt failed or the last connection ended.
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.state.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Successful connections so far.
+    pub fn connects(&self) -> u64 {
+        self.inner.state.connects.load(Ordering::Relaxed)
+    }
+
+    /// Actions forwarded so far.
+    pub fn actions(&self) -> u64 {
+        self.inner.state.actions.load(Ordering::Relaxed)
+    }
+
+    /// Events received so far.
+    pub fn events(&self) -> u64 {
+        self.inner.state.events.load(Ordering::Relaxed)
+    }
+
+    /// Sends an action to the server.
+    ///
+    /// # Errors
+    /// Gives the request back with a reason when the server is not connected or its queue is
+    /// full; the caller answers the client at once.
+    pub fn submit(&self, request: Request) -> Result<(), (Request, String)> {
+        let status = self.status();
+        if status != Status::Connected {
+            let why = self.last_error().map(|e| format!(" ({e})")).unwrap_or_default();
+            return Err((request, format!("Server {} is not connected: {}{why}", self.name(), status.name())));
+        }
+        self.inner.tx.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(r) => (r, format!("Server {} is busy, try again", self.name())),
+            mpsc::error::TrySendError::Closed(r) => (r, format!("Server {} has been dropped", self.name())),
+        })
+    }
+
+    /// Stops this server's session: it logs off, answers its pending actions and ends.
+    pub fn stop(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    fn set_status(&self, status: Status) {
+        self.inner.state.status.store(status as u8, Ordering::Release);
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        *self.inner.state.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    fn set_ami_version(&self, version: String) {
+        *self.inner.state.ami_version.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
+    }
+}
+
+/// Starts the session task of one server under `parent`'s cancellation and `tracker`.
+pub fn spawn(config: ServerConfig, hub: Hub, parent: &CancellationToken, tracker: &TaskTracker) -> UpstreamHandle {
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+    let handle = UpstreamHandle {
+        inner: Arc::new(HandleInner {
+            config,
+            state: Arc::new(ServerState::default()),
+            tx,
+            cancel: parent.child_token(),
+        }),
+    };
+    let span = tracing::info_span!("upstream", server = %handle.name());
+    tracker.spawn(supervise(handle.clone(), hub, rx).instrument(span));
+    handle
+}
+
+/// The reconnect delay after `failures` consecutive failures: `base * 2^(failures-1)`, capped at
+/// `max`, times a jitter factor in [0.8, 1.2). A `base` of zero counts as one second: never a
+/// tight loop.
+pub fn backoff_delay(failures: u32, base: Duration, max: Duration) -> Duration {
+    let base = if base.is_zero() { Duration::from_secs(1) } else { base };
+    let exp = failures.saturating_sub(1).min(16);
+    let delay = base.saturating_mul(1 << exp).min(max.max(base));
+    delay.mul_f64(rand::random_range(0.8..1.2))
+}
+
+/// Answers a request at once with `Response: Error`.
+pub fn reject(request: Request, server: &str, message: &str) {
+    let mut answer = Message::response_with("Error", request.original_id.as_deref(), Some(message));
+    answer.push("Server", server);
+    request.reply.send_message(answer);
+    request.reply.end_action();
+}
+
+/// A proxy-made `ProxyServerStatus` event.
+fn status_event(server: &str, status: Status, reason: Option<&str>) -> Message {
+    let mut m = Message::with_capacity(5);
+    m.push("Event", "ProxyServerStatus");
+    m.push("Privilege", "system,all");
+    m.push("Status", status.name());
+    if let Some(r) = reason {
+        m.push("Reason", r);
+    }
+    m.push("Server", server);
+    m
+}
+
+async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Request>) {
+    let cfg = hub.config().clone();
+    let cancel = handle.inner.cancel.clone();
+    let mut failures = 0u32;
+    loop {
+        handle.set_status(Status::Connecting);
+        let attempt = connect::connect(handle.config(), &cfg);
+        let outcome = tokio::select! {
+            r = reject_while(attempt, &mut rx, &handle) => r,
+            () = cancel.cancelled() => break,
+        };
+        match outcome {
+            Ok(conn) => {
+                handle.set_ami_version(conn.ami_version.clone());
+                handle.set_error(None);
+                handle.inner.state.connects.fetch_add(1, Ordering::Relaxed);
+                handle.set_status(Status::Connected);
+                tracing::info!(ami_version = %conn.ami_version, "connected and logged in");
+                hub.publish(crate::event::SharedEvent::new(status_event(handle.name(), Status::Connected, None)));
+                let started = tokio::time::Instant::now();
+                let reason = session::run(conn, &handle, &hub, &mut rx).await;
+                let stopping = cancel.is_cancelled();
+                handle.set_status(if stopping { Status::Stopped } else { Status::Disconnected });
+                handle.set_error(Some(reason.clone()));
+                hub.publish(crate::event::SharedEvent::new(status_event(
+                    handle.name(),
+                    Status::Disconnected,
+                    Some(&reason),
+                )));
+                if stopping {
+                    tracing::info!("session ended: {reason}");
+                    break;
+                }
+                tracing::warn!(reason = %reason, "connection lost");
+                failures = if started.elapsed() >= HEALTHY_AFTER { 1 } else { failures + 1 };
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, failures, "cannot connect");
+                handle.set_error(Some(e.to_string()));
+                handle.set_status(Status::Disconnected);
+            }
+        }
+        if cfg.max_retries > 0 && failures >= cfg.max_retries {
+            tracing::error!(failures, "giving up on this server (maxretries reached)");
+            handle.set_status(Status::Failed);
+            tokio::select! {
+                () = reject_forever(&mut rx, &handle) => {}
+                () = cancel.cancelled() => {}
+            }
+            break;
+        }
+        let delay = backoff_delay(failures, cfg.retry_interval, cfg.retry_max);
+        tracing::debug!(?delay, "reconnecting after delay");
+        tokio::select! {
+            () = reject_while(tokio::time::sleep(delay), &mut rx, &handle) => {}
+            () = cancel.cancelled() => break,
+        }
+    }
+    handle.set_status(Status::Stopped);
+    rx.close();
+    while let Ok(request) = rx.try_recv() {
+        reject(request, handle.name(), &format!("Server {} has been stopped", handle.name()));
+    }
+}
+
+/// Runs `fut` while answering every incoming request with an error.
+async fn reject_while<F: std::future::Future>(
+    fut: F,
+    rx: &mut mpsc::Receiver<Request>,
+    handle: &UpstreamHandle,
+) -> F::Output {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            Some(request) = rx.recv() => {
+                let status = handle.status();
+                reject(request, handle.name(), &format!("Server {} is not connected: {}", handle.name(), status.name()));
+            }
+        }
+    }
+}
+
+async fn reject_forever(rx: &mut mpsc::Receiver<Request>, handle: &UpstreamHandle) {
+    while let Some(request) = rx.recv().await {
+        reject(
+            request,
+            handle.name(),
+            &format!("Server {} is not connected: Failed (maxretries reached)", handle.name()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        for _ in 0..50 {
+            let d1 = backoff_delay(1, base, max);
+            assert!(d1 >= Duration::from_millis(800) && d1 < Duration::from_millis(1200));
+            let d3 = backoff_delay(3, base, max);
+            assert!(d3 >= Duration::from_millis(3200) && d3 < Duration::from_millis(4800));
+            let d30 = backoff_delay(30, base, max);
+            assert!(d30 >= Duration::from_secs(48) && d30 < Duration::from_secs(72));
+            assert!(backoff_delay(1, Duration::ZERO, max) >= Duration::from_millis(800));
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The connected session loop of one Asterisk server.
+//!
+//! One task owns the socket and the route map (proxy ActionID -> client, original ActionID),
+//! so the map needs no lock. The loop reads continuously: writes to Asterisk go through an
+//! output buffer drained in the same `select!`, so a slow write never stops the reader, and the
+//! reader never waits on a client (client queues never block). Every action gets a proxy-unique
+//! ActionID; answers, list items, list Complete events and async `OriginateResponse` events go to
+//! the one client that asked, with its own ActionID restored (or removed when it sent none).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+
+use astmanproxy_handlers::{standard, Kind, Message};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::connect::{Connection, LOGOFF_GRACE};
+use super::{reject, Request, UpstreamHandle};
+use crate::client::sink::ClientSink;
+use crate::config::AutoFilter;
+use crate::event::SharedEvent;
+use crate::hub::Hub;
+
+/// Stop taking new actions while this many bytes wait to be written to Asterisk.
+const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
+/// At most this many queued actions are taken per loop turn (fairness with reading).
+const REQUESTS_PER_TURN: usize = 64;
+
+/// Where the answers to one forwarded action go.
+struct Route {
+    owner: Option<Owner>,
+    deadline: Instant,
+    is_command: bool,
+    async_originate: bool,
+    in_list: bool,
+}
+
+struct Owner {
+    sink: ClientSink,
+    original_id: Option<String>,
+}
+
+/// The ActionID prefix of this process: random, so that ActionIDs of other AMI users of the same
+/// Asterisk cannot be mistaken for ours.
+fn id_prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| format!("amp2-{:08x}-", rand::random::<u32>()))
+}
+
+struct Session<'a> {
+    handle: &'a UpstreamHandle,
+    hub: &'a Hub,
+    routes: HashMap<String, Route>,
+    seq: u64,
+    out: BytesMut,
+    ping: Option<(String, Instant)>,
+}
+
+/// Runs a logged-in connection until it fails or the server is stopped; returns why it ended.
+pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut mpsc::Receiver<Request>) -> String {
+    let Connection { stream, mut rbuf, mut decoder, .. } = conn;
+    let (mut reader, mut writer) = stream.into_split();
+    let cfg = hub.config();
+    let cancel = handle.inner.cancel.clone();
+    let mut s = Session { handle, hub, routes: HashMap::new(), seq: 0, out: BytesMut::new(), ping: None };
+    let tick_every = cfg.ping_interval.min(cfg.ping_timeout).min(std::time::Duration::from_secs(1)) / 2;
+    let mut tick = tokio::time::interval(tick_every.max(std::time::Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_read = Instant::now();
+    let mut stalled_since: Option<Instant> = None;
+
+    // Messages already buffered during login.
+    if let Err(reason) = s.drain_decoded(&mut decoder, &mut rbuf) {
+        s.fail_all(&reason);
+        return reason;
+    }
+
+    let reason = loop {
+        let take_requests = s.out.len() < OUTPUT_HIGH_WATER;
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                s.out.clear();
+                let logoff = Message::new().with("Action", "Logoff").with("ActionID", format!("{}logoff", id_prefix()));
+                standard::encode(&logoff, &mut s.out);
+                // Best effort: Asterisk is told goodbye, but shutdown never waits long for it.
+                let _ = tokio::time::timeout(LOGOFF_GRACE, writer.write_all(&s.out)).await;
+                break "proxy stopped this server session".to_string();
+            }
+            read = reader.read_buf(&mut rbuf) => match read {
+                Ok(0) => break "connection closed by Asterisk".to_string(),
+                Ok(_) => {
+                    last_read = Instant::now();
+                    if let Err(reason) = s.drain_decoded(&mut decoder, &mut rbuf) {
+                        break reason;
+                    }
+                }
+                Err(e) => break format!("read error: {e}"),
+            },
+            written = writer.write(&s.out), if !s.out.is_empty() => match written {
+                Ok(0) => break "connection closed by Asterisk".to_string(),
+                Ok(n) => {
+                    s.out.advance(n);
+                    stalled_since = (!s.out.is_empty()).then(Instant::now);
+                }
+                Err(e) => break format!("write error: {e}"),
+            },
+            Some(request) = rx.recv(), if take_requests => {
+                s.forward(request, &mut decoder);
+                for _ in 1..REQUESTS_PER_TURN {
+                    match rx.try_recv() {
+                        Ok(request) => s.forward(request, &mut decoder),
+                        Err(_) => break,
+                    }
+                }
+                if stalled_since.is_none() && !s.out.is_empty() {
+                    stalled_since = Some(Instant::now());
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if let Some((_, deadline)) = &s.ping {
+                    if now >= *deadline {
+                        break format!("no answer to keepalive Ping within {:?}", cfg.ping_timeout);
+                    }
+                } else if now.duration_since(last_read) >= cfg.ping_interval {
+                    s.send_ping(now + cfg.ping_timeout);
+                    stalled_since.get_or_insert(now);
+                }
+                if let Some(since) = stalled_since {
+                    if !s.out.is_empty() && now.duration_since(since) >= cfg.asterisk_write_timeout {
+                        break format!("write to Asterisk stalled for {:?}", cfg.asterisk_write_timeout);
+                    }
+                }
+                s.expire(now);
+            }
+        }
+    };
+    s.fail_all(&reason);
+    reason
+}
+
+impl Session<'_> {
+    fn drain_decoded(
+        &mut self,
+        decoder: &mut astmanproxy_handlers::AmiDecoder,
+        rbuf: &mut BytesMut,
+    ) -> Result<(), String> {
+        loop {
+            match decoder.decode(rbuf) {
+                Ok(Some(message)) => self.dispatch(message, decoder),
+                Ok(None) => return Ok(()),
+                Err(e) if e.can_continue() => tracing::warn!(error = %e, "skipped a message from Asterisk"),
+                Err(e) => return Err(format!("bad input from Asterisk: {e}")),
+            }
+        }
+    }
+
+    fn forward(&mut self, request: Request, decoder: &mut astmanproxy_handlers::AmiDecoder) {
+        let Request { mut action, reply, original_id } = request;
+        if reply.is_closed() {
+            reply.end_action();
+            return;
+        }
+        self.seq += 1;
+        let id = format!("{}{}", id_prefix(), self.seq);
+        action.set("ActionID", id.clone());
+        let name = action.action().unwrap_or_default();
+        let is_command = name.eq_ignore_ascii_case("Command");
+        let async_originate = name.eq_ignore_ascii_case("Originate") && action.get("Async").is_some_and(is_true);
+        if is_command {
+            decoder.expect_command_output();
+        }
+        standard::encode(&action, &mut self.out);
+        self.handle.inner.state.actions.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + self.hub.config().action_timeout;
+        let owner = Some(Owner { sink: reply, original_id });
+        self.routes.insert(id, Route { owner, deadline, is_command, async_originate, in_list: false });
+    }
+
+    fn send_ping(&mut self, deadline: Instant) {
+        self.seq += 1;
+        let id = format!("{}{}", id_prefix(), self.seq);
+        let ping = Message::new().with("Action", "Ping").with("ActionID", id.clone());
+        standard::encode(&ping, &mut self.out);
+        self.routes.insert(
+            id.clone(),
+            Route { owner: None, deadline, is_command: false, async_originate: false, in_list: false },
+        );
+        self.ping = Some((id, deadline));
+    }
+
+    fn dispatch(&mut self, message: Message, decoder: &mut astmanproxy_handlers::AmiDecoder) {
+        match message.kind() {
+            Kind::Response => self.on_response(message, decoder),
+            Kind::Event => self.on_event(message),
+            _ => tracing::debug!(?message, "ignoring a block that is neither response nor event"),
+        }
+    }
+
+    fn on_response(&mut self, message: Message, decoder: &mut astmanproxy_handlers::AmiDecoder) {
+        let Some(id) = message.action_id().map(str::to_owned) else {
+            tracing::debug!(?message, "response without ActionID cannot be routed");
+            return;
+        };
+        let Some(route) = self.routes.get_mut(&id) else {
+            tracing::debug!(action_id = %id, "response for an unknown or expired action");
+            return;
+        };
+        if route.is_command && message.body().is_none() {
+            decoder.command_answered();
+        }
+        if route.owner.is_none() {
+            self.routes.remove(&id);
+            if self.ping.as_ref().is_some_and(|(p, _)| *p == id) {
+                self.ping = None;
+            }
+            return;
+        }
+        let cfg = self.hub.config();
+        let list_start = message.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"));
+        let originate_queued =
+            route.async_originate && message.response().is_some_and(|r| r.eq_ignore_ascii_case("Success"));
+        let keep = list_start || originate_queued;
+        if keep {
+            route.in_list = list_start;
+            route.deadline = Instant::now() + if list_start { cfg.action_timeout } else { cfg.originate_timeout };
+        }
+        let name = self.handle.name();
+        if let Some(owner) = &route.owner {
+            deliver(owner, message, name);
+        }
+        if !keep {
+            self.finish(&id);
+        }
+    }
+
+    fn on_event(&mut self, message: Message) {
+        self.handle.inner.state.events.fetch_add(1, Ordering::Relaxed);
+        if let Some(id) = message.action_id().filter(|id| id.starts_with(id_prefix())).map(str::to_owned) {
+            let Some(route) = self.routes.get(&id) else {
+                tracing::debug!(action_id = %id, "event for an expired action dropped");
+                return;
+            };
+            let is_originate_response = message.event().is_some_and(|e| e.eq_ignore_ascii_case("OriginateResponse"));
+            let done = (route.async_originate && is_originate_response)
+                || message.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+            let also_broadcast = !route.in_list && self.hub.config().autofilter == AutoFilter::Off;
+            if also_broadcast {
+                let mut copy = message.clone();
+                copy.remove("ActionID");
+                self.broadcast(copy);
+            }
+            if let Some(owner) = &route.owner {
+                deliver(owner, message, self.handle.name());
+            }
+            if done {
+                self.finish(&id);
+            }
+            return;
+        }
+        self.broadcast(message);
+    }
+
+    fn broadcast(&self, mut message: Message) {
+        message.push("Server", self.handle.name());
+        self.hub.publish(SharedEvent::new(message));
+    }
+
+    /// Removes a route whose final answer was delivered.
+    fn finish(&mut self, id: &str) {
+        if let Some(route) = self.routes.remove(id) {
+            if let Some(owner) = route.owner {
+                owner.sink.end_action();
+            }
+        }
+    }
+
+    /// Answers routes whose deadline passed.
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| r.owner.is_some() && r.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(Route { owner: Some(owner), async_originate, in_list, .. }) = self.routes.remove(&id) {
+                let why = if async_originate && !in_list {
+                    // The Originate itself was answered; only its OriginateResponse never came.
+                    owner.sink.end_action();
+                    continue;
+                } else {
+                    format!("Timeout waiting for an answer from server {}", self.handle.name())
+                };
+                answer_error(owner, self.handle.name(), &why);
+            }
+        }
+    }
+
+    /// Answers every pending action with an error (the connection is gone).
+    fn fail_all(&mut self, reason: &str) {
+        let name = self.handle.name().to_string();
+        for (_, route) in self.routes.drain() {
+            if let Some(owner) = route.owner {
+                answer_error(owner, &name, &format!("Server {name} disconnected before answering: {reason}"));
+            }
+        }
+    }
+}
+
+fn answer_error(owner: Owner, server: &str, text: &str) {
+    reject(Request { action: Message::new(), reply: owner.sink, original_id: owner.original_id }, server, text);
+}
+
+/// Sends a message to its owner with the owner's ActionID restored and `Server:` added.
+fn deliver(owner: &Owner, mut message: Message, server: &str) {
+    match &owner.original_id {
+        Some(original) => message.set("ActionID", original.clone()),
+        None => {
+            message.remove("ActionID");
+        }
+    }
+    message.push("Server", server);
+    owner.sink.send_message(message);
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on")
+}

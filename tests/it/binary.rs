@@ -1,0 +1,71 @@
+//! The real binary, started with the 1.x flags, as a user would.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn binary_starts_with_1x_flags_and_serves_clients() {
+    let sim = sim().await;
+    let dir = std::env::temp_dir().join(format!("astmanproxy-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("astmanproxy.conf");
+    let users = dir.join("astmanproxy.users");
+    std::fs::write(
+        &conf,
+        format!(
+            "; 1.x style\nhost = {}, {}, admin, adminpass, on, off\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
+             retryinterval = 1\nmaxretries = 0\nautofilter = on\nauthrequired = yes\n",
+            sim.addr().ip(),
+            sim.addr().port()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&users, "alice=alicepw\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
+        .args(["-c", conf.to_str().unwrap(), "-u", users.to_str().unwrap(), "-f"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.trim().parse::<std::net::SocketAddr>().unwrap();
+            }
+        }
+        panic!("the binary exited without listening");
+    })
+    .await
+    .unwrap();
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    wait_ready(addr, None).await;
+    let mut c = AmiClient::login(addr, "alice", "alicepw").await;
+    assert_eq!(c.banner, "Asterisk Call Manager/11.0.0");
+    let r = c.action("CoreSettings", "cs", &[]).await;
+    assert_eq!(r.get("Server"), Some(sim.addr().ip().to_string().as_str()));
+    child.start_kill().unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn binary_rejects_a_bad_config_naming_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("astmanproxy-it-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("bad.conf");
+    std::fs::write(&conf, "listenport = 1234\nlistenport = notaport\n").unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_astmanproxy")).args(["-c", conf.to_str().unwrap()]).output().await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.conf:2"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

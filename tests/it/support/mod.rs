@@ -1,0 +1,291 @@
+//! Test helpers: start the real proxy on 127.0.0.1:0 against the AMI simulator, and a small AMI
+//! client that reads and writes like a client library would.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use astmanproxy::config::{Config, Secret, ServerConfig, Users};
+use astmanproxy::sim::{AmiSim, SimOptions};
+use astmanproxy_handlers::{standard, AmiDecoder, Kind, Message};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any single expected message may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running proxy.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestProxy {
+    /// Stops the proxy and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, task).await;
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The users every test knows.
+pub fn users() -> Users {
+    Users::from_pairs(&[("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")])
+}
+
+/// A server entry for a simulator.
+pub fn server(name: &str, addr: SocketAddr) -> ServerConfig {
+    ServerConfig {
+        name: name.to_string(),
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        username: "admin".to_string(),
+        secret: Secret::new("adminpass"),
+        events: "on".to_string(),
+        use_ssl: false,
+    }
+}
+
+/// A test configuration: fast failure delays, the test users.
+pub fn config(servers: Vec<ServerConfig>) -> Config {
+    let mut cfg = Config::for_tests(servers);
+    cfg.users = users();
+    cfg.auth_fail_delay = Duration::from_millis(50);
+    cfg.retry_interval = Duration::from_millis(50);
+    cfg.retry_max = Duration::from_millis(200);
+    cfg
+}
+
+/// Starts the proxy with `cfg` on 127.0.0.1:0.
+pub async fn spawn_proxy(mut cfg: Config) -> TestProxy {
+    cfg.listen_address = "127.0.0.1".parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        astmanproxy::run(cfg, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestProxy { addr, stop: Some(stop), task: Some(task) }
+}
+
+/// A simulator with default options.
+pub async fn sim() -> AmiSim {
+    AmiSim::start(SimOptions::default()).await.unwrap()
+}
+
+/// One simulator and a proxy in front of it, named `pbx1`; returns once the proxy is ready.
+pub async fn proxy_with_sim() -> (AmiSim, TestProxy) {
+    let sim = sim().await;
+    let proxy = spawn_proxy(config(vec![server("pbx1", sim.addr())])).await;
+    wait_ready(proxy.addr, None).await;
+    (sim, proxy)
+}
+
+/// Waits until the proxy answers a Ping through server `name` (the default when `None`).
+pub async fn wait_ready(addr: SocketAddr, name: Option<&str>) {
+    let mut client = AmiClient::login(addr, "alice", "alicepw").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut ping = Message::new().with("Action", "Ping").with("ActionID", "ready");
+        if let Some(n) = name {
+            ping.push("Server", n);
+        }
+        client.send(&ping).await;
+        let answer = client.response("ready").await;
+        if answer.response() == Some("Success") {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "proxy never became ready: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A test AMI client.
+pub struct AmiClient {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: AmiDecoder,
+    pub banner: String,
+}
+
+impl AmiClient {
+    /// Connects and reads the banner.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut c = Self { stream, buf: BytesMut::new(), decoder: AmiDecoder::default(), banner: String::new() };
+        c.banner = c.read_banner().await;
+        c
+    }
+
+    /// Connects without reading the banner.
+    pub async fn connect_raw(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        Self { stream, buf: BytesMut::new(), decoder: AmiDecoder::default(), banner: String::new() }
+    }
+
+    /// Reads the banner line.
+    pub async fn read_banner(&mut self) -> String {
+        loop {
+            if let Some(line) = self.decoder.decode_line(&mut self.buf).unwrap() {
+                return line;
+            }
+            self.fill().await.expect("connection closed before the banner");
+        }
+    }
+
+    /// Connects and logs in; panics if the login fails.
+    pub async fn login(addr: SocketAddr, user: &str, secret: &str) -> Self {
+        let mut c = Self::connect(addr).await;
+        let answer = c.login_as(user, secret, None).await;
+        assert_eq!(answer.response(), Some("Success"), "login failed: {answer:?}");
+        c
+    }
+
+    /// Sends a Login and returns its answer.
+    pub async fn login_as(&mut self, user: &str, secret: &str, events: Option<&str>) -> Message {
+        let mut login = Message::new()
+            .with("Action", "Login")
+            .with("Username", user)
+            .with("Secret", secret)
+            .with("ActionID", "login");
+        if let Some(e) = events {
+            login.push("Events", e);
+        }
+        self.send(&login).await;
+        self.response("login").await
+    }
+
+    /// Tells this client's decoder an Asterisk 11 `Response: Follows` answer is coming.
+    pub fn expect_command_output(&mut self) {
+        self.decoder.expect_command_output();
+    }
+
+    /// Writes a message.
+    pub async fn send(&mut self, message: &Message) {
+        let mut out = BytesMut::new();
+        standard::encode(message, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// Writes raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Half-closes the write side.
+    pub async fn shutdown_write(&mut self) {
+        self.stream.shutdown().await.unwrap();
+    }
+
+    async fn fill(&mut self) -> Option<usize> {
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        }
+    }
+
+    /// The next message, or `None` when the connection closes or `wait` passes.
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(m) = self.decoder.decode(&mut self.buf).unwrap() {
+                return Some(m);
+            }
+            match tokio::time::timeout_at(deadline, self.fill()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return self.decoder.decode_eof(&mut self.buf).ok().flatten(),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next message; panics on timeout or close.
+    pub async fn recv(&mut self) -> Message {
+        self.try_recv(WAIT).await.expect("no message within the deadline (or connection closed)")
+    }
+
+    /// Skips messages until one matches.
+    pub async fn recv_until(&mut self, mut pred: impl FnMut(&Message) -> bool) -> Message {
+        loop {
+            let m = self.recv().await;
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// The response carrying `action_id` (events before it are skipped).
+    pub async fn response(&mut self, action_id: &str) -> Message {
+        self.recv_until(|m| m.kind() == Kind::Response && m.action_id() == Some(action_id)).await
+    }
+
+    /// Sends an action with an ActionID and returns its response.
+    pub async fn action(&mut self, action: &str, action_id: &str, extra: &[(&str, &str)]) -> Message {
+        let mut m = Message::new().with("Action", action).with("ActionID", action_id);
+        for (k, v) in extra {
+            m.push(*k, *v);
+        }
+        self.send(&m).await;
+        self.response(action_id).await
+    }
+
+    /// Collects everything that arrives within `wait`.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Some(m) = self.try_recv(wait).await {
+            out.push(m);
+        }
+        out
+    }
+
+    /// Reads until the connection closes; returns the number of bytes read. Panics after `wait`.
+    pub async fn read_to_close(&mut self, wait: Duration) -> usize {
+        let mut total = self.buf.len();
+        self.buf.clear();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return total,
+                Ok(Ok(n)) => total += n,
+                Err(_) => panic!("connection still open after {wait:?}"),
+            }
+        }
+    }
+
+    /// True if the peer has closed the connection (reads EOF within `wait`).
+    pub async fn is_closed(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.decoder.decode(&mut self.buf).unwrap().is_some() {
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.fill()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
