@@ -49,7 +49,7 @@ async fn main() -> ExitCode {
         }
     };
     if let Ok(bound) = listener.local_addr() {
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), "astmanproxy listening on {bound}");
+        tracing::info!("astmanproxy {} listening on {bound}", env!("CARGO_PKG_VERSION"));
     }
     match astmanproxy::run(config, listener, astmanproxy::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,7 +73,10 @@ fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
             let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
             builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            use std::io::IsTerminal;
+            builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init();
+        }
     }
     Ok(())
 }

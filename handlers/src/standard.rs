@@ -82,6 +82,8 @@ pub struct AmiDecoder {
     scanned: usize,
     /// `Command` answers announced by the caller and not yet seen.
     pending_commands: usize,
+    /// The current block had lines that are not `Key: Value`.
+    saw_junk: bool,
 }
 
 impl AmiDecoder {
@@ -95,6 +97,7 @@ impl AmiDecoder {
             current_size: 0,
             scanned: 0,
             pending_commands: 0,
+            saw_junk: false,
         }
     }
 
@@ -128,7 +131,8 @@ impl AmiDecoder {
         Ok(self.next_line(buf)?.map(|line| String::from_utf8_lossy(&line).into_owned()))
     }
 
-    /// Decodes the next complete, non-empty message. Empty blocks are skipped.
+    /// Decodes the next complete message. Empty blocks (runs of blank lines) are skipped; a block
+    /// made only of lines that are not `Key: Value` gives a message without headers.
     ///
     /// # Errors
     /// [`DecodeError::LineTooLong`] (the stream cannot be resynchronised: close it), or
@@ -169,6 +173,7 @@ impl AmiDecoder {
     }
 
     fn clear(&mut self) {
+        self.saw_junk = false;
         self.current = Message::new();
         self.body.clear();
         self.current_size = 0;
@@ -217,7 +222,9 @@ impl AmiDecoder {
                     return Ok(self.finish());
                 }
                 let Some((key, value)) = split_header(line) else {
-                    // Not a header line: ignored, as Asterisk ignores it.
+                    // Not a header line: dropped, but the block still counts as a message
+                    // (Asterisk answers such a block `Missing action in request`).
+                    self.saw_junk = true;
                     return Ok(None);
                 };
                 if self.current.is_empty()
@@ -296,7 +303,8 @@ impl AmiDecoder {
         let message = std::mem::take(&mut self.current);
         self.current_size = 0;
         self.state = State::Headers;
-        if message.is_empty() {
+        let junk = std::mem::take(&mut self.saw_junk);
+        if message.is_empty() && !junk {
             None
         } else {
             Some(message)

@@ -30,7 +30,11 @@ pub async fn serve(sim: AmiSim, stream: TcpStream, conn: ConnHandle, rx: mpsc::R
     conn.cancel.cancel();
 }
 
-async fn write_loop(mut writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, cancel: tokio_util::sync::CancellationToken) {
+async fn write_loop(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
     loop {
         let bytes = tokio::select! {
             () = cancel.cancelled() => return,
@@ -133,7 +137,8 @@ impl Session {
             "events" => {
                 let mask = ClassMask::parse(action.get("EventMask").unwrap_or("off"));
                 self.conn.mask.store(mask.0, Ordering::Relaxed);
-                let answer = Message::response_with("Success", id, None).with("Events", if mask.is_on() { "On" } else { "Off" });
+                let answer =
+                    Message::response_with("Success", id, None).with("Events", if mask.is_on() { "On" } else { "Off" });
                 self.send(&answer).await;
                 Flow::Continue
             }

@@ -121,7 +121,8 @@ pub fn originate_events(action_id: Option<&str>) -> (Message, Vec<Message>) {
         .cloned()
         .unwrap_or_else(|| Message::new().with("Event", "OriginateResponse").with("Response", "Success"));
     set_id(&mut response, action_id);
-    let events = stream.messages.iter().filter(|m| m.event().is_some() && m.action_id().is_none()).take(40).cloned().collect();
+    let events =
+        stream.messages.iter().filter(|m| m.event().is_some() && m.action_id().is_none()).take(40).cloned().collect();
     (response, events)
 }
 

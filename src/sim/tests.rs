@@ -51,7 +51,14 @@ impl Raw {
         }
     }
     async fn login(&mut self) {
-        self.send(Message::new().with("Action", "Login").with("Username", "admin").with("Secret", "adminpass").with("ActionID", "l")).await;
+        self.send(
+            Message::new()
+                .with("Action", "Login")
+                .with("Username", "admin")
+                .with("Secret", "adminpass")
+                .with("ActionID", "l"),
+        )
+        .await;
         assert_eq!(self.until("l").await.response(), Some("Success"));
     }
 }
@@ -85,15 +92,27 @@ async fn login_ping_list_and_events() {
 
 #[tokio::test]
 async fn md5_login_and_failures() {
-    let sim = AmiSim::start(SimOptions { auth_fail_delay: Duration::from_millis(10), ..Default::default() }).await.unwrap();
+    let sim =
+        AmiSim::start(SimOptions { auth_fail_delay: Duration::from_millis(10), ..Default::default() }).await.unwrap();
     let mut c = Raw::connect(&sim).await;
     c.send(Message::new().with("Action", "Challenge").with("AuthType", "MD5").with("ActionID", "c")).await;
     let nonce = c.until("c").await.get("Challenge").unwrap().to_string();
     let key = format!("{:x}", Md5::digest(format!("{nonce}adminpass")));
-    c.send(Message::new().with("Action", "Login").with("AuthType", "MD5").with("Username", "admin").with("Key", key).with("ActionID", "l")).await;
+    c.send(
+        Message::new()
+            .with("Action", "Login")
+            .with("AuthType", "MD5")
+            .with("Username", "admin")
+            .with("Key", key)
+            .with("ActionID", "l"),
+    )
+    .await;
     assert_eq!(c.until("l").await.response(), Some("Success"));
     let mut bad = Raw::connect(&sim).await;
-    bad.send(Message::new().with("Action", "Login").with("Username", "admin").with("Secret", "no").with("ActionID", "l")).await;
+    bad.send(
+        Message::new().with("Action", "Login").with("Username", "admin").with("Secret", "no").with("ActionID", "l"),
+    )
+    .await;
     assert_eq!(bad.until("l").await.get("Message"), Some("Authentication failed"));
     assert!(bad.recv().await.is_none());
 }
@@ -103,7 +122,14 @@ async fn originate_events_off_legacy_command_kill() {
     let sim = AmiSim::start(SimOptions { legacy_command: true, ..Default::default() }).await.unwrap();
     let mut c = Raw::connect(&sim).await;
     c.login().await;
-    c.send(Message::new().with("Action", "Originate").with("Async", "true").with("Channel", "Local/100").with("ActionID", "o")).await;
+    c.send(
+        Message::new()
+            .with("Action", "Originate")
+            .with("Async", "true")
+            .with("Channel", "Local/100")
+            .with("ActionID", "o"),
+    )
+    .await;
     assert_eq!(c.until("o").await.response(), Some("Success"));
     assert_eq!(c.until("o").await.event(), Some("OriginateResponse"));
     c.send(Message::new().with("Action", "Events").with("EventMask", "off").with("ActionID", "e")).await;

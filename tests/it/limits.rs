@@ -42,44 +42,69 @@ async fn half_closed_client_still_gets_its_answers() {
     assert!(c.is_closed(WAIT).await);
 }
 
-/// A client that never reads is cut off; the others get every event, and the proxy's memory for
-/// it stays bounded by the queue limits.
-async fn slow_reader_does_not_slow_others(policy: LagPolicy) {
+fn flood_event() -> Message {
+    Message::new().with("Event", "UserEvent").with("Privilege", "user,all").with("Padding", "x".repeat(200))
+}
+
+fn sentinel() -> Message {
+    Message::new().with("Event", "Sentinel").with("Privilege", "user,all")
+}
+
+/// A client that never reads is cut off by `clientwritetimeout`; another client gets every
+/// event, and the proxy's memory for the stalled one stays bounded by its queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_never_reads_does_not_slow_others() {
     let sim = sim().await;
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
     cfg.client_write_timeout = Duration::from_millis(300);
-    cfg.client_event_queue = 256;
-    cfg.lag_policy = policy;
+    cfg.client_event_queue = 65_536;
     let proxy = spawn_proxy(cfg).await;
     wait_ready(proxy.addr, None).await;
-    let mut slow = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let mut stalled = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
     let mut fast = AmiClient::login(proxy.addr, "bob", "bobpw").await;
-    let n = 100_000;
-    let mut event = Message::new().with("Event", "UserEvent").with("Privilege", "user,all");
-    event.push("Padding", "x".repeat(200));
-    sim.emit_many(&event, n);
-    let mut got = 0;
-    while got < n {
-        let m = fast.recv().await;
-        if m.event() == Some("UserEvent") {
-            got += 1;
-        }
-    }
-    // The slow client: its connection is closed, and what it was sent is far less than the flood.
-    let read = slow.read_to_close(WAIT).await;
-    assert!(read < n * 250, "the slow client got {read} bytes: unbounded buffering?");
-    // The fast one is unaffected.
+    let n = 50_000;
+    sim.emit_many(&flood_event(), n);
+    sim.emit(sentinel());
+    let (got, done, _) = fast.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", None).await;
+    assert!(done, "the fast client was cut off");
+    assert_eq!(got, n);
+    let read = stalled.read_to_close(WAIT).await;
+    assert!(read < n * 250, "the stalled client got {read} bytes: unbounded buffering?");
     assert_eq!(fast.action("Ping", "after", &[]).await.get("Ping"), Some("Pong"));
 }
 
-#[tokio::test]
-async fn slow_reader_disconnect_policy() {
-    slow_reader_does_not_slow_others(LagPolicy::Disconnect).await;
+/// A client slower than the event stream: with `lagpolicy = disconnect` it gets a final
+/// `ProxyClientLagged` and is closed; with `drop` it misses events but stays connected.
+async fn lagging_reader(policy: LagPolicy) -> (usize, bool, Vec<u8>) {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.client_event_queue = 64;
+    cfg.lag_policy = policy;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut slow = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
+    sim.emit_many(&flood_event(), 100_000);
+    sim.emit(sentinel());
+    let result =
+        slow.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", Some(Duration::from_millis(5))).await;
+    proxy.stop().await;
+    result
 }
 
-#[tokio::test]
-async fn slow_reader_drop_policy() {
-    slow_reader_does_not_slow_others(LagPolicy::Drop).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_client_is_told_and_disconnected() {
+    let (got, sentinel_seen, tail) = lagging_reader(LagPolicy::Disconnect).await;
+    assert!(!sentinel_seen, "a lagging client stayed connected");
+    assert!(got < 100_000);
+    let tail = String::from_utf8_lossy(&tail);
+    assert!(tail.contains("Event: ProxyClientLagged"), "no lag notice: ...{}", &tail[tail.len().saturating_sub(300)..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_client_under_drop_policy_misses_events_but_stays() {
+    let (got, sentinel_seen, _) = lagging_reader(LagPolicy::Drop).await;
+    assert!(sentinel_seen, "the client was disconnected under the drop policy");
+    assert!(got < 100_000, "nothing was dropped: the test did not lag");
 }
 
 #[tokio::test]

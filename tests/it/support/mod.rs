@@ -138,6 +138,48 @@ impl AmiClient {
         c
     }
 
+    /// Connects with a small kernel receive buffer (a slow reader fills it quickly) and logs in.
+    pub async fn login_small_buffer(addr: SocketAddr, user: &str, secret: &str) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let mut c = Self { stream, buf: BytesMut::new(), decoder: AmiDecoder::default(), banner: String::new() };
+        c.banner = c.read_banner().await;
+        let answer = c.login_as(user, secret, None).await;
+        assert_eq!(answer.response(), Some("Success"));
+        c
+    }
+
+    /// Reads raw bytes until `end` appears, counting occurrences of `needle`; optionally pausing
+    /// `pause` after each read (a slow reader). Returns the count and whether `end` was seen
+    /// (false: the connection closed first). Cheap enough to keep up with a flood.
+    pub async fn count_until(&mut self, needle: &[u8], end: &[u8], pause: Option<Duration>) -> (usize, bool, Vec<u8>) {
+        let mut data = std::mem::take(&mut self.buf).to_vec();
+        let (mut count, mut pos, mut end_pos) = (0, 0, 0);
+        let mut chunk = vec![0u8; 64 * 1024];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut last = None;
+            for at in memchr::memmem::find_iter(&data[pos..], needle) {
+                count += 1;
+                last = Some(pos + at + needle.len());
+            }
+            pos = last.unwrap_or(pos).max(data.len().saturating_sub(needle.len() - 1));
+            if memchr::memmem::find(&data[end_pos..], end).is_some() {
+                return (count, true, data);
+            }
+            end_pos = data.len().saturating_sub(end.len() - 1);
+            if let Some(p) = pause {
+                tokio::time::sleep(p).await;
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (count, false, data),
+                Ok(Ok(n)) => data.extend_from_slice(&chunk[..n]),
+                Err(_) => panic!("count_until: nothing for 60 s"),
+            }
+        }
+    }
+
     /// Connects without reading the banner.
     pub async fn connect_raw(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
