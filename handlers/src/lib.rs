@@ -12,6 +12,7 @@
 //! Nothing here touches sockets, spawns tasks or reads the clock, so every piece can be unit
 //! tested, benchmarked and fuzzed on its own.
 
+pub mod capture;
 pub mod error;
 pub mod format;
 pub mod message;

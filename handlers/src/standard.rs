@@ -322,16 +322,17 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Splits `Key: Value` (space after the colon optional, leading blanks of the value skipped).
+/// Splits `Key: Value` (the space after the colon is optional).
 fn split_header(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let colon = memchr::memchr(b':', line)?;
     let key = line[..colon].trim_ascii();
     if key.is_empty() {
         return None;
     }
+    // Exactly one space after the colon belongs to the syntax; more is data (CLI output lines
+    // in `Output:` headers keep their indentation, which fixed-width columns depend on).
     let value = &line[colon + 1..];
-    let skip = value.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
-    Some((key, &value[skip..]))
+    Some((key, value.strip_prefix(b" ").unwrap_or(value)))
 }
 
 /// Writes `message` in the standard AMI format (CRLF lines, closing empty line). A raw body is

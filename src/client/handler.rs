@@ -54,7 +54,7 @@ impl ClientSession {
         if let Some(name) = message.get("ProxyAction").map(str::to_owned) {
             return self.proxy_action(&name, &message, id);
         }
-        let Some(action) = message.action().map(str::to_ascii_lowercase) else {
+        let Some(action) = message.action().map(|a| a.trim().to_ascii_lowercase()) else {
             if !self.authenticated() {
                 self.reply("Error", id, Some("Permission denied"));
             } else {
@@ -125,7 +125,7 @@ impl ClientSession {
     }
 
     async fn login(&mut self, message: &Message, id: Option<&str>) -> Flow {
-        let username = message.get("Username").unwrap_or_default();
+        let username = message.get("Username").unwrap_or_default().trim();
         let users = self.hub.users();
         let md5 = message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
         let accepted = match users.get(username) {

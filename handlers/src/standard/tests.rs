@@ -14,11 +14,12 @@ fn decode_all(dec: &mut AmiDecoder, input: &[u8]) -> Vec<Message> {
 #[test]
 fn tolerant_input_bare_lf_and_no_space() {
     let mut dec = AmiDecoder::default();
-    let msgs = decode_all(&mut dec, b"\r\n\naction:login\nUsername:  admin\r\nSecret:x\n\n");
+    let msgs = decode_all(&mut dec, b"\r\n\naction:login\nUsername: admin\r\nSecret:x\nOutput:   indented\n\n");
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].action(), Some("login"));
     assert_eq!(msgs[0].get("username"), Some("admin"));
     assert_eq!(msgs[0].get("Secret"), Some("x"));
+    assert_eq!(msgs[0].get("Output"), Some("  indented"));
 }
 
 #[test]
