@@ -7,6 +7,12 @@ use astmanproxy::config::{Config, Users};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: events are allocated on the upstream task's thread and freed on client threads;
+/// glibc malloc serialises those cross-thread frees on an arena lock (measured: over 40% of CPU
+/// in malloc/free under fan-out load), mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -7,12 +7,25 @@
 //! guessed into headers.
 
 use std::fmt;
+use std::ops::Range;
 
 /// One AMI message: ordered headers plus an optional raw body.
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// All keys and values live in one text buffer and the headers are ranges into it, so decoding a
+/// message costs two allocations however many headers it has (events are decoded at Asterisk's
+/// full rate). Replacing or removing a header leaves its old text in the buffer until the message
+/// is dropped.
+#[derive(Clone, Default)]
 pub struct Message {
-    headers: Vec<(String, String)>,
+    text: String,
+    spans: Vec<Span>,
     body: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Span {
+    key: Range<usize>,
+    value: Range<usize>,
 }
 
 /// What kind of message this is, judged by its first header.
@@ -36,40 +49,84 @@ impl Message {
 
     /// A message with room for `n` headers.
     pub fn with_capacity(n: usize) -> Self {
-        Self { headers: Vec::with_capacity(n), body: None }
+        Self { text: String::with_capacity(n * 24), spans: Vec::with_capacity(n), body: None }
     }
 
     /// Builds a message from `(key, value)` pairs, in order.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self { headers: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), body: None }
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        let mut m = Self::new();
+        for (k, v) in pairs {
+            m.push(k.as_ref(), v.as_ref());
+        }
+        m
     }
 
     /// Appends a header (repeats allowed), builder style.
     #[must_use]
-    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.push(key, value);
         self
     }
 
+    fn append(&mut self, text: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(text);
+        start..self.text.len()
+    }
+
+    fn append_bytes(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.text.len();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.text.push_str(text),
+            // AMI is mostly UTF-8; anything else (a Latin-1 caller ID) is kept readable.
+            Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
+        }
+        start..self.text.len()
+    }
+
     /// Appends a header at the end; keys may repeat.
-    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.headers.push((key.into(), value.into()));
+    pub fn push(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let key = self.append(key.as_ref());
+        let value = self.append(value.as_ref());
+        self.spans.push(Span { key, value });
+    }
+
+    /// Appends a header from raw bytes (the decoder's path; invalid UTF-8 is replaced).
+    pub fn push_bytes(&mut self, key: &[u8], value: &[u8]) {
+        let key = self.append_bytes(key);
+        let value = self.append_bytes(value);
+        self.spans.push(Span { key, value });
     }
 
     /// Inserts a header at position `index` (clamped to the end).
-    pub fn insert(&mut self, index: usize, key: impl Into<String>, value: impl Into<String>) {
-        let index = index.min(self.headers.len());
-        self.headers.insert(index, (key.into(), value.into()));
+    pub fn insert(&mut self, index: usize, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let index = index.min(self.spans.len());
+        let key = self.append(key.as_ref());
+        let value = self.append(value.as_ref());
+        self.spans.insert(index, Span { key, value });
+    }
+
+    fn key_at(&self, i: usize) -> &str {
+        &self.text[self.spans[i].key.clone()]
+    }
+
+    fn value_at(&self, i: usize) -> &str {
+        &self.text[self.spans[i].value.clone()]
+    }
+
+    /// The `i`-th header.
+    pub fn header(&self, i: usize) -> Option<(&str, &str)> {
+        (i < self.spans.len()).then(|| (self.key_at(i), self.value_at(i)))
     }
 
     /// The value of the first header named `key` (ASCII case-insensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.position(key).map(|i| self.headers[i].1.as_str())
+        self.position(key).map(|i| self.value_at(i))
     }
 
     /// Every value of the headers named `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.headers().filter(move |(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
     }
 
     /// Whether a header named `key` is present.
@@ -79,42 +136,48 @@ impl Message {
 
     /// Index of the first header named `key`.
     pub fn position(&self, key: &str) -> Option<usize> {
-        self.headers.iter().position(|(k, _)| k.eq_ignore_ascii_case(key))
+        (0..self.spans.len()).find(|&i| self.key_at(i).eq_ignore_ascii_case(key))
     }
 
     /// Replaces the value of the first header named `key`, keeping its position and the key's
     /// spelling; appends the header when absent.
-    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+    pub fn set(&mut self, key: &str, value: impl AsRef<str>) {
         match self.position(key) {
-            Some(i) => self.headers[i].1 = value.into(),
-            None => self.headers.push((key.to_string(), value.into())),
+            Some(i) => {
+                let value = self.append(value.as_ref());
+                self.spans[i].value = value;
+            }
+            None => self.push(key, value),
         }
     }
 
     /// Removes the first header named `key` and returns its position and value.
     pub fn remove(&mut self, key: &str) -> Option<(usize, String)> {
         let i = self.position(key)?;
-        Some((i, self.headers.remove(i).1))
+        let value = self.value_at(i).to_string();
+        self.spans.remove(i);
+        Some((i, value))
     }
 
     /// Removes every header named `key`.
     pub fn remove_all(&mut self, key: &str) {
-        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        let text = &self.text;
+        self.spans.retain(|s| !text[s.key.clone()].eq_ignore_ascii_case(key));
     }
 
-    /// All headers in order.
-    pub fn headers(&self) -> &[(String, String)] {
-        &self.headers
+    /// All headers in order, as `(key, value)`.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + DoubleEndedIterator + '_ {
+        self.spans.iter().map(|s| (&self.text[s.key.clone()], &self.text[s.value.clone()]))
     }
 
     /// Number of headers.
     pub fn len(&self) -> usize {
-        self.headers.len()
+        self.spans.len()
     }
 
     /// True when the message has no header and no body (an empty block).
     pub fn is_empty(&self) -> bool {
-        self.headers.is_empty() && self.body.is_none()
+        self.spans.is_empty() && self.body.is_none()
     }
 
     /// The raw body lines of a `Response: Follows` answer, if any.
@@ -129,7 +192,7 @@ impl Message {
 
     /// The first header's key and value.
     pub fn first(&self) -> Option<(&str, &str)> {
-        self.headers.first().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.header(0)
     }
 
     /// The kind of message, from its first header (`Action` anywhere counts for actions, since
@@ -165,7 +228,7 @@ impl Message {
 
     /// An approximate encoded size in bytes, used for queue accounting.
     pub fn encoded_len_hint(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let headers: usize = self.spans.iter().map(|s| s.key.len() + s.value.len() + 4).sum();
         let body: usize = self.body.iter().flatten().map(|l| l.len() + 2).sum();
         headers + body + 2
     }
@@ -185,10 +248,18 @@ impl Message {
     }
 }
 
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.headers().eq(other.headers()) && self.body == other.body
+    }
+}
+
+impl Eq for Message {}
+
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers() {
             // Never print secrets, even in debug output.
             if k.eq_ignore_ascii_case("Secret") || k.eq_ignore_ascii_case("Key") {
                 list.entry(&format_args!("{k}: ********"));
@@ -215,7 +286,7 @@ mod tests {
         assert_eq!(m.get_all("OUTPUT").collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(m.kind(), Kind::Response);
         m.set("actionid", "2");
-        assert_eq!(m.headers()[1], ("ActionID".to_string(), "2".to_string()));
+        assert_eq!(m.header(1), Some(("ActionID", "2")));
         assert_eq!(m.remove("ActionID"), Some((1, "2".to_string())));
         assert_eq!(m.action_id(), None);
     }

@@ -14,7 +14,7 @@
 //! [`encode`] writes CRLF lines; CR and LF inside keys or values are replaced by spaces, so a value
 //! can never inject a header or end a message early.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
 use crate::error::DecodeError;
 use crate::message::Message;
@@ -139,12 +139,33 @@ impl AmiDecoder {
     /// [`DecodeError::MessageTooLarge`] / [`DecodeError::TooManyHeaders`] (the rest of that
     /// message is skipped; decoding may continue, see [`DecodeError::can_continue`]).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
-        while let Some(line) = self.next_line(buf)? {
-            if let Some(message) = self.feed_line(&line)? {
-                return Ok(Some(message));
+        // Lines are read in place and the buffer is advanced once per call: no per-line split.
+        let mut pos = 0;
+        let result = loop {
+            let from = pos + self.scanned;
+            let Some(offset) = memchr::memchr(b'\n', &buf[from..]) else {
+                let pending = buf.len() - pos;
+                if pending > self.limits.max_line {
+                    break Err(DecodeError::LineTooLong { limit: self.limits.max_line });
+                }
+                self.scanned = pending;
+                break Ok(None);
+            };
+            let newline = from + offset;
+            self.scanned = 0;
+            let end = if newline > pos && buf[newline - 1] == b'\r' { newline - 1 } else { newline };
+            let line_start = pos;
+            pos = newline + 1;
+            if end - line_start > self.limits.max_line {
+                break Err(DecodeError::LineTooLong { limit: self.limits.max_line });
             }
-        }
-        Ok(None)
+            match self.feed_line(&buf[line_start..end]) {
+                Ok(None) => continue,
+                other => break other,
+            }
+        };
+        buf.advance(pos);
+        result
     }
 
     /// Like [`decode`](Self::decode), at end of stream: a last line without newline is taken as
@@ -278,7 +299,7 @@ impl AmiDecoder {
     }
 
     fn push_header(&mut self, line: &[u8], key: &[u8], value: &[u8]) -> Result<Option<Message>, DecodeError> {
-        self.current.push(String::from_utf8_lossy(key), String::from_utf8_lossy(value));
+        self.current.push_bytes(key, value);
         self.check_count(line)
     }
 

@@ -122,7 +122,7 @@ impl Proxy {
             &conf,
             format!(
                 "host = {}, {}, admin, adminpass, on, off, sim\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
-                 maxclients = 20000\nclienteventqueue = 16384\n",
+                 maxclients = 20000\nclienteventqueue = 262144\n",
                 sim.ip(),
                 sim.port()
             ),

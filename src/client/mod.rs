@@ -26,7 +26,7 @@ use sink::ToClient;
 use writer::ClientShared;
 
 /// Initial read buffer of a client. Small: most clients are idle most of the time.
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 4096;
 
 /// Serves one client connection until it logs off, disconnects, or the proxy shuts down.
 pub async fn serve<S>(stream: S, peer: SocketAddr, hub: Hub, shutdown: CancellationToken)
@@ -73,6 +73,8 @@ where
                 sink.send(ToClient::Close);
                 break;
             }
+            // Room for a typical burst of actions; small, since most clients are idle.
+            buf.reserve(READ_BUFFER);
             tokio::select! {
                 () = cancel.cancelled() => break,
                 read = reader.read_buf(&mut buf) => match read {

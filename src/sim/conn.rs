@@ -79,6 +79,7 @@ impl Session {
                     Err(_) => return,
                 }
             }
+            buf.reserve(4096);
             let read = tokio::select! {
                 () = self.conn.cancel.cancelled() => return,
                 r = reader.read_buf(&mut buf) => r,
