@@ -211,9 +211,9 @@ impl ClientSession {
             return;
         }
         let request = Request { action, reply: self.sink.clone(), original_id };
-        if let Err((request, why)) = server.submit(request) {
-            tracing::debug!(peer = %self.peer, server = %server.name(), "{why}");
-            reject(request, server.name(), &why);
+        if let Err(rejected) = server.submit(request) {
+            tracing::debug!(peer = %self.peer, server = %server.name(), "{}", rejected.reason);
+            reject(rejected.request, server.name(), &rejected.reason);
         }
     }
 }

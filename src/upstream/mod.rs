@@ -81,6 +81,15 @@ pub struct Request {
     pub original_id: Option<String>,
 }
 
+/// A request the server could not take, with the reason to tell the client.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The request, to be answered.
+    pub request: Request,
+    /// Why it was refused.
+    pub reason: String,
+}
+
 /// State shared between a server's task and its handles.
 #[derive(Debug, Default)]
 struct ServerState {
@@ -152,15 +161,19 @@ impl UpstreamHandle {
     /// # Errors
     /// Gives the request back with a reason when the server is not connected or its queue is
     /// full; the caller answers the client at once.
-    pub fn submit(&self, request: Request) -> Result<(), (Request, String)> {
+    pub fn submit(&self, request: Request) -> Result<(), Box<Rejected>> {
         let status = self.status();
         if status != Status::Connected {
             let why = self.last_error().map(|e| format!(" ({e})")).unwrap_or_default();
-            return Err((request, format!("Server {} is not connected: {}{why}", self.name(), status.name())));
+            let reason = format!("Server {} is not connected: {}{why}", self.name(), status.name());
+            return Err(Box::new(Rejected { request, reason }));
         }
-        self.inner.tx.try_send(request).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(r) => (r, format!("Server {} is busy, try again", self.name())),
-            mpsc::error::TrySendError::Closed(r) => (r, format!("Server {} has been dropped", self.name())),
+        self.inner.tx.try_send(request).map_err(|e| {
+            let (request, reason) = match e {
+                mpsc::error::TrySendError::Full(r) => (r, format!("Server {} is busy, try again", self.name())),
+                mpsc::error::TrySendError::Closed(r) => (r, format!("Server {} has been dropped", self.name())),
+            };
+            Box::new(Rejected { request, reason })
         })
     }
 
