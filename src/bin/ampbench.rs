@@ -61,6 +61,12 @@ enum What {
     },
     /// Everything, with the default figures.
     All,
+    /// (internal) Run a plain TCP relay to ADDR in this process and print its address.
+    #[command(hide = true)]
+    Relay {
+        /// Where to relay to.
+        to: SocketAddr,
+    },
 }
 
 const USER: &str = "bench";
@@ -69,6 +75,11 @@ const SECRET: &str = "benchpw";
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let What::Relay { to } = args.what {
+        let addr = relay(to).await;
+        println!("relay listening on {addr}");
+        std::future::pending::<()>().await;
+    }
     let bin = args.proxy_bin.clone().unwrap_or_else(default_proxy_bin);
     let sim = AmiSim::start(SimOptions::default()).await.expect("start the simulator");
     let proxy = Proxy::start(&bin, sim.addr()).await;
@@ -87,15 +98,17 @@ async fn main() {
             }
         }
         What::All => {
+            // Idle memory first, before fan-out runs grow the allocator's pools.
+            for n in [1000, 10_000] {
+                idle(&proxy, n).await;
+            }
             for n in [1, 10, 100] {
                 fanout(&sim, &proxy, n, 200_000).await;
             }
             fanout(&sim, &proxy, 1000, 20_000).await;
             ping(&sim, &proxy, 20_000).await;
-            for n in [1000, 10_000] {
-                idle(&proxy, n).await;
-            }
         }
+        What::Relay { .. } => {}
     }
 }
 
@@ -334,13 +347,49 @@ async fn fanout(sim: &AmiSim, proxy: &Proxy, n: usize, events: usize) {
     );
 }
 
+/// A plain TCP relay (no parsing): the floor of what any proxy adds, one more TCP hop each way.
+async fn relay(to: SocketAddr) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+    let addr = listener.local_addr().expect("relay addr");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(to).await else { return };
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn relay_process(to: SocketAddr) -> (SocketAddr, Child) {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args(["relay", &to.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the relay");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = lines.next_line().await.ok().flatten().expect("relay address");
+    let addr = line.rsplit(' ').next().and_then(|a| a.parse().ok()).expect("relay address");
+    (addr, child)
+}
+
 async fn ping(sim: &AmiSim, proxy: &Proxy, count: usize) {
     let mut via = Client::connect(proxy.addr).await;
     via.login().await;
     let mut direct = Client::connect(sim.addr()).await;
     direct.login_sim().await;
+    // The relay runs as its own process, like the proxy, so both pay the same wake-ups.
+    let (relay_addr, _relay) = relay_process(sim.addr()).await;
+    let mut relayed = Client::connect(relay_addr).await;
+    relayed.login_sim().await;
     let mut through = Vec::with_capacity(count);
     let mut straight = Vec::with_capacity(count);
+    let mut hop = Vec::with_capacity(count);
     for _ in 0..count {
         let t = Instant::now();
         via.ping().await;
@@ -348,17 +397,24 @@ async fn ping(sim: &AmiSim, proxy: &Proxy, count: usize) {
         let t = Instant::now();
         direct.ping().await;
         straight.push(t.elapsed());
+        let t = Instant::now();
+        relayed.ping().await;
+        hop.push(t.elapsed());
     }
     let (p50, p99) = percentiles(&mut through);
     let (d50, d99) = percentiles(&mut straight);
+    let (r50, r99) = percentiles(&mut hop);
     println!(
-        "ping count={count}: through the proxy p50 {:.1} us p99 {:.1} us; direct p50 {:.1} us p99 {:.1} us; \
-         added p50 {:.1} us",
+        "ping count={count}: through the proxy p50 {:.1} us p99 {:.1} us; direct p50 {:.1} us p99 {:.1} us \
+         (added p50 {:.1} us); through a plain TCP relay process p50 {:.1} us p99 {:.1} us (proxy vs relay p50 {:+.1} us)",
         us(p50),
         us(p99),
         us(d50),
         us(d99),
-        us(p50) - us(d50)
+        us(p50) - us(d50),
+        us(r50),
+        us(r99),
+        us(p50) - us(r50)
     );
 }
 
