@@ -110,6 +110,7 @@ async fn main() {
         }
         What::Relay { .. } => {}
     }
+    drop(proxy);
 }
 
 fn default_proxy_bin() -> PathBuf {
@@ -123,6 +124,12 @@ struct Proxy {
     pid: u32,
     _child: Child,
     _dir: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
 }
 
 impl Proxy {
