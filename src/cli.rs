@@ -26,6 +26,9 @@ pub struct Cli {
     /// More logging (repeatable: -d debug, -dd trace). `RUST_LOG` overrides.
     #[arg(short = 'd', long = "debug", action = clap::ArgAction::Count)]
     pub debug: u8,
+    /// Log in JSON lines (for log collectors) instead of text.
+    #[arg(long = "log-json")]
+    pub log_json: bool,
     /// Accepted for 1.x compatibility (core dumps are the system's business).
     #[arg(short = 'g', hide = true)]
     pub core_dumps: bool,

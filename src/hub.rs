@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use crate::client::sink::{ClientId, ClientSink};
 use crate::config::{Config, Users};
 use crate::event::SharedEvent;
+use crate::metrics::Metrics;
 use crate::upstream::UpstreamHandle;
 
 /// What the hub knows of a connected client (for `ListSessions` and metrics).
@@ -46,6 +47,7 @@ struct HubInner {
     events: broadcast::Sender<Arc<SharedEvent>>,
     next_client: AtomicU64,
     started: Instant,
+    metrics: Metrics,
 }
 
 impl Hub {
@@ -61,6 +63,7 @@ impl Hub {
                 events,
                 next_client: AtomicU64::new(1),
                 started: Instant::now(),
+                metrics: Metrics::new(),
             }),
         }
     }
@@ -68,6 +71,11 @@ impl Hub {
     /// The configuration the proxy runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The proxy's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The users allowed to log in (a snapshot; reloads swap it whole).

@@ -1,14 +1,17 @@
 //! astmanproxy 2: a multiplexing proxy for the Asterisk Manager Interface.
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod hub;
+pub mod metrics;
+pub mod privileges;
 pub mod proxy_action;
 pub mod server;
 pub mod shutdown;
 pub mod sim;
 pub mod upstream;
 
-pub use server::run;
+pub use server::{run, serve};

@@ -54,10 +54,24 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let admin = match config.admin_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot listen (adminlisten)");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     if let Ok(bound) = listener.local_addr() {
         tracing::info!("astmanproxy {} listening on {bound}", env!("CARGO_PKG_VERSION"));
     }
-    match astmanproxy::run(config, listener, astmanproxy::shutdown::signal()).await {
+    if let Err(e) = astmanproxy::privileges::drop_to(config.proc_user.as_deref(), config.proc_group.as_deref()) {
+        tracing::error!("{e}");
+        return ExitCode::from(1);
+    }
+    match astmanproxy::serve(config, listener, admin, astmanproxy::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -74,15 +88,17 @@ fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match &config.log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
-        }
-        None => {
-            use std::io::IsTerminal;
-            builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init();
-        }
+    let file = match &config.log_file {
+        Some(path) => Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+        None => None,
+    };
+    use std::io::IsTerminal;
+    let ansi = file.is_none() && std::io::stderr().is_terminal();
+    match (file, cli.log_json) {
+        (Some(f), true) => builder.json().with_writer(std::sync::Mutex::new(f)).init(),
+        (Some(f), false) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init(),
+        (None, true) => builder.json().with_writer(std::io::stderr).init(),
+        (None, false) => builder.with_ansi(ansi).with_writer(std::io::stderr).init(),
     }
     Ok(())
 }

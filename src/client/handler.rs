@@ -142,6 +142,7 @@ impl ClientSession {
         self.challenge = None;
         if !accepted {
             tracing::info!(user = %username, "client login failed");
+            self.hub.metrics().auth_failures.get_or_create(&crate::metrics::AMI).inc();
             self.user = None;
             tokio::time::sleep(self.hub.config().auth_fail_delay).await;
             self.reply("Error", id, Some("Authentication failed"));

@@ -39,6 +39,8 @@ where
     let (sink, receiver) = sink::channel(id, cfg.client_max_pending_bytes, cancel.clone());
     let shared = Arc::new(ClientShared::new(cfg.output_format));
     hub.add_client(id, ClientInfo { peer, user: None, format: cfg.output_format.name(), sink: sink.clone() });
+    let connected = hub.metrics().clients_connected.get_or_create(&crate::metrics::AMI).clone();
+    connected.inc();
     let span = tracing::info_span!("client", id, %peer);
     async move {
         tracing::debug!("connected");
@@ -91,6 +93,7 @@ where
         // The writer flushes what is queued (a Goodbye, a final error) and closes.
         let _ = writer.await;
         hub.remove_client(id);
+        connected.dec();
         tracing::debug!("disconnected");
     }
     .instrument(span)

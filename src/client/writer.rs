@@ -20,6 +20,7 @@ use super::sink::{SinkReceiver, ToClient};
 use crate::config::LagPolicy;
 use crate::event::{ClassMask, SharedEvent};
 use crate::hub::Hub;
+use crate::metrics::AMI;
 
 /// Gather at most this many bytes before writing (one syscall for many small events).
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -83,7 +84,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 Some(item) => take(item, &mut buf, &mut events, &hub, &shared),
                 None => Step::Close,
             },
-            ev = recv_event(&mut events) => on_event(ev, &mut buf, &shared, cfg.lag_policy),
+            ev = recv_event(&mut events) => on_event(ev, &mut buf, &shared, &hub),
         };
         let mut step = step;
         while matches!(step, Step::Continue) && buf.len() < BATCH_BYTES {
@@ -93,10 +94,8 @@ pub async fn run<W: AsyncWrite + Unpin>(
             }
             let Some(receiver) = events.as_mut() else { break };
             match receiver.try_recv() {
-                Ok(ev) => step = on_event(Ok(ev), &mut buf, &shared, cfg.lag_policy),
-                Err(TryRecvError::Lagged(n)) => {
-                    step = on_event(Err(RecvError::Lagged(n)), &mut buf, &shared, cfg.lag_policy)
-                }
+                Ok(ev) => step = on_event(Ok(ev), &mut buf, &shared, &hub),
+                Err(TryRecvError::Lagged(n)) => step = on_event(Err(RecvError::Lagged(n)), &mut buf, &shared, &hub),
                 Err(_) => break,
             }
         }
@@ -109,6 +108,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 }
                 Err(_) => {
                     tracing::info!(timeout = ?cfg.client_write_timeout, "client stopped reading; disconnecting");
+                    hub.metrics().lag_disconnects.get_or_create(&AMI).inc();
                     break;
                 }
             }
@@ -147,12 +147,7 @@ fn take(
     Step::Continue
 }
 
-fn on_event(
-    ev: Result<Arc<SharedEvent>, RecvError>,
-    buf: &mut BytesMut,
-    shared: &ClientShared,
-    policy: LagPolicy,
-) -> Step {
+fn on_event(ev: Result<Arc<SharedEvent>, RecvError>, buf: &mut BytesMut, shared: &ClientShared, hub: &Hub) -> Step {
     match ev {
         Ok(event) => {
             if shared.mask().allows(event.classes()) {
@@ -160,14 +155,16 @@ fn on_event(
             }
             Step::Continue
         }
-        Err(RecvError::Lagged(missed)) => match policy {
+        Err(RecvError::Lagged(missed)) => match hub.config().lag_policy {
             LagPolicy::Drop => {
                 shared.dropped.fetch_add(missed, Ordering::Relaxed);
+                hub.metrics().events_dropped.get_or_create(&AMI).inc_by(missed);
                 tracing::debug!(missed, "slow client: events dropped");
                 Step::Continue
             }
             LagPolicy::Disconnect => {
                 tracing::warn!(missed, "slow client fell behind the event stream; disconnecting");
+                hub.metrics().lag_disconnects.get_or_create(&AMI).inc();
                 let notice = Message::new()
                     .with("Event", "ProxyClientLagged")
                     .with("Privilege", "system,all")

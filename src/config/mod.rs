@@ -92,6 +92,13 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `proxykey` (1.x): accepted and kept.
     pub proxy_key: Option<Secret>,
+    /// `adminlisten` (new): address of the admin HTTP listener (`/metrics`, `/healthz`,
+    /// `/readyz`); off when unset.
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// `readyshare` (new): share of servers that must be logged in for `/readyz` to say ready.
+    pub ready_share: f64,
+    /// `shutdowngrace` (new): how long shutdown waits for clients and servers to finish.
+    pub shutdown_grace: Duration,
     /// The users file's users (loaded from `-u`, not from this file).
     pub users: Users,
 }

@@ -49,6 +49,9 @@ impl Default for Config {
                 client_hello_timeout: Duration::from_millis(500),
             },
             proxy_key: None,
+            admin_listen: None,
+            ready_share: 0.5,
+            shutdown_grace: Duration::from_secs(5),
             users: Users::default(),
         }
     }
@@ -120,6 +123,9 @@ impl Config {
                 "certfile" => c.tls.cert_file = v.optional().map(PathBuf::from),
                 "sslclienthellotimeout" => c.tls.client_hello_timeout = v.millis()?,
                 "proxykey" => c.proxy_key = v.optional().map(Secret::new),
+                "adminlisten" => c.admin_listen = v.optional_parse("an address:port like 127.0.0.1:9180")?,
+                "readyshare" => c.ready_share = v.share()?,
+                "shutdowngrace" => c.shutdown_grace = Duration::from_secs(v.parse("a number of seconds")?),
                 // 1.x keys with no effect here: `filterlocal` never worked in 1.x, `debug` is `-d`.
                 "filterlocal" | "debug" => {}
                 other => warnings.push(ConfigWarning {
@@ -210,6 +216,20 @@ impl Value<'_> {
 
     fn optional(&self) -> Option<String> {
         (!self.raw.value.is_empty()).then(|| self.raw.value.clone())
+    }
+
+    fn optional_parse<T: std::str::FromStr>(&self, what: &str) -> Result<Option<T>, ConfigError> {
+        match self.optional() {
+            None => Ok(None),
+            Some(_) => self.parse(what).map(Some),
+        }
+    }
+
+    fn share(&self) -> Result<f64, ConfigError> {
+        self.parse_with(|s| match s.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+            _ => Err("not a share between 0 and 1".to_string()),
+        })
     }
 
     fn nonempty(&self) -> Result<String, ConfigError> {

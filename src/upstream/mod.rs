@@ -8,7 +8,7 @@
 //! ([`backoff_delay`]). While the server is down, actions sent to it are answered at once. A
 //! server that is down never stops the process.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ use tracing::Instrument;
 use crate::client::sink::ClientSink;
 use crate::config::ServerConfig;
 use crate::hub::Hub;
+use crate::metrics::{Metrics, ServerLabels};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 mod connect;
 mod session;
@@ -90,15 +93,36 @@ pub struct Rejected {
     pub reason: String,
 }
 
-/// State shared between a server's task and its handles.
-#[derive(Debug, Default)]
+/// State shared between a server's task and its handles; the counters are the server's
+/// Prometheus series.
+#[derive(Debug)]
 struct ServerState {
     status: AtomicU8,
     ami_version: Mutex<Option<String>>,
     last_error: Mutex<Option<String>>,
-    connects: AtomicU64,
-    actions: AtomicU64,
-    events: AtomicU64,
+    labels: ServerLabels,
+    connected: Gauge,
+    connects: Counter,
+    actions: Counter,
+    events: Counter,
+    pending: Gauge,
+}
+
+impl ServerState {
+    fn new(name: &str, metrics: &Metrics) -> Self {
+        let labels = Metrics::server(name);
+        Self {
+            status: AtomicU8::new(Status::Connecting as u8),
+            ami_version: Mutex::new(None),
+            last_error: Mutex::new(None),
+            connected: metrics.server_connected.get_or_create(&labels).clone(),
+            connects: metrics.server_connects.get_or_create(&labels).clone(),
+            actions: metrics.server_actions.get_or_create(&labels).clone(),
+            events: metrics.server_events.get_or_create(&labels).clone(),
+            pending: metrics.server_pending.get_or_create(&labels).clone(),
+            labels,
+        }
+    }
 }
 
 /// Caller side of one upstream session. Cheap to clone.
@@ -143,17 +167,17 @@ impl UpstreamHandle {
 
     /// Successful connections so far.
     pub fn connects(&self) -> u64 {
-        self.inner.state.connects.load(Ordering::Relaxed)
+        self.inner.state.connects.get()
     }
 
     /// Actions forwarded so far.
     pub fn actions(&self) -> u64 {
-        self.inner.state.actions.load(Ordering::Relaxed)
+        self.inner.state.actions.get()
     }
 
     /// Events received so far.
     pub fn events(&self) -> u64 {
-        self.inner.state.events.load(Ordering::Relaxed)
+        self.inner.state.events.get()
     }
 
     /// Sends an action to the server.
@@ -184,6 +208,7 @@ impl UpstreamHandle {
 
     fn set_status(&self, status: Status) {
         self.inner.state.status.store(status as u8, Ordering::Release);
+        self.inner.state.connected.set(i64::from(status == Status::Connected));
     }
 
     fn set_error(&self, error: Option<String>) {
@@ -200,8 +225,8 @@ pub fn spawn(config: ServerConfig, hub: Hub, parent: &CancellationToken, tracker
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
     let handle = UpstreamHandle {
         inner: Arc::new(HandleInner {
+            state: Arc::new(ServerState::new(&config.name, hub.metrics())),
             config,
-            state: Arc::new(ServerState::default()),
             tx,
             cancel: parent.child_token(),
         }),
@@ -257,7 +282,7 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
             Ok(conn) => {
                 handle.set_ami_version(conn.ami_version.clone());
                 handle.set_error(None);
-                handle.inner.state.connects.fetch_add(1, Ordering::Relaxed);
+                handle.inner.state.connects.inc();
                 handle.set_status(Status::Connected);
                 tracing::info!(ami_version = %conn.ami_version, "connected and logged in");
                 hub.publish(crate::event::SharedEvent::new(status_event(handle.name(), Status::Connected, None)));

@@ -8,7 +8,6 @@
 //! the one client that asked, with its own ActionID restored (or removed when it sent none).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 use astmanproxy_handlers::{standard, Kind, Message};
@@ -36,6 +35,7 @@ const REQUESTS_PER_TURN: usize = 64;
 /// Where the answers to one forwarded action go.
 struct Route {
     owner: Option<Owner>,
+    started: Instant,
     deadline: Instant,
     is_command: bool,
     async_originate: bool,
@@ -82,7 +82,9 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
         return reason;
     }
 
+    let pending = handle.inner.state.pending.clone();
     let reason = loop {
+        pending.set(i64::try_from(s.routes.len()).unwrap_or(i64::MAX));
         let take_requests = s.out.len() < OUTPUT_HIGH_WATER;
         // Without this, a full BytesMut would read 64 bytes at a time.
         rbuf.reserve(READ_CHUNK);
@@ -146,6 +148,7 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
         }
     };
     s.fail_all(&reason);
+    pending.set(0);
     reason
 }
 
@@ -181,10 +184,11 @@ impl Session<'_> {
             decoder.expect_command_output();
         }
         standard::encode(&action, &mut self.out);
-        self.handle.inner.state.actions.fetch_add(1, Ordering::Relaxed);
-        let deadline = Instant::now() + self.hub.config().action_timeout;
+        self.handle.inner.state.actions.inc();
+        let started = Instant::now();
+        let deadline = started + self.hub.config().action_timeout;
         let owner = Some(Owner { sink: reply, original_id });
-        self.routes.insert(id, Route { owner, deadline, is_command, async_originate, in_list: false });
+        self.routes.insert(id, Route { owner, started, deadline, is_command, async_originate, in_list: false });
     }
 
     fn send_ping(&mut self, deadline: Instant) {
@@ -194,7 +198,14 @@ impl Session<'_> {
         standard::encode(&ping, &mut self.out);
         self.routes.insert(
             id.clone(),
-            Route { owner: None, deadline, is_command: false, async_originate: false, in_list: false },
+            Route {
+                owner: None,
+                started: Instant::now(),
+                deadline,
+                is_command: false,
+                async_originate: false,
+                in_list: false,
+            },
         );
         self.ping = Some((id, deadline));
     }
@@ -245,7 +256,7 @@ impl Session<'_> {
     }
 
     fn on_event(&mut self, message: Message) {
-        self.handle.inner.state.events.fetch_add(1, Ordering::Relaxed);
+        self.handle.inner.state.events.inc();
         if let Some(id) = message.action_id().filter(|id| id.starts_with(id_prefix())).map(str::to_owned) {
             let Some(route) = self.routes.get(&id) else {
                 tracing::debug!(action_id = %id, "event for an expired action dropped");
@@ -281,6 +292,7 @@ impl Session<'_> {
         if let Some(route) = self.routes.remove(id) {
             if let Some(owner) = route.owner {
                 owner.sink.end_action();
+                self.hub.metrics().observe_latency(&self.handle.inner.state.labels, route.started.elapsed());
             }
         }
     }

@@ -7,4 +7,5 @@ mod binary;
 mod isolation;
 mod limits;
 mod login;
+mod ops;
 mod upstream;

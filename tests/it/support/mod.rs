@@ -21,6 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A running proxy.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -74,19 +75,45 @@ pub fn config(servers: Vec<ServerConfig>) -> Config {
 }
 
 /// Starts the proxy with `cfg` on 127.0.0.1:0.
-pub async fn spawn_proxy(mut cfg: Config) -> TestProxy {
+pub async fn spawn_proxy(cfg: Config) -> TestProxy {
+    spawn(cfg, false).await
+}
+
+/// Starts the proxy with `cfg` on 127.0.0.1:0, with the admin listener on 127.0.0.1:0 too.
+pub async fn spawn_proxy_with_admin(cfg: Config) -> TestProxy {
+    spawn(cfg, true).await
+}
+
+async fn spawn(mut cfg: Config, with_admin: bool) -> TestProxy {
     cfg.listen_address = "127.0.0.1".parse().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let admin_listener =
+        if with_admin { Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()) } else { None };
+    let admin = admin_listener.as_ref().map(|l| l.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        astmanproxy::run(cfg, listener, async {
+        astmanproxy::serve(cfg, listener, admin_listener, async {
             let _ = stopped.await;
         })
         .await
         .unwrap();
     });
-    TestProxy { addr, stop: Some(stop), task: Some(task) }
+    TestProxy { addr, admin, stop: Some(stop), task: Some(task) }
+}
+
+/// A plain HTTP/1.1 GET (or other method) over a fresh connection; returns status and body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
 
 /// A simulator with default options.

@@ -1,0 +1,91 @@
+//! The admin HTTP listener (`adminlisten`): `/metrics` (Prometheus text format), `/healthz`
+//! (the process is up) and `/readyz` (at least `readyshare` of the servers are logged in).
+//!
+//! Served with hyper over plain TCP; meant for 127.0.0.1 or a private network.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::Hub;
+use crate::metrics::AMI;
+use crate::upstream::Status;
+
+/// How long an admin request may take to arrive (slow clients never pile up).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the admin endpoints until `cancel`.
+pub async fn serve(listener: TcpListener, hub: Hub, cancel: CancellationToken, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let hub = hub.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let hub = hub.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &hub)) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    response
+}
+
+/// Answers one admin request.
+pub fn respond(req: &Request<Incoming>, hub: &Hub) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let queued: usize = hub.clients().iter().map(|(_, c)| c.sink.queued_bytes()).sum();
+            hub.metrics().client_queue_bytes.get_or_create(&AMI).set(i64::try_from(queued).unwrap_or(i64::MAX));
+            text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", hub.metrics().encode())
+        }
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            let (ready, up, total) = readiness(hub);
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let word = if ready { "ready" } else { "not ready" };
+            text(status, "text/plain", format!("{word}: {up}/{total} servers logged in\n"))
+        }
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+/// Whether at least `readyshare` of the servers are logged in (always true without servers).
+pub fn readiness(hub: &Hub) -> (bool, usize, usize) {
+    let servers = hub.servers();
+    let total = servers.len();
+    let up = servers.iter().filter(|s| s.status() == Status::Connected).count();
+    let needed = (hub.config().ready_share * total as f64).ceil() as usize;
+    (up >= needed, up, total)
+}
