@@ -59,6 +59,12 @@ enum What {
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         clients: Vec<usize>,
     },
+    /// Time for the proxy to serve again after its Asterisk restarts.
+    Reconnect {
+        /// Restarts to measure.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Everything, with the default figures.
     All,
     /// (internal) Run a plain TCP relay to ADDR in this process and print its address.
@@ -107,7 +113,9 @@ async fn main() {
             }
             fanout(&sim, &proxy, 1000, 20_000).await;
             ping(&sim, &proxy, 20_000).await;
+            reconnect(&sim, &proxy, 5).await;
         }
+        What::Reconnect { rounds } => reconnect(&sim, &proxy, rounds).await,
         What::Relay { .. } => {}
     }
     drop(proxy);
@@ -446,6 +454,41 @@ async fn idle(proxy: &Proxy, n: usize) {
     );
     drop(clients);
     tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Asterisk restarts (its connections drop, it accepts again at once); measures the time until a
+/// Ping through the proxy succeeds again. The proxy's session had been up for over 10 s, so it
+/// reconnects without backoff.
+async fn reconnect(sim: &AmiSim, proxy: &Proxy, rounds: usize) {
+    let mut client = Client::connect(proxy.addr).await;
+    client.login().await;
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        // A healthy session first (see upstream::HEALTHY_AFTER).
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let t = Instant::now();
+        sim.kill_connections();
+        // Wait for the proxy to notice (answers become errors), then for it to come back.
+        loop {
+            if client.ping().await.response() != Some("Success") {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+        }
+        while client.ping().await.response() != Some("Success") {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        times.push(t.elapsed());
+    }
+    let (p50, _) = percentiles(&mut times);
+    let max = times.iter().max().copied().unwrap_or_default();
+    println!(
+        "reconnect rounds={rounds}: Asterisk restart to first Ping answered through the proxy: median {:.1} ms, max {:.1} ms",
+        p50.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
 }
 
 fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {

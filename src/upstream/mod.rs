@@ -32,7 +32,7 @@ mod session;
 /// not taking actions as fast as clients send them, and the client gets `Server busy` at once.
 pub const REQUEST_QUEUE: usize = 4096;
 
-/// A connection that stayed up this long resets the backoff.
+/// A connection that stayed up this long resets the backoff, and its loss is retried at once.
 pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// Connection state of a server.
@@ -301,7 +301,9 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
                     break;
                 }
                 tracing::warn!(reason = %reason, "connection lost");
-                failures = if started.elapsed() >= HEALTHY_AFTER { 1 } else { failures + 1 };
+                // A connection that was healthy is retried at once (Asterisk restarted or the
+                // network blinked); one that dropped quickly counts as a failure.
+                failures = if started.elapsed() >= HEALTHY_AFTER { 0 } else { failures + 1 };
             }
             Err(e) => {
                 failures += 1;
@@ -319,7 +321,8 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
             }
             break;
         }
-        let delay = backoff_delay(failures, cfg.retry_interval, cfg.retry_max);
+        let delay =
+            if failures == 0 { Duration::ZERO } else { backoff_delay(failures, cfg.retry_interval, cfg.retry_max) };
         tracing::debug!(?delay, "reconnecting after delay");
         tokio::select! {
             () = reject_while(tokio::time::sleep(delay), &mut rx, &handle) => {}
