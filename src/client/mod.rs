@@ -46,6 +46,10 @@ where
         tracing::debug!("connected");
         let (mut reader, writer_half) = tokio::io::split(stream);
         sink.send(ToClient::Raw(Bytes::from(format!("{}\r\n", hub.banner()))));
+        if !cfg.auth_required {
+            // An open proxy (`authrequired = no`) serves events without a Login, as 1.x did.
+            sink.send(ToClient::Subscribe);
+        }
         let writer = tokio::spawn(
             writer::run(writer_half, receiver, hub.clone(), shared.clone(), cancel.clone()).in_current_span(),
         );

@@ -123,3 +123,18 @@ async fn events_off_at_login() {
     // Responses still come.
     assert_eq!(c.action("Ping", "p", &[]).await.get("Ping"), Some("Pong"));
 }
+
+#[tokio::test]
+async fn open_proxy_serves_without_login_but_still_checks_known_users() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.auth_required = false;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut c = AmiClient::connect(proxy.addr).await;
+    assert_eq!(c.action("Ping", "open", &[]).await.get("Ping"), Some("Pong"));
+    sim.emit(Message::new().with("Event", "Newchannel").with("Privilege", "call,all"));
+    assert_eq!(c.recv_until(|m| m.kind() == Kind::Event).await.event(), Some("Newchannel"));
+    // A known user with a wrong secret is still refused.
+    assert_eq!(c.login_as("alice", "wrong", None).await.response(), Some("Error"));
+}
