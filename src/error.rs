@@ -42,6 +42,9 @@ pub enum Error {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// TLS cannot be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A socket or file error in the proxy itself.
     #[error("{context}: {source}")]
     Io {

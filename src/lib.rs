@@ -12,6 +12,7 @@ pub mod proxy_action;
 pub mod server;
 pub mod shutdown;
 pub mod sim;
+pub mod tls;
 pub mod upstream;
 
-pub use server::{run, serve};
+pub use server::{run, serve, Listeners};

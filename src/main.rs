@@ -46,32 +46,21 @@ async fn main() -> ExitCode {
         println!("{}: OK ({} servers, {} users)", cli.config.display(), config.servers.len(), config.users.len());
         return ExitCode::SUCCESS;
     }
-    let addr = std::net::SocketAddr::new(config.listen_address, config.listen_port);
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    let listeners = match astmanproxy::Listeners::bind(&config).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(%addr, error = %e, "cannot listen");
+            tracing::error!("{e}");
             return ExitCode::from(1);
         }
     };
-    let admin = match config.admin_listen {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::error!(%addr, error = %e, "cannot listen (adminlisten)");
-                return ExitCode::from(1);
-            }
-        },
-        None => None,
-    };
-    if let Ok(bound) = listener.local_addr() {
+    if let Ok(bound) = listeners.ami.local_addr() {
         tracing::info!("astmanproxy {} listening on {bound}", env!("CARGO_PKG_VERSION"));
     }
     if let Err(e) = astmanproxy::privileges::drop_to(config.proc_user.as_deref(), config.proc_group.as_deref()) {
         tracing::error!("{e}");
         return ExitCode::from(1);
     }
-    match astmanproxy::serve(config, listener, admin, astmanproxy::shutdown::signal()).await {
+    match astmanproxy::serve(config, listeners, astmanproxy::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

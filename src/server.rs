@@ -19,24 +19,53 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Hub;
 
-/// Runs the proxy on an already-bound `listener` until `shutdown` completes.
-///
-/// Binds the admin listener itself when `adminlisten` is set; see [`serve`] to pass one in.
-///
-/// # Errors
-/// Only errors that stop the whole proxy (the admin address cannot be bound); a failing client
-/// or server never does.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let admin = match config.admin_listen {
-        Some(addr) => {
-            Some(TcpListener::bind(addr).await.map_err(|e| io_error(&format!("cannot listen on {addr}"), e))?)
-        }
-        None => None,
-    };
-    serve(config, listener, admin, shutdown).await
+/// The sockets the proxy listens on, bound before privileges are dropped.
+pub struct Listeners {
+    /// AMI clients (plain, or TLS detected by its first byte when `acceptencryptedconnection`).
+    pub ami: TcpListener,
+    /// TLS-only clients (`tlslistenport`).
+    pub tls: Option<TcpListener>,
+    /// The admin HTTP endpoints (`adminlisten`).
+    pub admin: Option<TcpListener>,
 }
 
-/// Runs the proxy with already-bound AMI and (optional) admin listeners until `shutdown`.
+impl Listeners {
+    /// Binds every listener the configuration asks for.
+    ///
+    /// # Errors
+    /// An address that cannot be bound, named in the error.
+    pub async fn bind(config: &Config) -> Result<Listeners, Error> {
+        let bind = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|e| io_error(&format!("cannot listen on {addr}"), e))
+        };
+        let ami = bind(std::net::SocketAddr::new(config.listen_address, config.listen_port)).await?;
+        let tls = match config.tls.listen_port {
+            Some(port) => Some(bind(std::net::SocketAddr::new(config.listen_address, port)).await?),
+            None => None,
+        };
+        let admin = match config.admin_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { ami, tls, admin })
+    }
+}
+
+/// Runs the proxy on an already-bound `listener` until `shutdown` completes.
+///
+/// Binds the TLS-only and admin listeners itself when the configuration asks for them; see
+/// [`serve`] to pass them in.
+///
+/// # Errors
+/// Only errors that stop the whole proxy (a listener or the TLS certificate cannot be set up); a
+/// failing client or server never does.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let mut listeners = Listeners::bind(&Config { listen_port: 0, ..config.clone() }).await?;
+    listeners.ami = listener;
+    serve(config, listeners, shutdown).await
+}
+
+/// Runs the proxy on bound listeners until `shutdown`.
 ///
 /// Starts one upstream session per configured server and accepts clients. On shutdown it stops
 /// accepting, stops every upstream session (each logs off Asterisk and answers its pending
@@ -44,13 +73,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
 /// and waits for all of it up to `shutdowngrace`.
 ///
 /// # Errors
-/// Only errors that stop the whole proxy; a failing client or server never does.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    admin: Option<TcpListener>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), Error> {
+/// Only errors that stop the whole proxy (the TLS certificate cannot be loaded); a failing
+/// client or server never does.
+pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let Listeners { ami: listener, tls: tls_listener, admin } = listeners;
+    let acceptor =
+        if crate::tls::clients_want_tls(&config.tls) { Some(crate::tls::acceptor(&config.tls)?) } else { None };
     let servers_token = CancellationToken::new();
     let clients_token = CancellationToken::new();
     let servers_tracker = TaskTracker::new();
@@ -66,22 +94,26 @@ pub async fn serve(
         tracing::info!("admin endpoints (/metrics, /healthz, /readyz) on http://{addr}");
         tracker.spawn(crate::admin::serve(admin, hub.clone(), clients_token.clone(), tracker.clone()));
     }
+    if let Some(tls) = &tls_listener {
+        tracing::info!(addr = %tls.local_addr().map_err(|e| io_error("TLS listener address", e))?, "accepting TLS AMI clients");
+    }
     let limit = Arc::new(Semaphore::new(hub.config().max_clients.max(1)));
     tracing::info!(addr = %listener.local_addr().map_err(|e| io_error("listener address", e))?, "accepting AMI clients");
     tokio::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
+        let (accepted, tls_only) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept() => (accepted, false),
+            Some(accepted) = accept_opt(tls_listener.as_ref()) => (accepted, true),
         };
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 match limit.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        let (hub, token) = (hub.clone(), clients_token.clone());
+                        let (hub, token, acceptor) = (hub.clone(), clients_token.clone(), acceptor.clone());
                         tracker.spawn(async move {
-                            crate::client::serve(stream, peer, hub, token).await;
+                            connection(stream, peer, hub, token, acceptor, tls_only).await;
                             drop(permit);
                         });
                     }
@@ -93,8 +125,63 @@ pub async fn serve(
             Err(e) => accept_backoff(e).await,
         }
     }
+    drop(tls_listener);
     drain(hub, listener, servers_token, servers_tracker, clients_token, tracker).await;
     Ok(())
+}
+
+/// Accepts on an optional listener (pending forever without one).
+async fn accept_opt(listener: Option<&TcpListener>) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    match listener {
+        Some(l) => Some(l.accept().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Sorts out TLS or plain for one connection, in its own task (a slow or silent peer never holds
+/// up accepting others), then serves it.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    hub: Hub,
+    token: CancellationToken,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    tls_only: bool,
+) {
+    let tls_cfg = hub.config().tls.clone();
+    let use_tls = match (&acceptor, tls_only) {
+        (Some(_), true) => true,
+        (Some(_), false) if tls_cfg.accept_encrypted => {
+            // AMI clients wait for the banner, so silence means plain AMI: decide after the
+            // first byte or `sslclienthellotimeout`, whichever comes first.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(tls_cfg.client_hello_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => first[0] == TLS_HANDSHAKE,
+                Err(_) => false,
+            }
+        }
+        _ => false,
+    };
+    match (use_tls, acceptor) {
+        (true, Some(acceptor)) => {
+            match tokio::time::timeout(tls_cfg.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => crate::client::serve(tls, peer, hub, token).await,
+                Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+            }
+        }
+        _ if !tls_cfg.accept_unencrypted => {
+            tracing::info!(%peer, "plain client refused (acceptunencryptedconnection = no)");
+            let mut stream = stream;
+            let text = b"Response: Error\r\nMessage: This proxy accepts TLS connections only\r\n\r\n";
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(text)).await;
+        }
+        _ => crate::client::serve(stream, peer, hub, token).await,
+    }
 }
 
 /// The shutdown sequence (see [`serve`]).

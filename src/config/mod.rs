@@ -154,8 +154,21 @@ pub struct TlsConfig {
     pub accept_unencrypted: bool,
     /// `certfile`: PEM with key and certificate.
     pub cert_file: Option<PathBuf>,
-    /// `sslclienthellotimeout`.
+    /// `sslclienthellotimeout`: how long the main port waits for a client's first byte to tell
+    /// TLS from plain AMI (only when `acceptencryptedconnection = yes`).
     pub client_hello_timeout: Duration,
+    /// `tlscert` (new): PEM certificate chain (instead of `certfile`).
+    pub cert: Option<PathBuf>,
+    /// `tlskey` (new): PEM private key (instead of `certfile`).
+    pub key: Option<PathBuf>,
+    /// `tlslistenport` (new): a TLS-only port on `listenaddress`.
+    pub listen_port: Option<u16>,
+    /// `tlshandshaketimeout` (new): deadline of a client's TLS handshake.
+    pub handshake_timeout: Duration,
+    /// `tlscafile` (new): PEM CA certificates trusted for `use_ssl` servers, besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `tlsinsecure` (new): names of `use_ssl` servers whose certificate is not verified.
+    pub insecure_servers: Vec<String>,
 }
 
 /// Why a configuration or users file was rejected. Every variant names the file; line-level

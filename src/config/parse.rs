@@ -47,6 +47,12 @@ impl Default for Config {
                 accept_unencrypted: true,
                 cert_file: None,
                 client_hello_timeout: Duration::from_millis(500),
+                cert: None,
+                key: None,
+                listen_port: None,
+                handshake_timeout: Duration::from_secs(10),
+                ca_file: None,
+                insecure_servers: Vec::new(),
             },
             proxy_key: None,
             admin_listen: None,
@@ -122,6 +128,15 @@ impl Config {
                 "acceptunencryptedconnection" => c.tls.accept_unencrypted = v.boolean()?,
                 "certfile" => c.tls.cert_file = v.optional().map(PathBuf::from),
                 "sslclienthellotimeout" => c.tls.client_hello_timeout = v.millis()?,
+                "tlscert" => c.tls.cert = v.optional().map(PathBuf::from),
+                "tlskey" => c.tls.key = v.optional().map(PathBuf::from),
+                "tlslistenport" => c.tls.listen_port = v.optional_parse("a port number")?,
+                "tlshandshaketimeout" => c.tls.handshake_timeout = v.millis()?,
+                "tlscafile" => c.tls.ca_file = v.optional().map(PathBuf::from),
+                "tlsinsecure" => {
+                    c.tls.insecure_servers =
+                        raw.value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()
+                }
                 "proxykey" => c.proxy_key = v.optional().map(Secret::new),
                 "adminlisten" => c.admin_listen = v.optional_parse("an address:port like 127.0.0.1:9180")?,
                 "readyshare" => c.ready_share = v.share()?,

@@ -11,6 +11,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::config::{Config, ServerConfig};
 use crate::error::UpstreamError;
+use crate::tls::BoxStream;
 
 /// ActionIDs the proxy uses during its own login (never seen by clients).
 const CHALLENGE_ID: &str = "astmanproxy-challenge";
@@ -18,7 +19,7 @@ const LOGIN_ID: &str = "astmanproxy-login";
 
 /// A logged-in connection, ready for the session loop.
 pub struct Connection {
-    pub stream: TcpStream,
+    pub stream: BoxStream,
     pub rbuf: BytesMut,
     pub decoder: AmiDecoder,
     pub ami_version: String,
@@ -28,15 +29,30 @@ pub struct Connection {
 ///
 /// # Errors
 /// Timeouts, refused connections, a banner that is not AMI, and failed logins.
-pub async fn connect(server: &ServerConfig, cfg: &Config) -> Result<Connection, UpstreamError> {
+pub async fn connect(
+    server: &ServerConfig,
+    cfg: &Config,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<Connection, UpstreamError> {
     let deadline = Instant::now() + cfg.connect_timeout;
     let addr = format!("{}:{}", server.host, server.port);
-    let stream = timeout_at(deadline, TcpStream::connect(&addr))
+    let tcp = timeout_at(deadline, TcpStream::connect(&addr))
         .await
         .map_err(|_| UpstreamError::Timeout("connect"))?
         .map_err(UpstreamError::Io)?;
     // Small AMI messages must not wait for Nagle.
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let stream: BoxStream = match tls {
+        Some(connector) => {
+            let name = crate::tls::server_name(&server.host).map_err(UpstreamError::Protocol)?;
+            let tls = timeout_at(deadline, connector.connect(name, tcp))
+                .await
+                .map_err(|_| UpstreamError::Timeout("TLS handshake"))?
+                .map_err(|e| UpstreamError::Protocol(format!("TLS handshake failed: {e}")))?;
+            Box::new(tls)
+        }
+        None => Box::new(tcp),
+    };
     let mut conn = Connection {
         stream,
         rbuf: BytesMut::with_capacity(16 * 1024),

@@ -267,13 +267,44 @@ fn status_event(server: &str, status: Status, reason: Option<&str>) -> Message {
     m
 }
 
+/// The TLS connector of a `use_ssl` server (`None` for plain TCP).
+fn tls_connector(
+    server: &ServerConfig,
+    cfg: &crate::config::Config,
+) -> Result<Option<tokio_rustls::TlsConnector>, crate::tls::TlsError> {
+    if !server.use_ssl {
+        return Ok(None);
+    }
+    let insecure = cfg.tls.insecure_servers.iter().any(|n| n.eq_ignore_ascii_case(&server.name));
+    if insecure {
+        tracing::warn!(
+            "TLS certificate of this server is NOT verified (tlsinsecure); anyone on the path can impersonate it"
+        );
+    }
+    crate::tls::connector(&cfg.tls, insecure).map(Some)
+}
+
 async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Request>) {
     let cfg = hub.config().clone();
     let cancel = handle.inner.cancel.clone();
     let mut failures = 0u32;
+    let tls = match tls_connector(handle.config(), &cfg) {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up TLS to this server; giving up on it");
+            handle.set_error(Some(e.to_string()));
+            handle.set_status(Status::Failed);
+            tokio::select! {
+                () = reject_forever(&mut rx, &handle) => {}
+                () = cancel.cancelled() => {}
+            }
+            handle.set_status(Status::Stopped);
+            return;
+        }
+    };
     loop {
         handle.set_status(Status::Connecting);
-        let attempt = connect::connect(handle.config(), &cfg);
+        let attempt = connect::connect(handle.config(), &cfg, tls.as_ref());
         let outcome = tokio::select! {
             r = reject_while(attempt, &mut rx, &handle) => r,
             () = cancel.cancelled() => break,

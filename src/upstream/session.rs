@@ -66,7 +66,7 @@ struct Session<'a> {
 /// Runs a logged-in connection until it fails or the server is stopped; returns why it ended.
 pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut mpsc::Receiver<Request>) -> String {
     let Connection { stream, mut rbuf, mut decoder, .. } = conn;
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let cfg = hub.config();
     let cancel = handle.inner.cancel.clone();
     let mut s = Session { handle, hub, routes: HashMap::new(), seq: 0, out: BytesMut::new(), ping: None };

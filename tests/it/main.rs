@@ -8,4 +8,5 @@ mod isolation;
 mod limits;
 mod login;
 mod ops;
+mod tls;
 mod upstream;

@@ -84,7 +84,16 @@ pub async fn spawn_proxy_with_admin(cfg: Config) -> TestProxy {
     spawn(cfg, true).await
 }
 
-async fn spawn(mut cfg: Config, with_admin: bool) -> TestProxy {
+/// Starts the proxy with a TLS-only listener.
+pub async fn spawn_proxy_with_tls(cfg: Config, tls: tokio::net::TcpListener) -> TestProxy {
+    spawn_with(cfg, false, Some(tls)).await
+}
+
+async fn spawn(cfg: Config, with_admin: bool) -> TestProxy {
+    spawn_with(cfg, with_admin, None).await
+}
+
+async fn spawn_with(mut cfg: Config, with_admin: bool, tls: Option<tokio::net::TcpListener>) -> TestProxy {
     cfg.listen_address = "127.0.0.1".parse().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -93,7 +102,8 @@ async fn spawn(mut cfg: Config, with_admin: bool) -> TestProxy {
     let admin = admin_listener.as_ref().map(|l| l.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        astmanproxy::serve(cfg, listener, admin_listener, async {
+        let listeners = astmanproxy::Listeners { ami: listener, tls, admin: admin_listener };
+        astmanproxy::serve(cfg, listeners, async {
             let _ = stopped.await;
         })
         .await

@@ -1,0 +1,162 @@
+//! TLS on both sides, with rustls: the client-facing acceptor (same-port detection or a TLS-only
+//! port) and the connector toward `use_ssl` Asterisk servers.
+//!
+//! PEM files are read with `rustls-pki-types` (`PemObject`). The acceptor takes `certfile` (1.x:
+//! one PEM holding the key and the chain) or `tlscert` + `tlskey`. Toward Asterisk, certificates
+//! are verified against the system roots plus `tlscafile`, with SNI; `tlsinsecure` names the
+//! servers for which verification is skipped, loudly.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::TlsConfig;
+
+/// A TLS setup problem, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or holds nothing usable.
+    #[error("{path}: {message}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// TLS is asked for but no certificate is configured.
+    #[error("TLS for clients needs certfile (key and certificate in one PEM) or tlscert and tlskey")]
+    NoCertificate,
+    /// rustls refused the key or certificates.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Any byte stream a session can run over (plain TCP or TLS).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// A boxed stream.
+pub type BoxStream = Box<dyn Stream>;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_error(path: &Path, message: impl Into<String>) -> TlsError {
+    TlsError::Pem { path: path.display().to_string(), message: message.into() }
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem_error(path, "no certificate in this file"));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, format!("no usable private key ({e})")))
+}
+
+/// Whether clients may use TLS at all (same port or TLS-only port).
+pub fn clients_want_tls(cfg: &TlsConfig) -> bool {
+    cfg.accept_encrypted || cfg.listen_port.is_some()
+}
+
+/// The acceptor for TLS clients.
+///
+/// # Errors
+/// No certificate configured, unreadable PEM files, or a key that does not fit.
+pub fn acceptor(cfg: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    let (certs, key) = match (&cfg.cert, &cfg.key, &cfg.cert_file) {
+        (Some(cert), Some(key), _) => (load_certs(cert)?, load_key(key)?),
+        (_, _, Some(both)) => (load_certs(both)?, load_key(both)?),
+        _ => return Err(TlsError::NoCertificate),
+    };
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The connector toward `use_ssl` servers: system roots plus `tlscafile`, or no verification at
+/// all when `insecure`.
+///
+/// # Errors
+/// An unreadable `tlscafile`.
+pub fn connector(cfg: &TlsConfig, insecure: bool) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let config = if insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification)).with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            // A system certificate rustls cannot parse is skipped, as browsers do.
+            let _ = roots.add(cert);
+        }
+        if let Some(ca) = &cfg.ca_file {
+            for cert in load_certs(ca)? {
+                roots.add(cert).map_err(|e| pem_error(ca, e.to_string()))?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// The SNI / verification name for a host (DNS name or IP address).
+///
+/// # Errors
+/// A host that is neither.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(host.to_string()).map_err(|e| format!("invalid TLS server name {host:?}: {e}"))
+}
+
+/// Accepts any certificate (only for servers listed in `tlsinsecure`).
+#[derive(Debug)]
+struct NoVerification;
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}

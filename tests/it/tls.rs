@@ -1,0 +1,259 @@
+//! TLS toward clients (same-port detection, TLS-only port) and toward Asterisk (`use_ssl`),
+//! with certificates made by rcgen.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use astmanproxy_handlers::{standard, AmiDecoder, Message};
+use bytes::BytesMut;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::*;
+
+/// A CA and a `localhost` certificate it signed, written to a temporary directory.
+struct Pki {
+    dir: PathBuf,
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert =
+            CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+        let dir = std::env::temp_dir().join(format!("astmanproxy-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = Pki { dir, ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() };
+        std::fs::write(pki.path("ca.pem"), &pki.ca_pem).unwrap();
+        std::fs::write(pki.path("cert.pem"), &pki.cert_pem).unwrap();
+        std::fs::write(pki.path("key.pem"), &pki.key_pem).unwrap();
+        // The 1.x style: key and certificate in one file.
+        std::fs::write(pki.path("both.pem"), format!("{}{}", pki.key_pem, pki.cert_pem)).unwrap();
+        pki
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn connector(&self) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let certs = vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads the banner, logs in and pings over any stream; returns the banner and whether the Ping
+/// was answered with success.
+async fn try_login_and_ping<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> (String, bool) {
+    let mut dec = AmiDecoder::default();
+    let mut buf = BytesMut::new();
+    let banner = loop {
+        if let Some(line) = dec.decode_line(&mut buf).unwrap() {
+            break line;
+        }
+        assert!(stream.read_buf(&mut buf).await.unwrap() > 0);
+    };
+    let mut ok = true;
+    for (m, id) in [
+        (Message::new().with("Action", "Login").with("Username", "alice").with("Secret", "alicepw"), "l"),
+        (Message::new().with("Action", "Ping"), "p"),
+    ] {
+        let mut out = BytesMut::new();
+        standard::encode(&m.with("ActionID", id), &mut out);
+        stream.write_all(&out).await.unwrap();
+        let answer = loop {
+            if let Some(m) = dec.decode(&mut buf).unwrap() {
+                if m.action_id() == Some(id) {
+                    break m;
+                }
+                continue;
+            }
+            assert!(tokio::time::timeout(WAIT, stream.read_buf(&mut buf)).await.unwrap().unwrap() > 0);
+        };
+        if id == "l" {
+            assert_eq!(answer.response(), Some("Success"), "{answer:?}");
+        }
+        ok = answer.response() == Some("Success");
+    }
+    (banner, ok)
+}
+
+/// As `try_login_and_ping`, the Ping must succeed.
+async fn login_and_ping<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> String {
+    let (banner, ok) = try_login_and_ping(stream).await;
+    assert!(ok, "Ping failed");
+    banner
+}
+
+async fn tls_connect(pki: &Pki, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    pki.connector().connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
+}
+
+#[tokio::test]
+async fn tls_and_plain_clients_share_the_port_and_a_tls_only_port_works() {
+    let pki = Pki::new("clients");
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.tls.accept_encrypted = true;
+    cfg.tls.cert_file = Some(pki.path("both.pem"));
+    let tls_only = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = tls_only.local_addr().unwrap();
+    cfg.tls.listen_port = Some(tls_addr.port());
+    let proxy = spawn_proxy_with_tls(cfg, tls_only).await;
+    wait_ready(proxy.addr, None).await;
+
+    let mut tls = tls_connect(&pki, proxy.addr).await;
+    assert_eq!(login_and_ping(&mut tls).await, "Asterisk Call Manager/11.0.0");
+    let mut plain = TcpStream::connect(proxy.addr).await.unwrap();
+    login_and_ping(&mut plain).await;
+    let mut dedicated = tls_connect(&pki, tls_addr).await;
+    login_and_ping(&mut dedicated).await;
+}
+
+#[tokio::test]
+async fn a_stalled_hello_never_blocks_other_clients() {
+    // 1.x froze its accept loop on a peer that sent `16 03 01` and stalled.
+    let pki = Pki::new("stall");
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.tls.accept_encrypted = true;
+    cfg.tls.cert = Some(pki.path("cert.pem"));
+    cfg.tls.key = Some(pki.path("key.pem"));
+    cfg.tls.handshake_timeout = Duration::from_secs(30);
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut stallers = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+        stallers.push(s);
+    }
+    let started = tokio::time::Instant::now();
+    let mut tls = tls_connect(&pki, proxy.addr).await;
+    login_and_ping(&mut tls).await;
+    let c = AmiClient::connect(proxy.addr).await;
+    assert_eq!(c.banner, "Asterisk Call Manager/11.0.0");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn plain_clients_refused_when_only_tls_is_accepted() {
+    let pki = Pki::new("only");
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.tls.accept_encrypted = true;
+    cfg.tls.accept_unencrypted = false;
+    cfg.tls.cert_file = Some(pki.path("both.pem"));
+    cfg.tls.client_hello_timeout = Duration::from_millis(100);
+    let proxy = spawn_proxy(cfg).await;
+    let mut plain = AmiClient::connect_raw(proxy.addr).await;
+    let m = plain.recv().await;
+    assert_eq!(m.get("Message"), Some("This proxy accepts TLS connections only"));
+    assert!(plain.is_closed(WAIT).await);
+    // TLS clients are served (the Ping inside waits for the server to be up, retrying).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut tls = tls_connect(&pki, proxy.addr).await;
+        if try_login_and_ping(&mut tls).await.1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TLS front for the simulator: terminates TLS with the test PKI and relays to `to`.
+async fn tls_front(pki: &Pki, to: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = pki.acceptor();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut upstream) = TcpStream::connect(to).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    addr
+}
+
+fn tls_server(name: &str, addr: SocketAddr) -> astmanproxy::config::ServerConfig {
+    let mut s = server(name, addr);
+    s.host = "localhost".to_string();
+    s.use_ssl = true;
+    s
+}
+
+#[tokio::test]
+async fn tls_to_asterisk_verifies_the_certificate() {
+    let pki = Pki::new("upstream");
+    let other = Pki::new("upstream-other");
+    let sim = sim().await;
+    let front = tls_front(&pki, sim.addr()).await;
+
+    // Verified against tlscafile, with SNI `localhost`.
+    let mut cfg = config(vec![tls_server("secure", front)]);
+    cfg.tls.ca_file = Some(pki.path("ca.pem"));
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    drop(proxy);
+
+    // A certificate from another CA is refused: the server stays down, and says why.
+    let mut cfg = config(vec![tls_server("secure", front)]);
+    cfg.tls.ca_file = Some(other.path("ca.pem"));
+    let proxy = spawn_proxy(cfg).await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = c.action("Ping", "x", &[]).await;
+    assert_eq!(r.response(), Some("Error"));
+    assert!(r.get("Message").unwrap().contains("TLS"), "{r:?}");
+    drop(proxy);
+
+    // The explicit per-server opt-out connects anyway.
+    let mut cfg = config(vec![tls_server("secure", front)]);
+    cfg.tls.insecure_servers = vec!["secure".to_string()];
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+}
