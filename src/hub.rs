@@ -13,9 +13,11 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::client::sink::{ClientId, ClientSink};
-use crate::config::{Config, Users};
+use crate::config::{Config, ServerConfig, Users};
 use crate::event::SharedEvent;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamHandle;
@@ -48,6 +50,8 @@ struct HubInner {
     next_client: AtomicU64,
     started: Instant,
     metrics: Metrics,
+    servers_token: CancellationToken,
+    servers_tracker: TaskTracker,
 }
 
 impl Hub {
@@ -64,6 +68,8 @@ impl Hub {
                 next_client: AtomicU64::new(1),
                 started: Instant::now(),
                 metrics: Metrics::new(),
+                servers_token: CancellationToken::new(),
+                servers_tracker: TaskTracker::new(),
             }),
         }
     }
@@ -97,6 +103,40 @@ impl Hub {
     pub fn add_server(&self, handle: UpstreamHandle) {
         let mut servers = self.inner.servers.write().unwrap_or_else(|e| e.into_inner());
         servers.push(handle);
+    }
+
+    /// Starts an upstream session for `server` and registers it (appended).
+    ///
+    /// # Errors
+    /// A server with the same name (case-insensitive) exists already.
+    pub fn spawn_server(&self, server: ServerConfig) -> Result<UpstreamHandle, String> {
+        if self.server(Some(&server.name)).is_some() {
+            return Err(format!("a server named {} exists already", server.name));
+        }
+        let handle =
+            crate::upstream::spawn(server, self.clone(), &self.inner.servers_token, &self.inner.servers_tracker);
+        self.add_server(handle.clone());
+        Ok(handle)
+    }
+
+    /// Stops and forgets the server named `name`: it logs off Asterisk and answers its pending
+    /// actions with an error. Returns false when there is no such server.
+    pub fn drop_server(&self, name: &str) -> bool {
+        match self.remove_server(name) {
+            Some(handle) => {
+                handle.stop();
+                self.inner.metrics.remove_server(&Metrics::server(handle.name()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every server session and waits for them (bounded by `deadline`); false on timeout.
+    pub async fn stop_servers(&self, deadline: tokio::time::Instant) -> bool {
+        self.inner.servers_token.cancel();
+        self.inner.servers_tracker.close();
+        tokio::time::timeout_at(deadline, self.inner.servers_tracker.wait()).await.is_ok()
     }
 
     /// Removes an upstream session by name; returns it.

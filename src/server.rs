@@ -79,15 +79,13 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
     let Listeners { ami: listener, tls: tls_listener, admin } = listeners;
     let acceptor =
         if crate::tls::clients_want_tls(&config.tls) { Some(crate::tls::acceptor(&config.tls)?) } else { None };
-    let servers_token = CancellationToken::new();
     let clients_token = CancellationToken::new();
-    let servers_tracker = TaskTracker::new();
     let tracker = TaskTracker::new();
     let users = config.users.clone();
     let hub = Hub::new(config, users);
     for server in hub.config().servers.clone() {
-        let handle = crate::upstream::spawn(server, hub.clone(), &servers_token, &servers_tracker);
-        hub.add_server(handle);
+        // Names are unique: the configuration was validated.
+        let _ = hub.spawn_server(server);
     }
     if let Some(admin) = admin {
         let addr = admin.local_addr().map_err(|e| io_error("admin listener address", e))?;
@@ -126,7 +124,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
         }
     }
     drop(tls_listener);
-    drain(hub, listener, servers_token, servers_tracker, clients_token, tracker).await;
+    drain(hub, listener, clients_token, tracker).await;
     Ok(())
 }
 
@@ -185,21 +183,12 @@ async fn connection(
 }
 
 /// The shutdown sequence (see [`serve`]).
-async fn drain(
-    hub: Hub,
-    listener: TcpListener,
-    servers_token: CancellationToken,
-    servers_tracker: TaskTracker,
-    clients_token: CancellationToken,
-    tracker: TaskTracker,
-) {
+async fn drain(hub: Hub, listener: TcpListener, clients_token: CancellationToken, tracker: TaskTracker) {
     let grace = hub.config().shutdown_grace;
     let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(?grace, "shutting down");
     drop(listener);
-    servers_token.cancel();
-    servers_tracker.close();
-    if tokio::time::timeout_at(deadline, servers_tracker.wait()).await.is_err() {
+    if !hub.stop_servers(deadline).await {
         tracing::warn!("some server sessions did not end within the grace period");
     }
     let open_proxy = !hub.config().auth_required;

@@ -116,8 +116,16 @@ impl ClientSession {
                 self.sink.send(ToClient::Close);
                 return Flow::Close;
             }
-            Some(ProxyAction::AddServer | ProxyAction::DropServer) => pa::proxy_response("Failure", id)
-                .with("Message", "AddServer and DropServer need an admin user (not available yet)"),
+            Some(action @ (ProxyAction::AddServer | ProxyAction::DropServer)) => {
+                let admin = self.user.as_ref().is_some_and(|u| self.hub.config().admin_users.iter().any(|a| a == u));
+                if !admin {
+                    pa::proxy_response("Error", id).with("Message", "Permission denied")
+                } else if action == ProxyAction::AddServer {
+                    pa::add_server(&self.hub, message, id)
+                } else {
+                    pa::drop_server(&self.hub, message, id)
+                }
+            }
             None => pa::proxy_response("Error", id).with("Message", "Invalid Proxy Action"),
         };
         self.sink.send_message(answer);

@@ -99,6 +99,8 @@ pub struct Config {
     pub ready_share: f64,
     /// `shutdowngrace` (new): how long shutdown waits for clients and servers to finish.
     pub shutdown_grace: Duration,
+    /// `adminusers` (new): users allowed to run `AddServer` and `DropServer`.
+    pub admin_users: Vec<String>,
     /// The users file's users (loaded from `-u`, not from this file).
     pub users: Users,
 }

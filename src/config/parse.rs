@@ -56,6 +56,7 @@ impl Default for Config {
             },
             proxy_key: None,
             admin_listen: None,
+            admin_users: Vec::new(),
             ready_share: 0.5,
             shutdown_grace: Duration::from_secs(5),
             users: Users::default(),
@@ -133,6 +134,10 @@ impl Config {
                 "tlslistenport" => c.tls.listen_port = v.optional_parse("a port number")?,
                 "tlshandshaketimeout" => c.tls.handshake_timeout = v.millis()?,
                 "tlscafile" => c.tls.ca_file = v.optional().map(PathBuf::from),
+                "adminusers" => {
+                    c.admin_users =
+                        raw.value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()
+                }
                 "tlsinsecure" => {
                     c.tls.insecure_servers =
                         raw.value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()

@@ -8,5 +8,6 @@ mod isolation;
 mod limits;
 mod login;
 mod ops;
+mod proxy_actions;
 mod tls;
 mod upstream;

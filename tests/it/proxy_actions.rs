@@ -1,0 +1,109 @@
+//! ProxyActions: the 1.x shapes, authentication first, admin-only AddServer/DropServer.
+
+use std::time::Duration;
+
+use astmanproxy_handlers::Message;
+
+use crate::support::*;
+
+async fn proxy_action(c: &mut AmiClient, name: &str, id: &str, extra: &[(&str, &str)]) -> Message {
+    let mut m = Message::new().with("ProxyAction", name).with("ActionID", id);
+    for (k, v) in extra {
+        m.push(*k, *v);
+    }
+    c.send(&m).await;
+    c.recv_until(|m| m.get("ProxyResponse").is_some() && m.action_id() == Some(id)).await
+}
+
+#[tokio::test]
+async fn proxy_actions_need_a_login_and_never_show_secrets() {
+    let (_sim, proxy) = proxy_with_sim().await;
+    // 1.x bug B2: ProxyActions ran before authentication.
+    let mut anon = AmiClient::connect(proxy.addr).await;
+    let denied = proxy_action(&mut anon, "ListServers", "l0", &[]).await;
+    assert_eq!((denied.get("ProxyResponse"), denied.get("Message")), (Some("Error"), Some("Permission denied")));
+
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let servers = proxy_action(&mut c, "listservers", "l1", &[]).await;
+    assert_eq!(servers.first(), Some(("ProxyResponse", "Success")));
+    assert_eq!(servers.header(1), Some(("ActionID", "l1")));
+    let line = servers.get("ProxyListServer I").unwrap();
+    assert!(line.starts_with("pbx1 H: 127.0.0.1 U: admin P: "), "{line}");
+    assert!(!format!("{servers:?}").contains("adminpass"));
+
+    let sessions = proxy_action(&mut c, "ListSessions", "l2", &[]).await;
+    assert_eq!(sessions.get_all("ProxyClientSession").count(), 2);
+    assert!(sessions.get_all("ProxyClientUser").any(|u| u == "alice"));
+    let io = proxy_action(&mut c, "ListIOHandlers", "l3", &[]).await;
+    assert_eq!(io.get("OutputHandler"), Some("standard"));
+    let fmt = proxy_action(&mut c, "SetOutputFormat", "l4", &[("OutputFormat", "yaml")]).await;
+    assert_eq!(fmt.get("ProxyResponse"), Some("Failure"));
+    let af = proxy_action(&mut c, "SetAutoFilter", "l5", &[("AutoFilter", "unique")]).await;
+    assert_eq!(af.get("AutoFilter"), Some("2"));
+    let bad = proxy_action(&mut c, "Frobnicate", "l6", &[]).await;
+    assert_eq!((bad.get("ProxyResponse"), bad.get("Message")), (Some("Error"), Some("Invalid Proxy Action")));
+    c.send(&Message::new().with("ProxyAction", "Logoff").with("ActionID", "bye")).await;
+    assert_eq!(c.response("bye").await.response(), Some("Goodbye"));
+    assert!(c.is_closed(WAIT).await);
+}
+
+#[tokio::test]
+async fn add_and_drop_servers_at_run_time() {
+    let sim1 = sim().await;
+    let sim2 = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim1.addr())]);
+    cfg.admin_users = vec!["carol".to_string()];
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let port = sim2.addr().port().to_string();
+    let add = [
+        ("Server", "127.0.0.1"),
+        ("Port", port.as_str()),
+        ("Username", "admin"),
+        ("Secret", "adminpass"),
+        ("Events", "on"),
+        ("Name", "pbx2"),
+    ];
+
+    let mut user = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let denied = proxy_action(&mut user, "AddServer", "a0", &add).await;
+    assert_eq!(denied.get("Message"), Some("Permission denied"));
+
+    let mut admin = AmiClient::login(proxy.addr, "carol", "carolpw").await;
+    let added = proxy_action(&mut admin, "AddServer", "a1", &add).await;
+    assert_eq!((added.get("ProxyResponse"), added.get("Message")), (Some("Success"), Some("Added pbx2")));
+    wait_ready(proxy.addr, Some("pbx2")).await;
+    let again = proxy_action(&mut admin, "AddServer", "a2", &add).await;
+    assert_eq!(again.get("ProxyResponse"), Some("Failure"));
+    // 1.x bug B3: oversize fields overflowed fixed buffers before authentication.
+    let long = "9".repeat(5000);
+    let overflow = proxy_action(&mut admin, "AddServer", "a3", &[("Server", "h"), ("Port", &long)]).await;
+    assert_eq!(overflow.get("ProxyResponse"), Some("Failure"));
+    let bad_port = [("Server", "h"), ("Port", "99999"), ("Username", "u"), ("Secret", "s"), ("Events", "on")];
+    assert_eq!(proxy_action(&mut admin, "AddServer", "a4", &bad_port).await.get("ProxyResponse"), Some("Failure"));
+
+    // DropServer answers what is pending on that server, then the name is gone.
+    sim2.set_hold(Some("CoreStatus"));
+    user.send(&Message::new().with("Action", "CoreStatus").with("Server", "pbx2").with("ActionID", "held")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !sim2.received().iter().any(|m| m.action() == Some("CoreStatus")) {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dropped = proxy_action(&mut admin, "DropServer", "d1", &[("Server", "pbx2")]).await;
+    assert_eq!(dropped.get("Message"), Some("Dropped pbx2"));
+    let answer = user.response("held").await;
+    assert_eq!(answer.response(), Some("Error"));
+    let gone = user.action("Ping", "p2", &[("Server", "pbx2")]).await;
+    assert!(gone.get("Message").unwrap().contains("Unknown server"), "{gone:?}");
+    let nosuch = proxy_action(&mut admin, "DropServer", "d2", &[("Server", "nosuch")]).await;
+    assert_eq!(nosuch.get("Message"), Some("Cannot Drop Server nosuch, Does Not Exist"));
+    // The other server never noticed.
+    assert_eq!(user.action("Ping", "p1", &[("Server", "pbx1")]).await.get("Ping"), Some("Pong"));
+    // And the dropped one was logged off.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sim2.connection_count() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "pbx2 still connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
