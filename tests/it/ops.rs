@@ -86,7 +86,11 @@ async fn graceful_shutdown_answers_pending_tells_clients_and_logs_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_killed_repeatedly_under_event_load() {
     let (sim, proxy) = proxy_with_sim().await;
-    let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    // Events off: this client checks its answers; the flood is load on the proxy's reader only.
+    let mut a = AmiClient::connect(proxy.addr).await;
+    assert_eq!(a.login_as("alice", "alicepw", Some("off")).await.response(), Some("Success"));
+    let mut watcher = AmiClient::connect(proxy.addr).await;
+    assert_eq!(watcher.login_as("bob", "bobpw", Some("system")).await.response(), Some("Success"));
     let flood = Message::new().with("Event", "UserEvent").with("Privilege", "user,all").with("Data", "x");
     for round in 0..5 {
         wait_ready(proxy.addr, None).await;
@@ -102,6 +106,9 @@ async fn upstream_killed_repeatedly_under_event_load() {
     // The client never lost its proxy session.
     assert_eq!(a.action("Ping", "end", &[]).await.get("Ping"), Some("Pong"));
     assert!(sim.login_count() >= 6);
+    // A client with events on saw the server go and come back.
+    let status = watcher.recv_until(|m| m.event() == Some("ProxyServerStatus")).await;
+    assert_eq!(status.get("Server"), Some("pbx1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
