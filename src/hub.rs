@@ -52,12 +52,15 @@ struct HubInner {
     metrics: Metrics,
     servers_token: CancellationToken,
     servers_tracker: TaskTracker,
+    /// The `host =` lines currently applied (a reload diffs against them).
+    configured: RwLock<Vec<ServerConfig>>,
 }
 
 impl Hub {
     /// A hub whose broadcast ring holds `config.client_event_queue` events per client.
     pub fn new(config: Config, users: Users) -> Self {
         let (events, _) = broadcast::channel(config.client_event_queue.max(16));
+        let configured = RwLock::new(config.servers.clone());
         Self {
             inner: Arc::new(HubInner {
                 config,
@@ -70,6 +73,7 @@ impl Hub {
                 metrics: Metrics::new(),
                 servers_token: CancellationToken::new(),
                 servers_tracker: TaskTracker::new(),
+                configured,
             }),
         }
     }
@@ -132,11 +136,37 @@ impl Hub {
         }
     }
 
+    /// Runs a background task (admin listener, reload handler) until shutdown begins: it is
+    /// cancelled with the server sessions, before clients are drained.
+    pub fn spawn_background<F>(&self, task: impl FnOnce(CancellationToken) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let token = self.inner.servers_token.child_token();
+        let fut = task(token.clone());
+        self.inner.servers_tracker.spawn(async move {
+            tokio::select! {
+                () = fut => {}
+                () = token.cancelled() => {}
+            }
+        });
+    }
+
     /// Stops every server session and waits for them (bounded by `deadline`); false on timeout.
     pub async fn stop_servers(&self, deadline: tokio::time::Instant) -> bool {
         self.inner.servers_token.cancel();
         self.inner.servers_tracker.close();
         tokio::time::timeout_at(deadline, self.inner.servers_tracker.wait()).await.is_ok()
+    }
+
+    /// The `host =` lines currently applied.
+    pub fn configured_servers(&self) -> Vec<ServerConfig> {
+        self.inner.configured.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the `host =` lines of a reloaded configuration.
+    pub fn set_configured_servers(&self, servers: Vec<ServerConfig>) {
+        *self.inner.configured.write().unwrap_or_else(|e| e.into_inner()) = servers;
     }
 
     /// Removes an upstream session by name; returns it.

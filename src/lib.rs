@@ -9,6 +9,7 @@ pub mod hub;
 pub mod metrics;
 pub mod privileges;
 pub mod proxy_action;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod sim;

@@ -34,6 +34,7 @@ async fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    config.sources = Some((cli.config.clone(), cli.users.clone()));
     match Users::load(&cli.users) {
         Ok(users) => config.users = users,
         Err(e) if config.auth_required => {

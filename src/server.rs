@@ -87,10 +87,16 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
         // Names are unique: the configuration was validated.
         let _ = hub.spawn_server(server);
     }
+    #[cfg(unix)]
+    if let Some((config_path, users_path)) = hub.config().sources.clone() {
+        let reload_hub = hub.clone();
+        hub.spawn_background(move |_| crate::reload::on_sighup(reload_hub, config_path, users_path));
+    }
     if let Some(admin) = admin {
         let addr = admin.local_addr().map_err(|e| io_error("admin listener address", e))?;
         tracing::info!("admin endpoints (/metrics, /healthz, /readyz) on http://{addr}");
-        tracker.spawn(crate::admin::serve(admin, hub.clone(), clients_token.clone(), tracker.clone()));
+        let (admin_hub, admin_tracker) = (hub.clone(), tracker.clone());
+        hub.spawn_background(move |cancel| crate::admin::serve(admin, admin_hub, cancel, admin_tracker));
     }
     if let Some(tls) = &tls_listener {
         tracing::info!(addr = %tls.local_addr().map_err(|e| io_error("TLS listener address", e))?, "accepting TLS AMI clients");

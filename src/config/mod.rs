@@ -101,6 +101,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `adminusers` (new): users allowed to run `AddServer` and `DropServer`.
     pub admin_users: Vec<String>,
+    /// Where this configuration and the users came from (set by the binary); SIGHUP re-reads
+    /// them.
+    pub sources: Option<(PathBuf, PathBuf)>,
     /// The users file's users (loaded from `-u`, not from this file).
     pub users: Users,
 }

@@ -57,6 +57,7 @@ impl Default for Config {
             proxy_key: None,
             admin_listen: None,
             admin_users: Vec::new(),
+            sources: None,
             ready_share: 0.5,
             shutdown_grace: Duration::from_secs(5),
             users: Users::default(),

@@ -69,3 +69,90 @@ async fn binary_rejects_a_bad_config_naming_file_and_line() {
     assert!(err.contains("bad.conf:2"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn sighup_reloads_users_and_servers_and_rejects_a_broken_config() {
+    use astmanproxy_handlers::Kind;
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let sim1 = sim().await;
+    let sim2 = sim().await;
+    let dir = std::env::temp_dir().join(format!("astmanproxy-it-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("astmanproxy.conf");
+    let users = dir.join("astmanproxy.users");
+    let host = |sim: &astmanproxy::sim::AmiSim, name: &str| {
+        format!("host = 127.0.0.1, {}, admin, adminpass, on, off, {name}\n", sim.addr().port())
+    };
+    let base = "listenaddress = 127.0.0.1\nlistenport = 0\nretryinterval = 1\n";
+    std::fs::write(&conf, format!("{}{base}", host(&sim1, "one"))).unwrap();
+    std::fs::write(&users, "alice=alicepw\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
+        .args(["-c", conf.to_str().unwrap(), "-u", users.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = Pid::from_raw(child.id().unwrap() as i32);
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.trim().parse::<std::net::SocketAddr>().unwrap();
+            }
+        }
+        panic!("the binary exited without listening");
+    })
+    .await
+    .unwrap();
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = log_tx.send(line);
+        }
+    });
+    wait_ready(addr, None).await;
+    let mut alice = AmiClient::login(addr, "alice", "alicepw").await;
+
+    // New users file (alice gone, bob in) and a second server.
+    std::fs::write(&users, "bob=bobpw\n").unwrap();
+    std::fs::write(&conf, format!("{}{}{base}", host(&sim1, "one"), host(&sim2, "two"))).unwrap();
+    kill(pid, Signal::SIGHUP).unwrap();
+    let closed = alice.recv_until(|m| m.kind() == Kind::Event && m.event() == Some("ProxySessionClosed")).await;
+    assert_eq!(closed.get("Message"), Some("User removed by a configuration reload"));
+    assert!(alice.is_closed(WAIT).await);
+    let mut bob = AmiClient::login(addr, "bob", "bobpw").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = bob.action("Ping", "two", &[("Server", "two")]).await;
+        if r.get("Ping") == Some("Pong") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "server two never came: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first server was not touched: still one login.
+    assert_eq!(sim1.login_count(), 1);
+
+    // A broken file is rejected; everything keeps running.
+    std::fs::write(&conf, "listenport = nope\n").unwrap();
+    kill(pid, Signal::SIGHUP).unwrap();
+    let rejected = tokio::time::timeout(WAIT, async {
+        while let Some(line) = log_rx.recv().await {
+            if line.contains("reload rejected") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap();
+    assert!(rejected.contains("astmanproxy.conf:1"), "{rejected}");
+    assert_eq!(bob.action("Ping", "still", &[("Server", "two")]).await.get("Ping"), Some("Pong"));
+
+    child.start_kill().unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,114 @@
+//! Reloading the configuration and users file (SIGHUP), without a restart.
+//!
+//! The users are swapped whole; clients logged in as a user that is gone are told and closed.
+//! `host =` lines are diffed against the ones applied before: removed servers are dropped
+//! (logged off, their pending actions answered), added ones started, changed ones restarted;
+//! the others are not touched, and neither are servers added with `ProxyAction: AddServer`.
+//! Other settings (listeners, limits, timeouts) take effect at the next start; a reload that
+//! changes them says so. A file with an error is rejected and the running configuration kept.
+
+use std::path::Path;
+
+use astmanproxy_handlers::Message;
+
+use crate::client::sink::ToClient;
+use crate::config::{Config, ConfigError, Users};
+use crate::hub::Hub;
+
+/// What a reload changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Servers started.
+    pub added: Vec<String>,
+    /// Servers dropped.
+    pub removed: Vec<String>,
+    /// Servers restarted with new settings.
+    pub changed: Vec<String>,
+    /// Clients closed because their user is gone.
+    pub closed_clients: usize,
+}
+
+/// Re-reads both files and applies them.
+///
+/// # Errors
+/// Either file is unreadable or invalid; nothing is changed then.
+pub fn reload_files(hub: &Hub, config_path: &Path, users_path: &Path) -> Result<ReloadReport, ConfigError> {
+    let (config, warnings) = Config::load(config_path)?;
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    let users = Users::load(users_path)?;
+    Ok(apply(hub, &config, users))
+}
+
+/// Applies a validated configuration and users to the running proxy.
+pub fn apply(hub: &Hub, config: &Config, users: Users) -> ReloadReport {
+    let mut report = ReloadReport::default();
+    for (_, client) in hub.clients() {
+        if let Some(user) = &client.user {
+            if users.get(user).is_none() {
+                let notice = Message::new()
+                    .with("Event", "ProxySessionClosed")
+                    .with("Privilege", "system,all")
+                    .with("Message", "User removed by a configuration reload");
+                client.sink.send_message(notice);
+                client.sink.send(ToClient::Close);
+                report.closed_clients += 1;
+            }
+        }
+    }
+    hub.set_users(users);
+
+    let before = hub.configured_servers();
+    for old in &before {
+        match config.servers.iter().find(|s| s.name.eq_ignore_ascii_case(&old.name)) {
+            None => {
+                hub.drop_server(&old.name);
+                report.removed.push(old.name.clone());
+            }
+            Some(new) if new != old => {
+                hub.drop_server(&old.name);
+                if let Err(e) = hub.spawn_server(new.clone()) {
+                    tracing::error!(server = %new.name, "cannot restart server: {e}");
+                }
+                report.changed.push(new.name.clone());
+            }
+            Some(_) => {}
+        }
+    }
+    for new in &config.servers {
+        if !before.iter().any(|o| o.name.eq_ignore_ascii_case(&new.name)) {
+            match hub.spawn_server(new.clone()) {
+                Ok(_) => report.added.push(new.name.clone()),
+                Err(e) => tracing::error!(server = %new.name, "cannot add server: {e}"),
+            }
+        }
+    }
+    hub.set_configured_servers(config.servers.clone());
+    let running = hub.config();
+    if running.listen_address != config.listen_address
+        || running.listen_port != config.listen_port
+        || running.limits != config.limits
+        || running.admin_listen != config.admin_listen
+        || running.tls != config.tls
+    {
+        tracing::warn!("listener, TLS and limit settings changed; they take effect at the next restart");
+    }
+    tracing::info!(?report, "configuration reloaded");
+    report
+}
+
+/// Reloads on every SIGHUP until the process ends.
+#[cfg(unix)]
+pub async fn on_sighup(hub: Hub, config_path: std::path::PathBuf, users_path: std::path::PathBuf) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading {} and {}", config_path.display(), users_path.display());
+        if let Err(e) = reload_files(&hub, &config_path, &users_path) {
+            tracing::error!("reload rejected, keeping the running configuration: {e}");
+        }
+    }
+}
