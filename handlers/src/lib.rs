@@ -15,6 +15,7 @@
 pub mod capture;
 pub mod error;
 pub mod format;
+pub mod fuzzing;
 pub mod message;
 pub mod standard;
 

@@ -1,0 +1,45 @@
+//! The fuzz property (`astmanproxy_handlers::fuzzing::check_decode`) on nasty hand-written
+//! inputs and on every recorded Asterisk stream, so it runs in the normal test suite.
+
+use std::path::PathBuf;
+
+use astmanproxy_handlers::fuzzing::check_decode;
+
+#[test]
+fn nasty_inputs() {
+    let long_line = vec![b'x'; 100_000];
+    let inputs: Vec<&[u8]> = vec![
+        b"",
+        b"\r",
+        b"\n\n\n",
+        b":",
+        b"\xff\xff\xff:\r\n\r\n",
+        b"\x01\x01\x00Response: Follows\r\nPrivilege: Command\r\nraw output\n",
+        b"\x01\x01\x01Response: Follows\r\nActionID: 1\r\n--END COMMAND--\r\n\r\n",
+        b"\x00\x00\x00A: b\rc\r\n\r\n",
+        b"\x00\x00\x00\xc3\x28: \xa0\xa1\r\n\r\n",
+        b"\x10\x10\x10Key:value\nKey2:  spaced\n\n\x00\x00",
+        b"\x00\x00\x00Event: X\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
+        &long_line,
+    ];
+    for input in inputs {
+        check_decode(input);
+    }
+}
+
+#[test]
+fn every_recorded_stream() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/raw");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        // Generous limits (first bytes 0xff), whole stream, with and without Command framing.
+        for prefix in [[0xff, 0xff, 0xff], [0xff, 0xfe, 0xff]] {
+            let mut input = prefix.to_vec();
+            input.extend_from_slice(&data);
+            check_decode(&input);
+        }
+        n += 1;
+    }
+    assert!(n >= 60, "{n} streams");
+}
