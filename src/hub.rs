@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth_limit::AuthLimiter;
 use crate::client::sink::{ClientId, ClientSink};
 use crate::config::{Config, ServerConfig, Users};
 use crate::event::SharedEvent;
@@ -54,6 +55,7 @@ struct HubInner {
     servers_tracker: TaskTracker,
     /// The `host =` lines currently applied (a reload diffs against them).
     configured: RwLock<Vec<ServerConfig>>,
+    auth_limiter: AuthLimiter,
 }
 
 impl Hub {
@@ -61,6 +63,7 @@ impl Hub {
     pub fn new(config: Config, users: Users) -> Self {
         let (events, _) = broadcast::channel(config.client_event_queue.max(16));
         let configured = RwLock::new(config.servers.clone());
+        let auth_limit = config.auth_limit;
         Self {
             inner: Arc::new(HubInner {
                 config,
@@ -74,6 +77,7 @@ impl Hub {
                 servers_token: CancellationToken::new(),
                 servers_tracker: TaskTracker::new(),
                 configured,
+                auth_limiter: AuthLimiter::new(auth_limit),
             }),
         }
     }
@@ -81,6 +85,11 @@ impl Hub {
     /// The configuration the proxy runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Failed-login counters per client address.
+    pub fn auth_limiter(&self) -> &AuthLimiter {
+        &self.inner.auth_limiter
     }
 
     /// The proxy's metrics.

@@ -1,5 +1,6 @@
 //! astmanproxy 2: a multiplexing proxy for the Asterisk Manager Interface.
 pub mod admin;
+pub mod auth_limit;
 pub mod cli;
 pub mod client;
 pub mod config;

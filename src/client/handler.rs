@@ -39,7 +39,8 @@ impl ClientSession {
         Self { id, peer, hub, sink, shared, user: None, challenge: None }
     }
 
-    fn authenticated(&self) -> bool {
+    /// Whether the client may act (logged in, or the proxy is open).
+    pub fn authenticated(&self) -> bool {
         self.user.is_some() || !self.hub.config().auth_required
     }
 
@@ -134,6 +135,14 @@ impl ClientSession {
 
     async fn login(&mut self, message: &Message, id: Option<&str>) -> Flow {
         let username = message.get("Username").unwrap_or_default().trim();
+        let ip = self.peer.ip();
+        if self.hub.auth_limiter().is_blocked(ip) {
+            tracing::warn!(user = %username, "login refused: too many failed logins from this address (authlimit)");
+            self.hub.metrics().auth_failures.get_or_create(&crate::metrics::AMI).inc();
+            self.reply("Error", id, Some("Authentication failed: too many failed logins, try again later"));
+            self.sink.send(ToClient::Close);
+            return Flow::Close;
+        }
         let users = self.hub.users();
         let md5 = message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
         let accepted = match users.get(username) {
@@ -151,6 +160,7 @@ impl ClientSession {
         if !accepted {
             tracing::info!(user = %username, "client login failed");
             self.hub.metrics().auth_failures.get_or_create(&crate::metrics::AMI).inc();
+            self.hub.auth_limiter().record_failure(ip);
             self.user = None;
             tokio::time::sleep(self.hub.config().auth_fail_delay).await;
             self.reply("Error", id, Some("Authentication failed"));
@@ -158,6 +168,7 @@ impl ClientSession {
             return Flow::Close;
         }
         tracing::info!(user = %username, "client logged in");
+        self.hub.auth_limiter().record_success(ip);
         self.user = Some(username.to_string());
         self.hub.set_client_user(self.id, username);
         let mask = message.get("Events").map_or(ClassMask::ALL, ClassMask::parse);

@@ -57,6 +57,8 @@ where
         let mut decoder = AmiDecoder::new(cfg.limits);
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         let mut eof = false;
+        let auth_deadline =
+            (cfg.auth_required && !cfg.auth_timeout.is_zero()).then(|| tokio::time::Instant::now() + cfg.auth_timeout);
         'read: loop {
             loop {
                 let decoded = if eof { decoder.decode_eof(&mut buf) } else { decoder.decode(&mut buf) };
@@ -81,8 +83,15 @@ where
             }
             // Room for a typical burst of actions; small, since most clients are idle.
             buf.reserve(READ_BUFFER);
+            let login_due = auth_deadline.filter(|_| !session.authenticated());
             tokio::select! {
                 () = cancel.cancelled() => break,
+                () = sleep_until_opt(login_due) => {
+                    tracing::info!("no login within authtimeout; closing");
+                    sink.send_message(Message::response_with("Error", None, Some("Authentication timeout")));
+                    sink.send(ToClient::Close);
+                    break;
+                }
                 read = reader.read_buf(&mut buf) => match read {
                     Ok(0) => eof = true,
                     Ok(_) => {}
@@ -102,6 +111,14 @@ where
     }
     .instrument(span)
     .await;
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Answers a decode error; returns whether the connection must close.

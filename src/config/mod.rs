@@ -99,6 +99,10 @@ pub struct Config {
     pub ready_share: f64,
     /// `shutdowngrace` (new): how long shutdown waits for clients and servers to finish.
     pub shutdown_grace: Duration,
+    /// `authlimit` (new): failed logins allowed per client address per minute (0 = no limit).
+    pub auth_limit: u32,
+    /// `authtimeout` (new): seconds a client may stay connected without logging in (0 = no limit).
+    pub auth_timeout: Duration,
     /// `adminusers` (new): users allowed to run `AddServer` and `DropServer`.
     pub admin_users: Vec<String>,
     /// Where this configuration and the users came from (set by the binary); SIGHUP re-reads

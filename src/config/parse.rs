@@ -57,6 +57,8 @@ impl Default for Config {
             proxy_key: None,
             admin_listen: None,
             admin_users: Vec::new(),
+            auth_limit: 10,
+            auth_timeout: Duration::from_secs(30),
             sources: None,
             ready_share: 0.5,
             shutdown_grace: Duration::from_secs(5),
@@ -135,6 +137,8 @@ impl Config {
                 "tlslistenport" => c.tls.listen_port = v.optional_parse("a port number")?,
                 "tlshandshaketimeout" => c.tls.handshake_timeout = v.millis()?,
                 "tlscafile" => c.tls.ca_file = v.optional().map(PathBuf::from),
+                "authlimit" => c.auth_limit = v.parse("a number")?,
+                "authtimeout" => c.auth_timeout = Duration::from_secs(v.parse("a number of seconds")?),
                 "adminusers" => {
                     c.admin_users =
                         raw.value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()

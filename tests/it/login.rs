@@ -138,3 +138,38 @@ async fn open_proxy_serves_without_login_but_still_checks_known_users() {
     // A known user with a wrong secret is still refused.
     assert_eq!(c.login_as("alice", "wrong", None).await.response(), Some("Error"));
 }
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_per_address() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.auth_limit = 3;
+    let proxy = spawn_proxy(cfg).await;
+    for _ in 0..3 {
+        let mut c = AmiClient::connect(proxy.addr).await;
+        assert_eq!(c.login_as("alice", "guess", None).await.get("Message"), Some("Authentication failed"));
+    }
+    // Even the right secret is refused now, at once, without being checked.
+    let mut c = AmiClient::connect(proxy.addr).await;
+    let started = tokio::time::Instant::now();
+    let refused = c.login_as("alice", "alicepw", None).await;
+    assert!(refused.get("Message").unwrap().contains("too many failed logins"), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_millis(40));
+    assert!(c.is_closed(WAIT).await);
+}
+
+#[tokio::test]
+async fn clients_that_never_log_in_are_closed() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.auth_timeout = Duration::from_millis(300);
+    let proxy = spawn_proxy(cfg).await;
+    let mut idle = AmiClient::connect(proxy.addr).await;
+    let mut busy = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let m = idle.recv().await;
+    assert_eq!(m.get("Message"), Some("Authentication timeout"));
+    assert!(idle.is_closed(WAIT).await);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A logged-in client is not affected.
+    assert_eq!(busy.action("Ping", "p", &[]).await.get("Ping"), Some("Pong"));
+}
