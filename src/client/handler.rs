@@ -150,6 +150,11 @@ impl ClientSession {
                 (Some(challenge), Some(key)) => user.check_md5(challenge, key),
                 _ => false,
             },
+            Some(user) if user.is_hashed() => {
+                // bcrypt and sha512-crypt are slow on purpose: keep them off the runtime.
+                let (user, secret) = (user.clone(), message.get("Secret").unwrap_or_default().to_string());
+                tokio::task::spawn_blocking(move || user.check_secret(&secret)).await.unwrap_or(false)
+            }
             Some(user) => user.check_secret(message.get("Secret").unwrap_or_default()),
             // With `authrequired = no` the proxy is open anyway; a Login for a user it does not
             // know is accepted so that 1.x setups keep working.

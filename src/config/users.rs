@@ -53,13 +53,26 @@ impl User {
         }
     }
 
-    /// Whether `plain` is this user's secret (constant time). Hashed secrets (starting with `$`)
-    /// are not supported yet and never match.
+    /// Whether `plain` is this user's secret: a constant-time comparison for a plain secret, or
+    /// a bcrypt (`$2a$`/`$2b$`/`$2y$`) or sha512-crypt (`$6$`) verification for a hashed one.
+    /// Hashing is slow on purpose: call it off the async runtime (`spawn_blocking`) when
+    /// [`User::is_hashed`].
     pub fn check_secret(&self, plain: &str) -> bool {
-        !self.is_hashed() && self.secret.ct_eq(plain)
+        let stored = self.secret.expose();
+        if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+            bcrypt::verify(plain, stored).unwrap_or(false)
+        } else if stored.starts_with("$6$") {
+            sha_crypt::sha512_check(plain, stored).is_ok()
+        } else if self.is_hashed() {
+            // An unknown hash scheme never matches.
+            false
+        } else {
+            self.secret.ct_eq(plain)
+        }
     }
 
-    /// Whether `key_hex` is `md5hex(challenge + secret)` (case-insensitive, constant time).
+    /// Whether `key_hex` is `md5hex(challenge + secret)` (case-insensitive, constant time). Needs
+    /// the plain secret: users with a hashed secret must log in with `Secret:` (over TLS).
     pub fn check_md5(&self, challenge: &str, key_hex: &str) -> bool {
         if self.is_hashed() {
             return false;
@@ -68,7 +81,8 @@ impl User {
         ct_eq(expected.as_bytes(), key_hex.trim().to_ascii_lowercase().as_bytes())
     }
 
-    fn is_hashed(&self) -> bool {
+    /// Whether the stored secret is a hash (`$...`).
+    pub fn is_hashed(&self) -> bool {
         self.secret.expose().starts_with('$')
     }
 }
@@ -189,6 +203,22 @@ mod tests {
         let users = parse("  \t \n").unwrap();
         assert!(users.is_empty());
         assert!(users.get("").is_none());
+    }
+
+    #[test]
+    fn hashed_secrets() {
+        let bcrypt_hash = bcrypt::hash("s3cret", 4).unwrap();
+        let params = sha_crypt::Sha512Params::new(5000).unwrap();
+        let sha_hash = sha_crypt::sha512_simple("s3cret", &params).unwrap();
+        let users = parse(&format!("b={bcrypt_hash}\ns={sha_hash}\nx=$9$unknown\n")).unwrap();
+        for name in ["b", "s"] {
+            let u = users.get(name).unwrap();
+            assert!(u.is_hashed());
+            assert!(u.check_secret("s3cret"), "{name}");
+            assert!(!u.check_secret("wrong"), "{name}");
+            assert!(!u.check_md5("1", "abc"));
+        }
+        assert!(!users.get("x").unwrap().check_secret("$9$unknown"));
     }
 
     #[test]

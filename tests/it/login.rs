@@ -173,3 +173,16 @@ async fn clients_that_never_log_in_are_closed() {
     // A logged-in client is not affected.
     assert_eq!(busy.action("Ping", "p", &[]).await.get("Ping"), Some("Pong"));
 }
+
+#[tokio::test]
+async fn hashed_secrets_log_in() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    let hash = bcrypt::hash("hashedpw", 4).unwrap();
+    cfg.users = astmanproxy::config::Users::parse(&format!("hashy={hash}\n"), std::path::Path::new("t")).unwrap();
+    let proxy = spawn_proxy(cfg).await;
+    let mut ok = AmiClient::connect(proxy.addr).await;
+    assert_eq!(ok.login_as("hashy", "hashedpw", None).await.response(), Some("Success"));
+    let mut bad = AmiClient::connect(proxy.addr).await;
+    assert_eq!(bad.login_as("hashy", &hash, None).await.response(), Some("Error"));
+}
