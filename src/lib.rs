@@ -8,6 +8,7 @@ pub mod error;
 pub mod event;
 pub mod hub;
 pub mod metrics;
+pub mod policy;
 pub mod privileges;
 pub mod proxy_action;
 pub mod reload;

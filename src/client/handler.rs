@@ -12,6 +12,7 @@ use super::sink::{ClientId, ClientSink, ToClient};
 use super::writer::ClientShared;
 use crate::event::ClassMask;
 use crate::hub::Hub;
+use crate::policy::Policy;
 use crate::upstream::{reject, Request};
 
 /// Whether the connection goes on after a message.
@@ -31,12 +32,13 @@ pub struct ClientSession {
     shared: Arc<ClientShared>,
     user: Option<String>,
     challenge: Option<String>,
+    policy: Arc<Policy>,
 }
 
 impl ClientSession {
     /// A session that has not logged in yet.
     pub fn new(id: ClientId, peer: SocketAddr, hub: Hub, sink: ClientSink, shared: Arc<ClientShared>) -> Self {
-        Self { id, peer, hub, sink, shared, user: None, challenge: None }
+        Self { id, peer, hub, sink, shared, user: None, challenge: None, policy: Policy::open() }
     }
 
     /// Whether the client may act (logged in, or the proxy is open).
@@ -145,7 +147,10 @@ impl ClientSession {
         }
         let users = self.hub.users();
         let md5 = message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
-        let accepted = match users.get(username) {
+        let known = users.get(username);
+        let accepted = match known {
+            // permit=/deny= networks are checked first; a refused address fails like a bad secret.
+            Some(user) if !user.address_allowed(ip) => false,
             Some(user) if md5 => match (&self.challenge, message.get("Key")) {
                 (Some(challenge), Some(key)) => user.check_md5(challenge, key),
                 _ => false,
@@ -172,6 +177,8 @@ impl ClientSession {
             self.sink.send(ToClient::Close);
             return Flow::Close;
         }
+        self.policy = known.map_or_else(Policy::open, Policy::for_user);
+        self.sink.send(ToClient::Policy(self.policy.clone()));
         tracing::info!(user = %username, "client logged in");
         self.hub.auth_limiter().record_success(ip);
         self.user = Some(username.to_string());
@@ -179,7 +186,8 @@ impl ClientSession {
         let mask = message.get("Events").map_or(ClassMask::ALL, ClassMask::parse);
         self.shared.set_mask(mask);
         self.reply("Success", id, Some("Authentication accepted"));
-        if mask.allows(ClassMask::parse("system")) {
+        let system = ClassMask::parse("system");
+        if mask.allows(system) && self.policy.reads(system) {
             let uptime = self.hub.uptime_secs().to_string();
             let booted = Message::new()
                 .with("Event", "FullyBooted")
@@ -214,8 +222,9 @@ impl ClientSession {
         self.sink.send_message(answer);
     }
 
-    fn forward(&mut self, action: Message, original_id: Option<String>) {
-        let wanted = action.get("Server").map(str::to_owned);
+    fn forward(&mut self, mut action: Message, original_id: Option<String>) {
+        let wanted =
+            action.get("Server").map(str::to_owned).or_else(|| self.policy.default_server().map(str::to_owned));
         let Some(server) = self.hub.server(wanted.as_deref()) else {
             let text = match &wanted {
                 Some(name) => format!("Unknown server {name}"),
@@ -224,6 +233,13 @@ impl ClientSession {
             self.reply("Error", original_id.as_deref(), Some(&text));
             return;
         };
+        if let Err(why) = self.policy.check_action(&mut action, server.name()) {
+            tracing::info!(user = ?self.user, action = ?action.action(), server = %server.name(), why, "action denied");
+            let mut answer = Message::response_with("Error", original_id.as_deref(), Some("Permission denied"));
+            answer.push("Server", server.name());
+            self.sink.send_message(answer);
+            return;
+        }
         let max = self.hub.config().max_pending_actions;
         if !self.sink.try_begin_action(max) {
             let mut answer = Message::response_with(

@@ -32,6 +32,8 @@ pub enum ToClient {
     Event(Arc<SharedEvent>),
     /// Bytes written as they are (the banner).
     Raw(bytes::Bytes),
+    /// The logged-in user's rights, applied to the events that follow.
+    Policy(Arc<crate::policy::Policy>),
 }
 
 /// Caller side of one client's queue. Cheap to clone.
@@ -78,7 +80,7 @@ fn cost(item: &ToClient) -> usize {
         ToClient::Message(m) => m.encoded_len_hint(),
         ToClient::Event(e) => e.message().encoded_len_hint(),
         ToClient::Raw(b) => b.len(),
-        ToClient::Subscribe | ToClient::Close => 0,
+        ToClient::Subscribe | ToClient::Close | ToClient::Policy(_) => 0,
     }
 }
 

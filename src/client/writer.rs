@@ -21,6 +21,7 @@ use crate::config::LagPolicy;
 use crate::event::{ClassMask, SharedEvent};
 use crate::hub::Hub;
 use crate::metrics::AMI;
+use crate::policy::Policy;
 
 /// Gather at most this many bytes before writing (one syscall for many small events).
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -75,27 +76,30 @@ pub async fn run<W: AsyncWrite + Unpin>(
 ) {
     let cfg = hub.config();
     let mut events: Option<broadcast::Receiver<Arc<SharedEvent>>> = None;
+    let mut policy = Policy::open();
     let mut buf = BytesMut::new();
     loop {
         let step = tokio::select! {
             biased;
             () = cancel.cancelled() => Step::Close,
             item = rx.recv() => match item {
-                Some(item) => take(item, &mut buf, &mut events, &hub, &shared),
+                Some(item) => take(item, &mut buf, &mut events, &mut policy, &hub, &shared),
                 None => Step::Close,
             },
-            ev = recv_event(&mut events) => on_event(ev, &mut buf, &shared, &hub),
+            ev = recv_event(&mut events) => on_event(ev, &mut buf, &shared, &policy, &hub),
         };
         let mut step = step;
         while matches!(step, Step::Continue) && buf.len() < BATCH_BYTES {
             if let Some(item) = rx.try_recv() {
-                step = take(item, &mut buf, &mut events, &hub, &shared);
+                step = take(item, &mut buf, &mut events, &mut policy, &hub, &shared);
                 continue;
             }
             let Some(receiver) = events.as_mut() else { break };
             match receiver.try_recv() {
-                Ok(ev) => step = on_event(Ok(ev), &mut buf, &shared, &hub),
-                Err(TryRecvError::Lagged(n)) => step = on_event(Err(RecvError::Lagged(n)), &mut buf, &shared, &hub),
+                Ok(ev) => step = on_event(Ok(ev), &mut buf, &shared, &policy, &hub),
+                Err(TryRecvError::Lagged(n)) => {
+                    step = on_event(Err(RecvError::Lagged(n)), &mut buf, &shared, &policy, &hub)
+                }
                 Err(_) => break,
             }
         }
@@ -130,6 +134,7 @@ fn take(
     item: ToClient,
     buf: &mut BytesMut,
     events: &mut Option<broadcast::Receiver<Arc<SharedEvent>>>,
+    policy: &mut Arc<Policy>,
     hub: &Hub,
     shared: &ClientShared,
 ) -> Step {
@@ -137,6 +142,7 @@ fn take(
         ToClient::Message(m) => shared.format.encode(&m, buf),
         ToClient::Event(e) => buf.extend_from_slice(e.bytes(shared.format)),
         ToClient::Raw(bytes) => buf.extend_from_slice(&bytes),
+        ToClient::Policy(p) => *policy = p,
         ToClient::Subscribe => {
             if events.is_none() {
                 *events = Some(hub.subscribe());
@@ -147,10 +153,16 @@ fn take(
     Step::Continue
 }
 
-fn on_event(ev: Result<Arc<SharedEvent>, RecvError>, buf: &mut BytesMut, shared: &ClientShared, hub: &Hub) -> Step {
+fn on_event(
+    ev: Result<Arc<SharedEvent>, RecvError>,
+    buf: &mut BytesMut,
+    shared: &ClientShared,
+    policy: &Policy,
+    hub: &Hub,
+) -> Step {
     match ev {
         Ok(event) => {
-            if shared.mask().allows(event.classes()) {
+            if shared.mask().allows(event.classes()) && (policy.is_open() || policy.allows_event(&event)) {
                 buf.extend_from_slice(event.bytes(shared.format));
             }
             Step::Continue

@@ -35,6 +35,22 @@ pub struct User {
     pub more_events: bool,
     /// Filter tokens (`cdronly`, `brionly`, `xfronly`, `novar`).
     pub filters: Vec<String>,
+    /// `read=` event classes (manager.conf style); `None`: all.
+    pub read: Option<String>,
+    /// `write=` action classes (manager.conf style); `None`: all.
+    pub write: Option<String>,
+    /// `eventfilter` lines: `(key, value)` as written (`eventfilter` or `eventfilter(...)`).
+    pub eventfilters: Vec<(String, String)>,
+    /// `permit=` networks; when any is given, only they may log in as this user.
+    pub permit: Vec<ipnet::IpNet>,
+    /// `deny=` networks, checked before `permit`.
+    pub deny: Vec<ipnet::IpNet>,
+    /// `servers=`: the only servers this user may reach (empty: all).
+    pub servers: Vec<String>,
+    /// `actions=`: the only actions this user may send (`None`: any its classes allow).
+    pub actions: Option<Vec<String>>,
+    /// `readonly=yes`: never changes state (write classes limited to `reporting`).
+    pub readonly: bool,
 }
 
 impl User {
@@ -50,7 +66,23 @@ impl User {
             server: String::new(),
             more_events: false,
             filters: Vec::new(),
+            read: None,
+            write: None,
+            eventfilters: Vec::new(),
+            permit: Vec::new(),
+            deny: Vec::new(),
+            servers: Vec::new(),
+            actions: None,
+            readonly: false,
         }
+    }
+
+    /// Whether `ip` may log in as this user (`deny` first, then `permit` when any is given).
+    pub fn address_allowed(&self, ip: std::net::IpAddr) -> bool {
+        if self.deny.iter().any(|n| n.contains(&ip)) && !self.permit.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
+        self.permit.is_empty() || self.permit.iter().any(|n| n.contains(&ip))
     }
 
     /// Whether `plain` is this user's secret: a constant-time comparison for a plain secret, or
@@ -87,6 +119,72 @@ impl User {
     }
 }
 
+/// Applies one `key = value` of a `[user]` section.
+fn section_key(user: &mut User, key: &str, value: &str) -> Result<(), String> {
+    let list = |v: &str| v.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let net = |v: &str| -> Result<ipnet::IpNet, String> {
+        // `permit=10.0.0.0/255.0.0.0` (Asterisk) or `10.0.0.0/8` or a single address.
+        let v = v.trim();
+        if let Ok(n) = v.parse::<ipnet::IpNet>() {
+            return Ok(n);
+        }
+        if let Ok(ip) = v.parse::<std::net::IpAddr>() {
+            return Ok(ipnet::IpNet::from(ip));
+        }
+        if let Some((addr, mask)) = v.split_once('/') {
+            if let (Ok(addr), Ok(mask)) = (addr.parse::<std::net::Ipv4Addr>(), mask.parse::<std::net::Ipv4Addr>()) {
+                let prefix = u32::from(mask).leading_ones() as u8;
+                if let Ok(n) = ipnet::Ipv4Net::new(addr, prefix) {
+                    return Ok(ipnet::IpNet::V4(n.trunc()));
+                }
+            }
+        }
+        Err(format!("{v:?} is not a network"))
+    };
+    let lower = key.to_ascii_lowercase();
+    match lower.as_str() {
+        "secret" => user.secret = Secret::new(value),
+        "read" => user.read = Some(value.to_string()),
+        "write" => user.write = Some(value.to_string()),
+        "permit" => user.permit.push(net(value)?),
+        "deny" => user.deny.push(net(value)?),
+        "servers" | "server" => user.servers = list(value),
+        "actions" => user.actions = Some(list(value).into_iter().map(|a| a.to_ascii_lowercase()).collect()),
+        "readonly" => user.readonly = super::parse_bool(value).ok_or("readonly is not yes or no")?,
+        "channel" => user.channel = value.to_string(),
+        "outcontext" | "out_context" => user.out_context = value.to_string(),
+        "incontext" | "in_context" => user.in_context = value.to_string(),
+        "accountcode" => user.account_code = value.to_string(),
+        "moreevents" | "more_events" => user.more_events = super::parse_bool(value).unwrap_or(!value.is_empty()),
+        "filters" => user.filters = list(value),
+        k if k == "eventfilter" || k.starts_with("eventfilter(") => {
+            crate::policy::EventFilter::parse(key, value)?;
+            user.eventfilters.push((key.to_string(), value.to_string()));
+        }
+        // manager.conf keys that do not apply to the proxy.
+        "displayconnects" | "writetimeout" | "allowmultiplelogin" | "acl" => {}
+        other => return Err(format!("unknown key {other:?} in a user section")),
+    }
+    Ok(())
+}
+
+fn finish_section(
+    users: &mut HashMap<String, User>,
+    section: Option<(usize, User)>,
+    path: &Path,
+) -> Result<(), ConfigError> {
+    let Some((line, user)) = section else { return Ok(()) };
+    let err = |message: String| ConfigError::Syntax { path: path.to_path_buf(), line, message };
+    if user.secret.expose().is_empty() {
+        return Err(err(format!("user {:?} has no secret", user.name)));
+    }
+    let name = user.name.clone();
+    if users.insert(name.clone(), user).is_some() {
+        return Err(err(format!("user {name:?} is defined twice")));
+    }
+    Ok(())
+}
+
 /// Every user, by name.
 #[derive(Debug, Clone, Default)]
 pub struct Users {
@@ -100,13 +198,38 @@ impl Users {
     /// A line without `=`, an empty name or secret, or a duplicate user, naming file and line.
     pub fn parse(text: &str, path: &Path) -> Result<Users, ConfigError> {
         let mut users = HashMap::new();
+        // manager.conf style: `[name]` then `key = value` lines, until the next section.
+        let mut section: Option<(usize, User)> = None;
+        let mut in_general = false;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let content = raw.trim();
-            if content.is_empty() || content.starts_with([';', '#']) || content.starts_with('[') {
+            if content.is_empty() || content.starts_with([';', '#']) {
                 continue;
             }
             let err = |message: String| ConfigError::Syntax { path: path.to_path_buf(), line, message };
+            if let Some(name) = content.strip_prefix('[').and_then(|c| c.split(']').next()) {
+                finish_section(&mut users, section.take(), path)?;
+                let name = name.trim();
+                in_general = name.eq_ignore_ascii_case("general");
+                if name.is_empty() {
+                    return Err(err("empty section name".to_string()));
+                }
+                if !in_general {
+                    section = Some((line, User::new(name, "")));
+                }
+                continue;
+            }
+            if in_general {
+                continue;
+            }
+            if let Some((_, user)) = section.as_mut() {
+                let Some((key, value)) = content.split_once("=>").or_else(|| content.split_once('=')) else {
+                    return Err(err("expected `key = value`".to_string()));
+                };
+                section_key(user, key.trim(), value.trim()).map_err(err)?;
+                continue;
+            }
             let Some((name, rest)) = content.split_once('=') else {
                 return Err(err("expected `user=secret[,channel,...]`".to_string()));
             };
@@ -129,10 +252,14 @@ impl Users {
             user.more_events = !next().is_empty();
             let filters = next();
             user.filters = filters.split([' ', '|', ';']).filter(|f| !f.is_empty()).map(str::to_string).collect();
+            if !user.server.is_empty() {
+                user.servers = vec![user.server.clone()];
+            }
             if users.insert(name.to_string(), user).is_some() {
                 return Err(err(format!("user {name:?} is defined twice")));
             }
         }
+        finish_section(&mut users, section.take(), path)?;
         Ok(Users { users })
     }
 

@@ -8,6 +8,7 @@ mod isolation;
 mod limits;
 mod login;
 mod ops;
+mod permissions;
 mod proxy_actions;
 mod tls;
 mod upstream;

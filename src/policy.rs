@@ -1,0 +1,334 @@
+//! What a logged-in user may do and see: write classes and the `actions=` allow-list on actions,
+//! server pinning, `readonly`; read classes, event filters and the 1.x per-user filters on
+//! events. Built once per login from the users file ([`Policy::for_user`]).
+//!
+//! Denied actions get `Response: Error` / `Message: Permission denied`, as Asterisk answers.
+
+use std::sync::Arc;
+
+use astmanproxy_handlers::Message;
+use regex::Regex;
+
+use crate::config::User;
+use crate::event::{ClassMask, SharedEvent};
+
+/// The write classes Asterisk requires per action (from Asterisk 22's `manager.c` and modules).
+/// Actions not listed need no class, except that users with a restricted `write=` may only send
+/// listed actions (an unknown action could do anything).
+const ACTION_CLASSES: &[(&str, &str)] = &[
+    ("absolutetimeout", "system,call"),
+    ("atxfer", "call"),
+    ("blindtransfer", "call"),
+    ("bridge", "call"),
+    ("command", "command"),
+    ("coresettings", "system,reporting"),
+    ("coreshowchannels", "system,reporting"),
+    ("corestatus", "system,reporting"),
+    ("dbdel", "system"),
+    ("dbget", "system,reporting"),
+    ("dbput", "system"),
+    ("extensionstate", "call,reporting"),
+    ("getconfig", "system,config"),
+    ("getvar", "call,reporting"),
+    ("hangup", "system,call"),
+    ("mailboxcount", "call,reporting"),
+    ("mailboxstatus", "call,reporting"),
+    ("mixmonitor", "system,call"),
+    ("modulecheck", "system"),
+    ("moduleload", "system"),
+    ("monitor", "call"),
+    ("originate", "originate"),
+    ("park", "call"),
+    ("playdtmf", "call"),
+    ("pjsipshowendpoints", "system,reporting"),
+    ("queueadd", "agent"),
+    ("queuepause", "agent"),
+    ("queueremove", "agent"),
+    ("queuestatus", "reporting"),
+    ("queuesummary", "reporting"),
+    ("redirect", "call"),
+    ("reload", "system,config"),
+    ("sendtext", "call"),
+    ("setvar", "call"),
+    ("status", "system,call,reporting"),
+    ("stopmixmonitor", "system,call"),
+    ("updateconfig", "config"),
+    ("userevent", "user"),
+];
+
+/// Actions that need no class at all.
+const FREE_ACTIONS: &[&str] = &["ping", "listcommands", "waitevent", "events", "login", "logoff", "challenge"];
+
+/// One `eventfilter`: the classic regex form (`!` to exclude) or Asterisk 21's
+/// `eventfilter(action(exclude),name(Newchannel),header(Channel),method(starts_with)) = value`.
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    exclude: bool,
+    name: Option<String>,
+    header: Option<String>,
+    matcher: Matcher,
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    Regex(Regex),
+    Exact(String),
+    StartsWith(String),
+    EndsWith(String),
+    Contains(String),
+    Any,
+}
+
+impl EventFilter {
+    /// Parses one filter line (`key` is `eventfilter` or `eventfilter(...)`).
+    ///
+    /// # Errors
+    /// A bad regex or an unknown parameter.
+    pub fn parse(key: &str, value: &str) -> Result<EventFilter, String> {
+        let regex = |v: &str| Regex::new(v).map_err(|e| format!("bad eventfilter regex {v:?}: {e}"));
+        let Some(params) = key.trim().strip_prefix("eventfilter(").and_then(|p| p.strip_suffix(')')) else {
+            let (exclude, pattern) = match value.strip_prefix('!') {
+                Some(p) => (true, p),
+                None => (false, value),
+            };
+            return Ok(EventFilter { exclude, name: None, header: None, matcher: Matcher::Regex(regex(pattern)?) });
+        };
+        let mut filter = EventFilter { exclude: false, name: None, header: None, matcher: Matcher::Any };
+        let mut method = "none".to_string();
+        for part in params.split("),") {
+            let part = part.trim().trim_end_matches(')');
+            let (k, v) = part.split_once('(').ok_or_else(|| format!("bad eventfilter parameter {part:?}"))?;
+            match k.trim().to_ascii_lowercase().as_str() {
+                "action" => filter.exclude = v.trim().eq_ignore_ascii_case("exclude"),
+                "name" => filter.name = Some(v.trim().to_string()),
+                "header" => filter.header = Some(v.trim().trim_end_matches(':').to_string()),
+                "method" => method = v.trim().to_ascii_lowercase(),
+                other => return Err(format!("unknown eventfilter parameter {other:?}")),
+            }
+        }
+        filter.matcher = match method.as_str() {
+            "regex" => Matcher::Regex(regex(value)?),
+            "exact" => Matcher::Exact(value.to_string()),
+            "starts_with" => Matcher::StartsWith(value.to_string()),
+            "ends_with" => Matcher::EndsWith(value.to_string()),
+            "contains" => Matcher::Contains(value.to_string()),
+            "none" | "" => Matcher::Any,
+            other => return Err(format!("unknown eventfilter method {other:?}")),
+        };
+        Ok(filter)
+    }
+
+    fn matches(&self, event: &SharedEvent) -> bool {
+        let message = event.message();
+        if let Some(name) = &self.name {
+            if !message.event().is_some_and(|e| e.eq_ignore_ascii_case(name)) {
+                return false;
+            }
+        }
+        let text_of_event;
+        let subject: &str = match &self.header {
+            Some(h) => match message.get(h) {
+                Some(v) => v,
+                None => return false,
+            },
+            None => {
+                text_of_event = String::from_utf8_lossy(event.bytes(astmanproxy_handlers::OutputFormat::Standard));
+                &text_of_event
+            }
+        };
+        match &self.matcher {
+            Matcher::Regex(r) => r.is_match(subject),
+            Matcher::Exact(v) => subject == v,
+            Matcher::StartsWith(v) => subject.starts_with(v.as_str()),
+            Matcher::EndsWith(v) => subject.ends_with(v.as_str()),
+            Matcher::Contains(v) => subject.contains(v.as_str()),
+            Matcher::Any => true,
+        }
+    }
+}
+
+/// Headers that name a channel (1.x channel filter).
+const CHANNEL_HEADERS: &[&str] =
+    &["Channel", "Channel1", "Channel2", "Source", "Destination", "DestinationChannel", "ChannelCalling"];
+
+/// One user's rights, ready to check actions and events.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    read: Option<ClassMask>,
+    write: Option<ClassMask>,
+    actions: Option<Vec<String>>,
+    servers: Vec<String>,
+    filters: Vec<EventFilter>,
+    channel: String,
+    in_context: String,
+    out_context: String,
+    account_code: String,
+    more_events: bool,
+    only: Option<&'static [&'static str]>,
+    novar: bool,
+}
+
+impl Policy {
+    /// No restriction (open proxy, or a user without any).
+    pub fn open() -> Arc<Policy> {
+        Arc::new(Policy::default())
+    }
+
+    /// The policy of `user`.
+    pub fn for_user(user: &User) -> Arc<Policy> {
+        let mut write = user.write.as_deref().map(ClassMask::parse);
+        if user.readonly {
+            let reporting = ClassMask::parse("reporting");
+            write = Some(ClassMask(write.unwrap_or(ClassMask::ALL).0 & reporting.0));
+        }
+        let has = |token: &str| user.filters.iter().any(|f| f.eq_ignore_ascii_case(token));
+        let only: Option<&'static [&'static str]> = if has("cdronly") {
+            Some(&["Cdr"])
+        } else if has("brionly") {
+            Some(&["BridgeCreate", "BridgeEnter", "BridgeLeave", "BridgeDestroy", "BridgeMerge"])
+        } else if has("xfronly") {
+            Some(&["BlindTransfer", "AttendedTransfer"])
+        } else {
+            None
+        };
+        Arc::new(Policy {
+            read: user.read.as_deref().map(ClassMask::parse),
+            write,
+            actions: user.actions.clone(),
+            servers: user.servers.clone(),
+            // Validated when the users file was loaded.
+            filters: user.eventfilters.iter().filter_map(|(k, v)| EventFilter::parse(k, v).ok()).collect(),
+            channel: user.channel.clone(),
+            in_context: user.in_context.clone(),
+            out_context: user.out_context.clone(),
+            account_code: user.account_code.clone(),
+            more_events: user.more_events,
+            only,
+            novar: has("novar"),
+        })
+    }
+
+    /// The server an action goes to when it names none: the first pinned one.
+    pub fn default_server(&self) -> Option<&str> {
+        self.servers.first().map(String::as_str)
+    }
+
+    /// Checks (and, for `accountcode`, rewrites) an action; `Err` means Permission denied.
+    pub fn check_action(&self, action: &mut Message, server: &str) -> Result<(), &'static str> {
+        let name = action.action().unwrap_or_default().trim().to_ascii_lowercase();
+        if !self.servers.is_empty() && !self.servers.iter().any(|s| s.eq_ignore_ascii_case(server)) {
+            return Err("server not allowed for this user");
+        }
+        if let Some(allowed) = &self.actions {
+            if !allowed.iter().any(|a| *a == name) {
+                return Err("action not in the user's actions list");
+            }
+        }
+        if let Some(write) = self.write {
+            match ACTION_CLASSES.iter().find(|(a, _)| *a == name) {
+                Some((_, classes)) if !write.allows(ClassMask::parse(classes)) => return Err("write class"),
+                Some(_) => {}
+                None if FREE_ACTIONS.contains(&name.as_str()) => {}
+                None if self.actions.is_some() => {}
+                None if write != ClassMask::ALL => return Err("unknown action for a restricted user"),
+                None => {}
+            }
+        }
+        if self.novar && (name == "setvar" || name == "set") {
+            return Err("novar");
+        }
+        if !self.channel.is_empty() {
+            if let Some(channel) = action.get("Channel") {
+                if !starts_with_ignore_case(channel, &self.channel) {
+                    return Err("channel filter");
+                }
+            }
+        }
+        if !self.out_context.is_empty() {
+            if let Some(context) = action.get("Context") {
+                if context != self.out_context {
+                    return Err("context filter");
+                }
+            }
+        }
+        if !self.account_code.is_empty() && name == "originate" {
+            action.set("Account", self.account_code.clone());
+        }
+        Ok(())
+    }
+
+    /// Whether a broadcast event may reach this user.
+    pub fn allows_event(&self, event: &SharedEvent) -> bool {
+        if let Some(read) = self.read {
+            if !read.allows(event.classes()) {
+                return false;
+            }
+        }
+        let message = event.message();
+        if !self.servers.is_empty() {
+            let from = message.get_all("Server").last().unwrap_or_default();
+            if !self.servers.iter().any(|s| s.eq_ignore_ascii_case(from)) {
+                return false;
+            }
+        }
+        let name = message.event().unwrap_or_default();
+        if let Some(only) = self.only {
+            if !only.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                return false;
+            }
+        }
+        if self.novar && name.eq_ignore_ascii_case("VarSet") {
+            return false;
+        }
+        if !self.channel.is_empty() {
+            let channels: Vec<&str> = CHANNEL_HEADERS.iter().filter_map(|h| message.get(h)).collect();
+            if channels.is_empty() {
+                if !self.more_events {
+                    return false;
+                }
+            } else if !channels.iter().all(|c| starts_with_ignore_case(c, &self.channel)) {
+                return false;
+            }
+        }
+        if !self.in_context.is_empty() {
+            if let Some(context) = message.get("Context") {
+                if context != self.in_context {
+                    return false;
+                }
+            }
+        }
+        if !self.filters.is_empty() {
+            let includes: Vec<&EventFilter> = self.filters.iter().filter(|f| !f.exclude).collect();
+            if !includes.is_empty() && !includes.iter().any(|f| f.matches(event)) {
+                return false;
+            }
+            if self.filters.iter().any(|f| f.exclude && f.matches(event)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether the user's read classes include `classes` (all, without a `read=`).
+    pub fn reads(&self, classes: ClassMask) -> bool {
+        self.read.is_none_or(|r| r.allows(classes))
+    }
+
+    /// Whether the policy restricts nothing (the writer skips the checks).
+    pub fn is_open(&self) -> bool {
+        self.read.is_none()
+            && self.servers.is_empty()
+            && self.only.is_none()
+            && !self.novar
+            && self.channel.is_empty()
+            && self.in_context.is_empty()
+            && self.filters.is_empty()
+    }
+}
+
+fn starts_with_ignore_case(value: &str, prefix: &str) -> bool {
+    value.len() >= prefix.len() && value.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+#[cfg(test)]
+mod tests;
