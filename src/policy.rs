@@ -220,7 +220,7 @@ impl Policy {
             return Err("server not allowed for this user");
         }
         if let Some(allowed) = &self.actions {
-            if !allowed.iter().any(|a| *a == name) {
+            if !allowed.contains(&name) {
                 return Err("action not in the user's actions list");
             }
         }
