@@ -4,6 +4,7 @@
 mod support;
 
 mod binary;
+mod bugs_1x;
 mod isolation;
 mod limits;
 mod login;

@@ -173,6 +173,22 @@ async fn a_stalled_hello_never_blocks_other_clients() {
     let c = AmiClient::connect(proxy.addr).await;
     assert_eq!(c.banner, "Asterisk Call Manager/11.0.0");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    // No fixed cap on TLS clients (1.x hung the 17th): 40 at once.
+    let pki = Arc::new(pki);
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        let (pki, addr) = (pki.clone(), proxy.addr);
+        clients.push(tokio::spawn(async move {
+            let mut tls = tls_connect(&pki, addr).await;
+            login_and_ping(&mut tls).await;
+            tls
+        }));
+    }
+    let mut open = Vec::new();
+    for c in clients {
+        open.push(c.await.unwrap());
+    }
+    assert_eq!(open.len(), 40);
 }
 
 #[tokio::test]
