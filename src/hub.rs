@@ -240,6 +240,13 @@ impl Hub {
         }
     }
 
+    /// Records a client's new output format.
+    pub fn set_client_format(&self, id: ClientId, format: &'static str) {
+        if let Some(mut info) = self.inner.clients.get_mut(&id) {
+            info.format = format;
+        }
+    }
+
     /// Forgets a client.
     pub fn remove_client(&self, id: ClientId) {
         self.inner.clients.remove(&id);

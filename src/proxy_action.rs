@@ -67,7 +67,7 @@ pub fn list_sessions(hub: &Hub, action_id: Option<&str>) -> Message {
         m.push("ProxyClientSession", info.peer.ip().to_string());
         m.push("ProxyClientID", id.to_string());
         m.push("ProxyClientUser", info.user.unwrap_or_default());
-        m.push("ProxyClientInputHandler", "standard");
+        m.push("ProxyClientInputHandler", "standard,xml,json");
         m.push("ProxyClientOutputHandler", info.format);
     }
     for server in hub.servers() {
@@ -97,10 +97,16 @@ pub fn list_servers(hub: &Hub, action_id: Option<&str>) -> Message {
     m
 }
 
+/// The input formats: standard AMI, and XML and JSON actions (recognised per message by their
+/// first byte, `<` or `{`).
+pub const INPUT_FORMATS: &[&str] = &["standard", "xml", "json"];
+
 /// The answer to `ListIOHandlers`.
 pub fn list_io_handlers(action_id: Option<&str>) -> Message {
     let mut m = proxy_response("Success", action_id);
-    m.push("InputHandler", "standard");
+    for input in INPUT_FORMATS {
+        m.push("InputHandler", *input);
+    }
     for format in OutputFormat::ALL {
         m.push("OutputHandler", format.name());
     }

@@ -16,19 +16,29 @@ pub enum OutputFormat {
     /// The AMI wire format (`Key: Value` lines), as Asterisk writes it.
     #[default]
     Standard,
+    /// astmanproxy 1.x XML (`<AsteriskManagerOutput>`).
+    Xml,
+    /// astmanproxy 1.x CSV (one line of `"Key: value"` fields per message).
+    Csv,
+    /// One JSON object per line.
+    Json,
 }
 
 impl OutputFormat {
     /// Every output format, in the order `ListIOHandlers` reports them.
-    pub const ALL: &'static [OutputFormat] = &[OutputFormat::Standard];
+    pub const ALL: &'static [OutputFormat] =
+        &[OutputFormat::Standard, OutputFormat::Xml, OutputFormat::Csv, OutputFormat::Json];
 
     /// Number of formats (size of per-format caches).
-    pub const COUNT: usize = 1;
+    pub const COUNT: usize = 4;
 
     /// The configuration name of the format.
     pub fn name(self) -> &'static str {
         match self {
             Self::Standard => "standard",
+            Self::Xml => "xml",
+            Self::Csv => "csv",
+            Self::Json => "json",
         }
     }
 
@@ -36,6 +46,9 @@ impl OutputFormat {
     pub fn index(self) -> usize {
         match self {
             Self::Standard => 0,
+            Self::Xml => 1,
+            Self::Csv => 2,
+            Self::Json => 3,
         }
     }
 
@@ -43,6 +56,9 @@ impl OutputFormat {
     pub fn encode(self, message: &Message, out: &mut BytesMut) {
         match self {
             Self::Standard => crate::standard::encode(message, out),
+            Self::Xml => crate::xml::encode(message, out),
+            Self::Csv => crate::csv::encode(message, out),
+            Self::Json => crate::json::encode(message, out),
         }
     }
 }
@@ -55,8 +71,15 @@ impl fmt::Display for OutputFormat {
 
 /// An unknown format name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown format {0:?} (known: standard)")]
+#[error("unknown format {0:?} (known: standard, xml, csv, json)")]
 pub struct UnknownFormat(pub String);
+
+impl OutputFormat {
+    /// The format with this dense index.
+    pub fn from_index(i: usize) -> OutputFormat {
+        OutputFormat::ALL.get(i).copied().unwrap_or_default()
+    }
+}
 
 impl FromStr for OutputFormat {
     type Err = UnknownFormat;

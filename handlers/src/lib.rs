@@ -7,17 +7,21 @@
 //! - [`standard`]: the AMI wire format ([`AmiDecoder`], [`encode`](standard::encode)) with
 //!   configurable [`Limits`].
 //! - [`error`]: [`DecodeError`] and its `can_continue()` classification.
-//! - [`format`]: the closed set of output formats a client may choose.
+//! - [`format`]: the closed set of output formats a client may choose; [`xml`], [`csv`] and
+//!   [`json`] are those formats (and the XML and JSON action inputs).
 //!
 //! Nothing here touches sockets, spawns tasks or reads the clock, so every piece can be unit
 //! tested, benchmarked and fuzzed on its own.
 
 pub mod capture;
+pub mod csv;
 pub mod error;
 pub mod format;
 pub mod fuzzing;
+pub mod json;
 pub mod message;
 pub mod standard;
+pub mod xml;
 
 pub use error::DecodeError;
 pub use format::OutputFormat;

@@ -123,6 +123,11 @@ impl AmiDecoder {
         self.pending_commands = 0;
     }
 
+    /// Whether no message is in progress (nothing of a message has been consumed yet).
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Headers && self.current.is_empty() && !self.saw_junk
+    }
+
     /// Reads one line (the banner): `Ok(None)` until a full line is buffered.
     ///
     /// # Errors

@@ -96,11 +96,13 @@ impl ClientSession {
             Some(ProxyAction::SetOutputFormat) => {
                 let wanted = message.get("OutputFormat").unwrap_or_default();
                 match wanted.parse::<astmanproxy_handlers::OutputFormat>() {
-                    Ok(format) if format == self.shared.format() => {
+                    Ok(format) => {
+                        self.shared.set_format(format);
+                        self.hub.set_client_format(self.id, format.name());
                         pa::proxy_response("Success", id).with("OutputFormat", format.name())
                     }
-                    _ => pa::proxy_response("Failure", id)
-                        .with("Message", format!("Unknown output format {wanted:?}"))
+                    Err(e) => pa::proxy_response("Failure", id)
+                        .with("Message", e.to_string())
                         .with("OutputFormat", self.shared.format().name()),
                 }
             }

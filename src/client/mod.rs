@@ -18,10 +18,12 @@ use tracing::Instrument;
 use crate::hub::{ClientInfo, Hub};
 
 mod handler;
+mod input;
 pub mod sink;
 pub mod writer;
 
 use handler::{ClientSession, Flow};
+use input::Input;
 use sink::ToClient;
 use writer::ClientShared;
 
@@ -61,12 +63,15 @@ where
             (cfg.auth_required && !cfg.auth_timeout.is_zero()).then(|| tokio::time::Instant::now() + cfg.auth_timeout);
         'read: loop {
             loop {
-                let decoded = if eof { decoder.decode_eof(&mut buf) } else { decoder.decode(&mut buf) };
-                match decoded {
-                    Ok(Some(message)) => {
+                match input::next(&mut decoder, &mut buf, eof) {
+                    Ok(Some(Input::Message(message))) => {
                         if let Flow::Close = session.handle(message).await {
                             break 'read;
                         }
+                    }
+                    Ok(Some(Input::Invalid(why))) => {
+                        tracing::info!(error = %why, "bad input from client");
+                        sink.send_message(Message::response_with("Error", None, Some(&why)));
                     }
                     Ok(None) => break,
                     Err(e) => {

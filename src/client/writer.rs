@@ -7,7 +7,7 @@
 //! events behind gets the configured lag policy: a final `Event: ProxyClientLagged` and a close
 //! (default), or its missed events dropped and counted.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use astmanproxy_handlers::{Message, OutputFormat};
@@ -31,13 +31,17 @@ pub const BATCH_BYTES: usize = 64 * 1024;
 pub struct ClientShared {
     mask: AtomicU32,
     dropped: AtomicU64,
-    format: OutputFormat,
+    format: AtomicU8,
 }
 
 impl ClientShared {
     /// Events on, nothing dropped, the given format.
     pub fn new(format: OutputFormat) -> Self {
-        Self { mask: AtomicU32::new(ClassMask::ALL.0), dropped: AtomicU64::new(0), format }
+        Self {
+            mask: AtomicU32::new(ClassMask::ALL.0),
+            dropped: AtomicU64::new(0),
+            format: AtomicU8::new(format.index() as u8),
+        }
     }
 
     /// The client's event mask.
@@ -57,7 +61,12 @@ impl ClientShared {
 
     /// The output format.
     pub fn format(&self) -> OutputFormat {
-        self.format
+        OutputFormat::from_index(usize::from(self.format.load(Ordering::Relaxed)))
+    }
+
+    /// Changes the output format (`ProxyAction: SetOutputFormat`); applies to what is written next.
+    pub fn set_format(&self, format: OutputFormat) {
+        self.format.store(format.index() as u8, Ordering::Relaxed);
     }
 }
 
@@ -139,8 +148,8 @@ fn take(
     shared: &ClientShared,
 ) -> Step {
     match item {
-        ToClient::Message(m) => shared.format.encode(&m, buf),
-        ToClient::Event(e) => buf.extend_from_slice(e.bytes(shared.format)),
+        ToClient::Message(m) => shared.format().encode(&m, buf),
+        ToClient::Event(e) => buf.extend_from_slice(e.bytes(shared.format())),
         ToClient::Raw(bytes) => buf.extend_from_slice(&bytes),
         ToClient::Policy(p) => *policy = p,
         ToClient::Subscribe => {
@@ -163,7 +172,7 @@ fn on_event(
     match ev {
         Ok(event) => {
             if shared.mask().allows(event.classes()) && (policy.is_open() || policy.allows_event(&event)) {
-                buf.extend_from_slice(event.bytes(shared.format));
+                buf.extend_from_slice(event.bytes(shared.format()));
             }
             Step::Continue
         }
@@ -182,7 +191,7 @@ fn on_event(
                     .with("Privilege", "system,all")
                     .with("Dropped", missed.to_string())
                     .with("Message", "Client too slow for the event stream; disconnecting");
-                shared.format.encode(&notice, buf);
+                shared.format().encode(&notice, buf);
                 Step::Close
             }
         },

@@ -287,8 +287,8 @@ impl Value<'_> {
 
     fn input_format(&self) -> Result<String, ConfigError> {
         self.parse_with(|s| match s.to_ascii_lowercase().as_str() {
-            "standard" => Ok("standard".to_string()),
-            _ => Err("unknown input format (known: standard)".to_string()),
+            f @ ("standard" | "xml" | "json") => Ok(f.to_string()),
+            _ => Err("unknown input format (known: standard, xml, json)".to_string()),
         })
     }
 

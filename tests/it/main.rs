@@ -5,6 +5,7 @@ mod support;
 
 mod binary;
 mod bugs_1x;
+mod formats;
 mod isolation;
 mod limits;
 mod login;

@@ -255,6 +255,11 @@ impl AmiClient {
         self.response("login").await
     }
 
+    /// The raw socket (for tests that read other formats).
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     /// Tells this client's decoder an Asterisk 11 `Response: Follows` answer is coming.
     pub fn expect_command_output(&mut self) {
         self.decoder.expect_command_output();
