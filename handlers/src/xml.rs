@@ -165,12 +165,7 @@ mod tests {
             .with("1bad", "\u{1}");
         let xml = text(&m);
         let mut reader = Reader::from_str(&xml);
-        loop {
-            match reader.read_event().unwrap() {
-                Event::Eof => break,
-                _ => {}
-            }
-        }
+        while reader.read_event().unwrap() != Event::Eof {}
         assert!(xml.contains("<UnparsedText Value=\"ProxyListServer I: x\"/>"));
         assert!(xml.contains("&lt;b&gt;&amp;&quot;c&apos;"));
     }

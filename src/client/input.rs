@@ -32,6 +32,16 @@ pub fn next(decoder: &mut AmiDecoder, buf: &mut BytesMut, eof: bool) -> Result<O
     decoded.map(|m| m.map(Input::Message))
 }
 
+/// The end (exclusive) of the first blank line: `\n\n` or `\n\r\n`.
+fn blank_line(bytes: &[u8]) -> Option<usize> {
+    let lf_lf = memchr::memmem::find(bytes, b"\n\n").map(|i| i + 2);
+    let lf_crlf = memchr::memmem::find(bytes, b"\n\r\n").map(|i| i + 3);
+    match (lf_lf, lf_crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 enum Kind {
     Xml,
     Json,
@@ -46,13 +56,22 @@ fn structured(
 ) -> Result<Option<Input>, DecodeError> {
     let limit = decoder.limits().max_message;
     let end = match kind {
-        Kind::Xml => memchr::memmem::find(&buf[skip..], XML_END).map(|i| skip + i + XML_END.len()),
+        // The document ends at its closing tag, or at a blank line (as 1.x read it), whichever
+        // comes first: an unterminated tag never holds up the input that follows.
+        Kind::Xml => {
+            let closing = memchr::memmem::find(&buf[skip..], XML_END).map(|i| skip + i + XML_END.len());
+            let blank = blank_line(&buf[skip..]).map(|i| skip + i);
+            match (closing, blank) {
+                (Some(c), Some(b)) => Some(c.min(b)),
+                (c, b) => c.or(b),
+            }
+        }
         Kind::Json => memchr::memchr(b'\n', &buf[skip..]).map(|i| skip + i + 1),
     };
     let end = match end {
         Some(end) => end,
         // `<AsteriskManagerInput/>` or a document cut by the end of the stream.
-        None if eof || (matches!(kind, Kind::Xml) && buf[skip..].ends_with(b"/>\r\n\r\n")) => buf.len(),
+        None if eof => buf.len(),
         None if buf.len() > limit => {
             buf.clear();
             return Err(DecodeError::MessageTooLarge { limit });

@@ -43,7 +43,7 @@ async fn b6_xml_tags_do_not_crash() {
     let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
     c.send_raw(b"<AsteriskManagerInput><Action/></AsteriskManagerInput>\r\n\r\n<Action\r\n\r\n").await;
     let answer = c.recv_until(|m| m.response().is_some()).await;
-    assert_eq!(answer.get("Message"), Some("Missing action in request"));
+    assert!(answer.get("Message").unwrap().starts_with("invalid XML action"), "{answer:?}");
     assert_eq!(c.action("Ping", "alive", &[]).await.get("Ping"), Some("Pong"));
 }
 
