@@ -68,7 +68,8 @@ async fn client_that_never_reads_does_not_slow_others() {
     let (got, done, _) = fast.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", None).await;
     assert!(done, "the fast client was cut off");
     assert_eq!(got, n);
-    let read = stalled.read_to_close(WAIT).await;
+    // Generous: on a loaded CI machine the flood itself can take a while.
+    let read = stalled.read_to_close(Duration::from_secs(30)).await;
     assert!(read < n * 250, "the stalled client got {read} bytes: unbounded buffering?");
     assert_eq!(fast.action("Ping", "after", &[]).await.get("Ping"), Some("Pong"));
 }
