@@ -7,33 +7,35 @@ use bytes::{BufMut, BytesMut};
 
 use crate::message::Message;
 
-fn field(out: &mut BytesMut, text: &str) {
-    let clean = text.replace(['\r', '\n'], " ");
-    let mut writer = ::csv::WriterBuilder::new().quote_style(::csv::QuoteStyle::Always).from_writer(Vec::new());
-    // Writing to a Vec cannot fail.
-    let _ = writer.write_record([clean.as_bytes()]);
-    let _ = writer.flush();
-    if let Ok(bytes) = writer.into_inner() {
-        out.put_slice(bytes.strip_suffix(b"\n").unwrap_or(&bytes));
-    }
-}
-
 /// Writes `message` as one CSV line.
 pub fn encode(message: &Message, out: &mut BytesMut) {
-    let mut first = true;
-    let mut sep = |out: &mut BytesMut| {
-        if !first {
+    // One csv writer per message; each field is written as a one-field record (one line, since
+    // CR/LF are replaced), and the lines are then joined with `, ` as 1.x did.
+    let mut writer = ::csv::WriterBuilder::new()
+        .quote_style(::csv::QuoteStyle::Always)
+        .terminator(::csv::Terminator::Any(b'\n'))
+        .buffer_capacity(1024)
+        .from_writer(Vec::with_capacity(message.encoded_len_hint() + 64));
+    let body = message.body().unwrap_or_default().iter().map(|line| ("Output", line.as_str()));
+    let mut text = String::new();
+    for (key, value) in message.headers().chain(body) {
+        text.clear();
+        text.push_str(key);
+        text.push_str(": ");
+        text.push_str(value);
+        if text.contains(['\r', '\n']) {
+            text = text.replace(['\r', '\n'], " ");
+        }
+        // Writing to a Vec cannot fail.
+        let _ = writer.write_record([text.as_bytes()]);
+    }
+    let _ = writer.flush();
+    let bytes = writer.into_inner().unwrap_or_default();
+    for (i, line) in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+        if i > 0 {
             out.put_slice(b", ");
         }
-        first = false;
-    };
-    for (key, value) in message.headers() {
-        sep(out);
-        field(out, &format!("{key}: {value}"));
-    }
-    for line in message.body().unwrap_or_default() {
-        sep(out);
-        field(out, &format!("Output: {line}"));
+        out.put_slice(line);
     }
     out.put_slice(b"\r\n\r\n");
 }

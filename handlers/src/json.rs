@@ -31,12 +31,57 @@ pub fn to_value(message: &Message) -> Value {
     Value::Object(map)
 }
 
-/// Writes `message` as one JSON line.
+/// Writes `message` as one JSON line (the same object as [`to_value`], written directly).
 pub fn encode(message: &Message, out: &mut BytesMut) {
+    let headers: Vec<(&str, &str)> = message.headers().collect();
+    out.reserve(message.encoded_len_hint() + 32);
+    out.put_u8(b'{');
+    let mut first = true;
+    for (i, (key, _)) in headers.iter().enumerate() {
+        // Each key once, at its first position; repeats become an array there.
+        if headers[..i].iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        if !first {
+            out.put_u8(b',');
+        }
+        first = false;
+        put_string(out, key);
+        out.put_u8(b':');
+        let repeats = headers[i + 1..].iter().any(|(k, _)| k == key);
+        if repeats {
+            out.put_u8(b'[');
+            for (n, (_, v)) in headers[i..].iter().filter(|(k, _)| k == key).enumerate() {
+                if n > 0 {
+                    out.put_u8(b',');
+                }
+                put_string(out, v);
+            }
+            out.put_u8(b']');
+        } else {
+            put_string(out, headers[i].1);
+        }
+    }
+    if let Some(body) = message.body() {
+        if !first {
+            out.put_u8(b',');
+        }
+        out.put_slice(b"\"Body\":[");
+        for (n, line) in body.iter().enumerate() {
+            if n > 0 {
+                out.put_u8(b',');
+            }
+            put_string(out, line);
+        }
+        out.put_u8(b']');
+    }
+    out.put_slice(b"}\n");
+}
+
+fn put_string(out: &mut BytesMut, text: &str) {
     let mut writer = out.writer();
-    // Serialising a Value into memory cannot fail.
-    let _ = serde_json::to_writer(&mut writer, &to_value(message));
-    writer.into_inner().put_u8(b'\n');
+    // Serialising a str into memory cannot fail.
+    let _ = serde_json::to_writer(&mut writer, text);
 }
 
 /// Why a JSON action could not be read.
@@ -83,6 +128,17 @@ mod tests {
         let mut out = BytesMut::new();
         encode(&m, &mut out);
         assert_eq!(&out[..], br#"{"Response":"Success","Output":["a","b"],"Z":"1","Body":["raw"]}"#.as_slice().iter().chain(b"\n").copied().collect::<Vec<_>>().as_slice());
+    }
+
+    #[test]
+    fn direct_encoding_matches_the_value() {
+        let mut m = Message::new().with("A", "x\"y").with("B", "1").with("A", "z").with("C", "\u{1}");
+        m.set_body(Some(vec!["l1".into(), "l2".into()]));
+        let mut out = BytesMut::new();
+        encode(&m, &mut out);
+        let parsed: Value = serde_json::from_slice(&out[..out.len() - 1]).unwrap();
+        assert_eq!(parsed, to_value(&m));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), std::str::from_utf8(&out[..out.len() - 1]).unwrap());
     }
 
     #[test]

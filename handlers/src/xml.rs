@@ -45,8 +45,12 @@ fn element(out: &mut BytesMut, name: &str, value: &str) {
     out.put_slice(name.as_bytes());
     out.put_slice(b" Value=\"");
     // Control characters are not allowed in XML 1.0 at all: they become spaces.
-    let clean: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    out.put_slice(escape(clean.as_str()).as_bytes());
+    if value.chars().any(char::is_control) {
+        let clean: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        out.put_slice(escape(clean.as_str()).as_bytes());
+    } else {
+        out.put_slice(escape(value).as_bytes());
+    }
     out.put_slice(b"\"/>\r\n");
 }
 

@@ -46,6 +46,9 @@ enum What {
         /// Events flooded per run.
         #[arg(long, default_value_t = 200_000)]
         events: usize,
+        /// Output format of the clients (standard, xml, csv, json).
+        #[arg(long, default_value = "standard")]
+        format: String,
     },
     /// Ping round-trip time through the proxy and directly.
     Ping {
@@ -92,9 +95,9 @@ async fn main() {
     println!("machine: {} cores, {}", cores(), cpu_model());
     println!("proxy: {} (pid {})", bin.display(), proxy.pid);
     match args.what {
-        What::Fanout { clients, events } => {
+        What::Fanout { clients, events, format } => {
             for n in clients {
-                fanout(&sim, &proxy, n, events).await;
+                fanout(&sim, &proxy, n, events, &format).await;
             }
         }
         What::Ping { count } => ping(&sim, &proxy, count).await,
@@ -109,9 +112,12 @@ async fn main() {
                 idle(&proxy, n).await;
             }
             for n in [1, 10, 100] {
-                fanout(&sim, &proxy, n, 200_000).await;
+                fanout(&sim, &proxy, n, 200_000, "standard").await;
             }
-            fanout(&sim, &proxy, 1000, 20_000).await;
+            fanout(&sim, &proxy, 1000, 20_000, "standard").await;
+            for format in ["xml", "json"] {
+                fanout(&sim, &proxy, 10, 200_000, format).await;
+            }
             ping(&sim, &proxy, 20_000).await;
             reconnect(&sim, &proxy, 5).await;
         }
@@ -270,11 +276,36 @@ impl Client {
         self.action(Message::new().with("Action", "Ping")).await
     }
 
-    /// Reads until `n` messages whose first line is `Event: BenchEvent` arrived (byte scan, so the
-    /// client costs little CPU next to the proxy).
-    async fn count_events(mut self, n: usize) -> Self {
-        const NEEDLE: &[u8] = b"Event: BenchEvent\r\n";
-        let finder = memchr::memmem::Finder::new(NEEDLE);
+    /// Switches this client's output format.
+    async fn set_format(&mut self, format: &str) {
+        self.seq += 1;
+        let id = format!("b{}", self.seq);
+        let m =
+            Message::new().with("ProxyAction", "SetOutputFormat").with("OutputFormat", format).with("ActionID", &id);
+        self.send(&m).await;
+        // The answer comes in the new format: wait for the ActionID in any of them.
+        let finder = memchr::memmem::Finder::new(id.as_bytes());
+        let mut seen = Vec::new();
+        while finder.find(&seen).is_none() {
+            let mut chunk = vec![0u8; 4096];
+            let n = self.stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        self.buf.clear();
+    }
+
+    /// Reads until `n` BenchEvents arrived in `format` (byte scan, so the client costs little CPU
+    /// next to the proxy).
+    async fn count_events(mut self, n: usize, format: String) -> Self {
+        let needle: &[u8] = match format.as_str() {
+            "xml" => b"<Event Value=\"BenchEvent\"/>",
+            "csv" => b"\"Event: BenchEvent\"",
+            "json" => b"\"Event\":\"BenchEvent\"",
+            _ => b"Event: BenchEvent\r\n",
+        };
+        const NEEDLE_MAX: usize = 32;
+        let finder = memchr::memmem::Finder::new(needle);
         let mut seen = 0;
         let mut buf = std::mem::take(&mut self.buf).to_vec();
         let mut chunk = vec![0u8; 256 * 1024];
@@ -284,7 +315,7 @@ impl Client {
                 break;
             }
             // Keep a tail that could hold the start of a split needle.
-            let keep = buf.len().min(NEEDLE.len() - 1);
+            let keep = buf.len().min(NEEDLE_MAX.min(needle.len() - 1));
             let tail = buf[buf.len() - keep..].to_vec();
             let r = self.stream.read(&mut chunk).await.expect("read");
             assert!(r > 0, "closed after {seen} events");
@@ -316,18 +347,22 @@ fn bench_event() -> Message {
         .with("Linkedid", "1795343987.3")
 }
 
-async fn fanout(sim: &AmiSim, proxy: &Proxy, n: usize, events: usize) {
+async fn fanout(sim: &AmiSim, proxy: &Proxy, n: usize, events: usize, format: &str) {
     // Through the proxy.
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
         let mut c = Client::connect(proxy.addr).await;
         c.login().await;
+        if format != "standard" {
+            c.set_format(format).await;
+        }
         clients.push(c);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let cpu0 = proxy.cpu_time();
     let t0 = Instant::now();
-    let readers: Vec<_> = clients.into_iter().map(|c| tokio::spawn(c.count_events(events))).collect();
+    let readers: Vec<_> =
+        clients.into_iter().map(|c| tokio::spawn(c.count_events(events, format.to_string()))).collect();
     sim.emit_many(&bench_event(), events);
     for r in readers {
         drop(r.await.expect("reader"));
@@ -348,7 +383,8 @@ async fn fanout(sim: &AmiSim, proxy: &Proxy, n: usize, events: usize) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let dn = direct.len();
     let t1 = Instant::now();
-    let readers: Vec<_> = direct.into_iter().map(|c| tokio::spawn(c.count_events(events))).collect();
+    let readers: Vec<_> =
+        direct.into_iter().map(|c| tokio::spawn(c.count_events(events, "standard".to_string()))).collect();
     sim.emit_many(&bench_event(), events);
     for r in readers {
         drop(r.await.expect("reader"));
@@ -357,7 +393,7 @@ async fn fanout(sim: &AmiSim, proxy: &Proxy, n: usize, events: usize) {
     // Let the proxy drain the second flood before the next run.
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!(
-        "fanout clients={n:>5} events={events}: {rate:>12.0} deliveries/s through the proxy, \
+        "fanout clients={n:>5} events={events} format={format}: {rate:>12.0} deliveries/s through the proxy, \
          {cpu_per:.3} us proxy CPU per delivery ({elapsed:.2?}); direct from the simulator to {dn} clients: {direct_rate:.0}/s"
     );
 }
