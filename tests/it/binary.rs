@@ -156,3 +156,54 @@ async fn sighup_reloads_users_and_servers_and_rejects_a_broken_config() {
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Started as root with `proc_user`, the proxy binds first and then runs as that user.
+#[tokio::test]
+async fn proc_user_drops_root_after_binding() {
+    if !nix::unistd::geteuid().is_root() || nix::unistd::User::from_name("nobody").ok().flatten().is_none() {
+        eprintln!("skipped: needs root and a `nobody` user");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let sim = sim().await;
+    let dir = std::env::temp_dir().join(format!("astmanproxy-it-priv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("p.conf");
+    let users = dir.join("p.users");
+    std::fs::write(
+        &conf,
+        format!(
+            "host = 127.0.0.1, {}, admin, adminpass, on, off\nlistenport = 0\nproc_user = nobody\n",
+            sim.addr().port()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&users, "alice=alicepw\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
+        .args(["-c", conf.to_str().unwrap(), "-u", users.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.trim().parse::<std::net::SocketAddr>().unwrap();
+            }
+        }
+        panic!("the binary exited without listening");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    wait_ready(addr, None).await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let uids: Vec<u32> = uid_line.split_whitespace().skip(1).map(|u| u.parse().unwrap()).collect();
+    assert!(uids.iter().all(|u| *u == nobody.uid.as_raw()), "{uid_line}");
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
