@@ -1,4 +1,5 @@
-//! Error types, classified by where the problem lies (client, Asterisk, or the proxy itself).
+//! Error types: [`UpstreamError`] for what goes wrong with an Asterisk server (never fatal: the
+//! session reconnects), [`Error`] for what stops the whole proxy (configuration, listeners, TLS).
 
 use astmanproxy_handlers::DecodeError;
 
@@ -25,17 +26,6 @@ pub enum UpstreamError {
     Decode(#[from] DecodeError),
 }
 
-/// Where an error comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// A client (bad input, slow reader).
-    Client,
-    /// An Asterisk server.
-    Asterisk,
-    /// The proxy itself (configuration, resources).
-    Internal,
-}
-
 /// The crate's top-level error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,11 +44,4 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl Error {
-    /// Where the error comes from.
-    pub fn source_kind(&self) -> Source {
-        Source::Internal
-    }
 }

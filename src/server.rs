@@ -39,6 +39,14 @@ impl Listeners {
             TcpListener::bind(addr).await.map_err(|e| io_error(&format!("cannot listen on {addr}"), e))
         };
         let ami = bind(std::net::SocketAddr::new(config.listen_address, config.listen_port)).await?;
+        Self::bind_extra(config, ami).await
+    }
+
+    /// Binds the TLS-only and admin listeners the configuration asks for, next to `ami`.
+    async fn bind_extra(config: &Config, ami: TcpListener) -> Result<Listeners, Error> {
+        let bind = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|e| io_error(&format!("cannot listen on {addr}"), e))
+        };
         let tls = match config.tls.listen_port {
             Some(port) => Some(bind(std::net::SocketAddr::new(config.listen_address, port)).await?),
             None => None,
@@ -60,8 +68,7 @@ impl Listeners {
 /// Only errors that stop the whole proxy (a listener or the TLS certificate cannot be set up); a
 /// failing client or server never does.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let mut listeners = Listeners::bind(&Config { listen_port: 0, ..config.clone() }).await?;
-    listeners.ami = listener;
+    let listeners = Listeners::bind_extra(&config, listener).await?;
     serve(config, listeners, shutdown).await
 }
 

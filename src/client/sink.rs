@@ -14,8 +14,6 @@ use astmanproxy_handlers::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::SharedEvent;
-
 /// Identifier of a client connection, unique for the life of the process.
 pub type ClientId = u64;
 
@@ -28,8 +26,6 @@ pub enum ToClient {
     Subscribe,
     /// Flush what is queued, then close the connection.
     Close,
-    /// A shared event routed to this client (already filtered).
-    Event(Arc<SharedEvent>),
     /// Bytes written as they are (the banner).
     Raw(bytes::Bytes),
     /// The logged-in user's rights, applied to the events that follow.
@@ -78,7 +74,6 @@ pub fn channel(id: ClientId, max_bytes: usize, cancel: CancellationToken) -> (Cl
 fn cost(item: &ToClient) -> usize {
     match item {
         ToClient::Message(m) => m.encoded_len_hint(),
-        ToClient::Event(e) => e.message().encoded_len_hint(),
         ToClient::Raw(b) => b.len(),
         ToClient::Subscribe | ToClient::Close | ToClient::Policy(_) => 0,
     }

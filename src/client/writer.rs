@@ -149,7 +149,6 @@ fn take(
 ) -> Step {
     match item {
         ToClient::Message(m) => shared.format().encode(&m, buf),
-        ToClient::Event(e) => buf.extend_from_slice(e.bytes(shared.format())),
         ToClient::Raw(bytes) => buf.extend_from_slice(&bytes),
         ToClient::Policy(p) => *policy = p,
         ToClient::Subscribe => {
