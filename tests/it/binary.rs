@@ -8,6 +8,45 @@ use tokio::process::Command;
 
 use crate::support::*;
 
+/// The real binary, started with `-c conf -u users` plus `extra` arguments; its log lines are
+/// forwarded to the returned channel.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub log: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+/// Starts the binary and waits for its "listening on" line.
+pub async fn start_binary(conf: &std::path::Path, users: &std::path::Path, extra: &[&str]) -> Binary {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
+        .args(["-c", conf.to_str().unwrap(), "-u", users.to_str().unwrap()])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.trim().parse::<std::net::SocketAddr>().unwrap();
+            }
+        }
+        panic!("the binary exited without listening");
+    })
+    .await
+    .unwrap();
+    // Keep draining its log so it never blocks on a full pipe.
+    let (tx, log) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    Binary { child, addr, log }
+}
+
 #[tokio::test]
 async fn binary_starts_with_1x_flags_and_serves_clients() {
     let sim = sim().await;
@@ -26,26 +65,7 @@ async fn binary_starts_with_1x_flags_and_serves_clients() {
     )
     .unwrap();
     std::fs::write(&users, "alice=alicepw\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
-        .args(["-c", conf.to_str().unwrap(), "-u", users.to_str().unwrap(), "-f"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.trim().parse::<std::net::SocketAddr>().unwrap();
-            }
-        }
-        panic!("the binary exited without listening");
-    })
-    .await
-    .unwrap();
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let Binary { mut child, addr, .. } = start_binary(&conf, &users, &["-f"]).await;
     wait_ready(addr, None).await;
     let mut c = AmiClient::login(addr, "alice", "alicepw").await;
     assert_eq!(c.banner, "Asterisk Call Manager/11.0.0");
@@ -88,31 +108,8 @@ async fn sighup_reloads_users_and_servers_and_rejects_a_broken_config() {
     let base = "listenaddress = 127.0.0.1\nlistenport = 0\nretryinterval = 1\n";
     std::fs::write(&conf, format!("{}{base}", host(&sim1, "one"))).unwrap();
     std::fs::write(&users, "alice=alicepw\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
-        .args(["-c", conf.to_str().unwrap(), "-u", users.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let Binary { mut child, addr, log: mut log_rx } = start_binary(&conf, &users, &[]).await;
     let pid = Pid::from_raw(child.id().unwrap() as i32);
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.trim().parse::<std::net::SocketAddr>().unwrap();
-            }
-        }
-        panic!("the binary exited without listening");
-    })
-    .await
-    .unwrap();
-    let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = log_tx.send(line);
-        }
-    });
     wait_ready(addr, None).await;
     let mut alice = AmiClient::login(addr, "alice", "alicepw").await;
 
@@ -179,25 +176,8 @@ async fn proc_user_drops_root_after_binding() {
     )
     .unwrap();
     std::fs::write(&users, "alice=alicepw\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
-        .args(["-c", conf.to_str().unwrap(), "-u", users.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let Binary { mut child, addr, .. } = start_binary(&conf, &users, &[]).await;
     let pid = child.id().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.trim().parse::<std::net::SocketAddr>().unwrap();
-            }
-        }
-        panic!("the binary exited without listening");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     wait_ready(addr, None).await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
