@@ -88,8 +88,9 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
         let take_requests = s.out.len() < OUTPUT_HIGH_WATER;
         // Without this, a full BytesMut would read 64 bytes at a time.
         rbuf.reserve(READ_CHUNK);
+        // Not biased: under a continuous event flood the read branch is always ready, and a fixed
+        // order would starve writes and new actions. tokio picks a random ready branch.
         tokio::select! {
-            biased;
             () = cancel.cancelled() => {
                 s.out.clear();
                 let logoff = Message::new().with("Action", "Logoff").with("ActionID", format!("{}logoff", id_prefix()));
