@@ -56,6 +56,7 @@ struct HubInner {
     /// The `host =` lines currently applied (a reload diffs against them).
     configured: RwLock<Vec<ServerConfig>>,
     auth_limiter: AuthLimiter,
+    beacon: DashMap<String, (Instant, crate::beacon::ServerData)>,
 }
 
 impl Hub {
@@ -78,6 +79,7 @@ impl Hub {
                 servers_tracker: TaskTracker::new(),
                 configured,
                 auth_limiter: AuthLimiter::new(auth_limit),
+                beacon: DashMap::new(),
             }),
         }
     }
@@ -85,6 +87,17 @@ impl Hub {
     /// The configuration the proxy runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Beacon data of `server` gathered less than `max_age` ago (a copy: no guard escapes).
+    pub fn beacon_cached(&self, server: &str, max_age: std::time::Duration) -> Option<crate::beacon::ServerData> {
+        let entry = self.inner.beacon.get(&server.to_ascii_lowercase())?;
+        (entry.0.elapsed() < max_age).then(|| entry.1.clone())
+    }
+
+    /// Stores freshly gathered Beacon data.
+    pub fn beacon_store(&self, server: &str, data: crate::beacon::ServerData) {
+        self.inner.beacon.insert(server.to_ascii_lowercase(), (Instant::now(), data));
     }
 
     /// Failed-login counters per client address.

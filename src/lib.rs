@@ -1,6 +1,7 @@
 //! astmanproxy 2: a multiplexing proxy for the Asterisk Manager Interface.
 pub mod admin;
 pub mod auth_limit;
+pub mod beacon;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -57,7 +57,8 @@ const ACTION_CLASSES: &[(&str, &str)] = &[
 ];
 
 /// Actions that need no class at all.
-const FREE_ACTIONS: &[&str] = &["ping", "listcommands", "waitevent", "events", "login", "logoff", "challenge"];
+const FREE_ACTIONS: &[&str] =
+    &["ping", "listcommands", "waitevent", "events", "login", "logoff", "challenge", "beaconshowserver"];
 
 /// One `eventfilter`: the classic regex form (`!` to exclude) or Asterisk 21's
 /// `eventfilter(action(exclude),name(Newchannel),header(Channel),method(starts_with)) = value`.

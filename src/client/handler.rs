@@ -75,6 +75,7 @@ impl ClientSession {
             }
             _ if !self.authenticated() => self.reply("Error", id, Some("Permission denied")),
             "events" => self.events(&message, id),
+            "beaconshowserver" => self.beacon_show_server(&message, id).await,
             _ => self.forward(message, action_id),
         }
         Flow::Continue
@@ -201,6 +202,34 @@ impl ClientSession {
         }
         self.sink.send(ToClient::Subscribe);
         Flow::Continue
+    }
+
+    /// `Action: BeaconShowServer`: answered by the proxy, never forwarded.
+    async fn beacon_show_server(&mut self, message: &Message, id: Option<&str>) {
+        let servers = match message.get("Server") {
+            Some(name) => match self.hub.server(Some(name)) {
+                Some(s) => vec![s],
+                None => {
+                    self.reply("Error", id, Some(&format!("Unknown server {name}")));
+                    return;
+                }
+            },
+            None => self.hub.servers(),
+        };
+        let mut data = Vec::with_capacity(servers.len());
+        for server in servers {
+            let mut probe = Message::new().with("Action", "BeaconShowServer");
+            if self.policy.check_action(&mut probe, server.name()).is_err() {
+                continue;
+            }
+            match crate::beacon::gather::data_for(&self.hub, &server).await {
+                Ok(d) => data.push(d),
+                Err(e) => tracing::info!(server = %server.name(), "no Beacon data: {e}"),
+            }
+        }
+        for m in crate::beacon::show_server_events(&data, id) {
+            self.sink.send_message(m);
+        }
     }
 
     fn challenge(&mut self, message: &Message, id: Option<&str>) {

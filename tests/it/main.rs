@@ -3,6 +3,7 @@
 
 mod support;
 
+mod beacon;
 mod binary;
 mod bugs_1x;
 mod formats;

@@ -1,0 +1,93 @@
+//! Gathering Beacon data from one server over AMI, through the same route as any client (so it
+//! never blocks client traffic), one action at a time, and rate-limited per server by a cache.
+
+use std::time::Duration;
+
+use astmanproxy_handlers::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::parse::{count_before, parse_modules, parse_version_line, version_number};
+use super::ServerData;
+use crate::client::sink::{self, ToClient};
+use crate::hub::Hub;
+use crate::upstream::{Request, UpstreamHandle};
+
+/// How long gathered data is reused before it is gathered again.
+pub const REFRESH: Duration = Duration::from_secs(60);
+
+/// How long one gathering action may take.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes the gathering queue may hold (`module show` is about 31 KB).
+const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The server's data, from the cache when fresh enough, else gathered now.
+///
+/// # Errors
+/// The server is down or does not answer.
+pub async fn data_for(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, String> {
+    if let Some(data) = hub.beacon_cached(server.name(), REFRESH) {
+        return Ok(data);
+    }
+    let data = gather(hub, server).await?;
+    hub.beacon_store(server.name(), data.clone());
+    Ok(data)
+}
+
+/// Asks the five actions and builds the data.
+///
+/// # Errors
+/// The server is down or an answer does not come within 10 s.
+pub async fn gather(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, String> {
+    let (reply, mut rx) = sink::channel(hub.next_client_id(), QUEUE_BYTES, CancellationToken::new());
+    let ask = |action: Message| {
+        let request = Request { action, reply: reply.clone(), original_id: Some("beacon".to_string()) };
+        reply.try_begin_action(usize::MAX);
+        server.submit(request).map_err(|r| r.reason)
+    };
+    let mut answer = async |action: Message| -> Result<Message, String> {
+        ask(action)?;
+        loop {
+            match tokio::time::timeout(ACTION_TIMEOUT, rx.recv()).await {
+                Ok(Some(ToClient::Message(m))) if m.response().is_some() => return Ok(m),
+                Ok(Some(_)) => continue,
+                Ok(None) => return Err("gathering queue closed".to_string()),
+                Err(_) => return Err(format!("no answer from {} within {ACTION_TIMEOUT:?}", server.name())),
+            }
+        }
+    };
+    let command = |cmd: &str| Message::new().with("Action", "Command").with("Command", cmd);
+    let settings = answer(Message::new().with("Action", "CoreSettings")).await?;
+    let status = answer(Message::new().with("Action", "CoreStatus")).await?;
+    let version = answer(command("core show version")).await?;
+    let modules = answer(command("module show")).await?;
+    let calls = answer(command("core show calls")).await?;
+
+    let version_name = settings.get("AsteriskVersion").unwrap_or_default().to_string();
+    let version_lines = output_lines(&version);
+    let (_, machine, os) = parse_version_line(version_lines.first().copied().unwrap_or_default());
+    let call_lines = output_lines(&calls);
+    let join = |date: &str, time: &str| {
+        format!("{} {}", status.get(date).unwrap_or_default(), status.get(time).unwrap_or_default()).trim().to_string()
+    };
+    Ok(ServerData {
+        server: server.name().to_string(),
+        version_number: version_number(&version_name),
+        version_name,
+        modules: parse_modules(&output_lines(&modules)),
+        startup_time: join("CoreStartupDate", "CoreStartupTime"),
+        last_reload_time: join("CoreReloadDate", "CoreReloadTime"),
+        active_calls: count_before(&call_lines, "active"),
+        processed_calls: count_before(&call_lines, "processed"),
+        os_name: os,
+        os_machine: machine,
+    })
+}
+
+/// The CLI lines of a Command answer: `Output:` headers (Asterisk 14+) or the raw body (11-13).
+fn output_lines(answer: &Message) -> Vec<&str> {
+    match answer.body() {
+        Some(body) => body.iter().map(String::as_str).collect(),
+        None => answer.get_all("Output").collect(),
+    }
+}

@@ -1,0 +1,176 @@
+//! Beacon: the anonymous usage data of each Asterisk server behind the proxy (DESIGN section 7),
+//! shown by `Action: BeaconShowServer`.
+//!
+//! [`ServerData`] is gathered over AMI ([`gather`]) from `CoreSettings`, `CoreStatus`,
+//! `Command: core show version`, `Command: module show` and `Command: core show calls`, and is
+//! the single struct that both the AMI answer ([`show_server_events`]) and the report body
+//! ([`ServerData::to_report`]) render from. Reporting to Beacon servers and the collector are not
+//! built yet.
+
+use serde::Serialize;
+
+use astmanproxy_handlers::Message;
+
+pub mod gather;
+mod parse;
+
+pub use parse::{parse_modules, version_number};
+
+/// One module line of `module show`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Module {
+    /// `app_queue.so`.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// `Running`, `Not Running`, ...
+    pub status: String,
+    /// `core`, `extended`, `deprecated`, ... (empty on versions without the column).
+    pub support_level: String,
+}
+
+/// Everything Beacon knows of one Asterisk server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerData {
+    /// Proxy-side server name.
+    pub server: String,
+    /// `22.10.1`.
+    pub version_name: String,
+    /// major*10000 + minor*100 + patch (`221001`), 0 when unknown.
+    pub version_number: u64,
+    /// The modules.
+    pub modules: Vec<Module>,
+    /// `CoreStartupDate CoreStartupTime`.
+    pub startup_time: String,
+    /// `CoreReloadDate CoreReloadTime`.
+    pub last_reload_time: String,
+    /// Active calls.
+    pub active_calls: u64,
+    /// Calls processed since start.
+    pub processed_calls: u64,
+    /// OS name from `core show version` (`Linux`).
+    pub os_name: String,
+    /// Machine from `core show version` (`x86_64`).
+    pub os_machine: String,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    id: Option<&'a str>,
+    asterisk: AsteriskPart<'a>,
+    operating_system: Os<'a>,
+    private_name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AsteriskPart<'a> {
+    version: VersionPart<'a>,
+    modules: &'a [Module],
+    stats: Stats<'a>,
+}
+
+#[derive(Serialize)]
+struct VersionPart<'a> {
+    name: &'a str,
+    number: u64,
+}
+
+#[derive(Serialize)]
+struct Stats<'a> {
+    run_time: RunTime<'a>,
+    calls: Calls,
+}
+
+#[derive(Serialize)]
+struct RunTime<'a> {
+    startup_time: &'a str,
+    last_reload_time: &'a str,
+}
+
+#[derive(Serialize)]
+struct Calls {
+    active: u64,
+    processed: u64,
+}
+
+#[derive(Serialize)]
+struct Os<'a> {
+    sys_name: &'a str,
+    release: &'a str,
+    version: &'a str,
+    machine: &'a str,
+}
+
+impl ServerData {
+    /// The report body of DESIGN 7 (`Server` object). Release and version of the OS stay empty:
+    /// AMI cannot tell them, and the proxy host's own are never substituted.
+    pub fn to_report(&self, id: Option<&str>, private_name: Option<&str>) -> serde_json::Value {
+        let report = Report {
+            id,
+            asterisk: AsteriskPart {
+                version: VersionPart { name: &self.version_name, number: self.version_number },
+                modules: &self.modules,
+                stats: Stats {
+                    run_time: RunTime { startup_time: &self.startup_time, last_reload_time: &self.last_reload_time },
+                    calls: Calls { active: self.active_calls, processed: self.processed_calls },
+                },
+            },
+            operating_system: Os { sys_name: &self.os_name, release: "", version: "", machine: &self.os_machine },
+            private_name,
+        };
+        serde_json::to_value(report).unwrap_or_default()
+    }
+}
+
+/// The `Event: BeaconShowServerResponse` of one server.
+pub fn show_server_event(data: &ServerData, action_id: Option<&str>) -> Message {
+    let mut m = Message::with_capacity(24 + data.modules.len() * 4);
+    m.push("Event", "BeaconShowServerResponse");
+    if let Some(id) = action_id {
+        m.push("ActionID", id);
+    }
+    m.push("Server", &data.server);
+    // Not registered with a Beacon server yet: the reporter is not built.
+    for key in ["ServerId", "TokenId", "TokenIssuedDate", "LastPosting", "NextPosting"] {
+        m.push(key, "");
+    }
+    for (i, module) in data.modules.iter().enumerate() {
+        let n = i + 1;
+        m.push(format!("Module{n}Name"), &module.name);
+        m.push(format!("Module{n}Description"), &module.description);
+        m.push(format!("Module{n}Status"), &module.status);
+        m.push(format!("Module{n}SupportLevel"), &module.support_level);
+    }
+    m.push("ModuleCount", data.modules.len().to_string());
+    m.push("AsteriskVersion", &data.version_name);
+    m.push("AsteriskVersionNumber", data.version_number.to_string());
+    m.push("StartupTime", &data.startup_time);
+    m.push("LastReloadTime", &data.last_reload_time);
+    m.push("ActiveCalls", data.active_calls.to_string());
+    m.push("ProcessedCalls", data.processed_calls.to_string());
+    m.push("OperatingSystemName", &data.os_name);
+    m.push("OperatingSystemRelease", "");
+    m.push("OperatingSystemVersion", "");
+    m.push("OperatingSystemMachine", &data.os_machine);
+    m
+}
+
+/// The whole EventList answer to `BeaconShowServer`.
+pub fn show_server_events(servers: &[ServerData], action_id: Option<&str>) -> Vec<Message> {
+    let mut out = Vec::with_capacity(servers.len() + 2);
+    let mut start = Message::response_with("Success", action_id, None);
+    start.insert(if action_id.is_some() { 2 } else { 1 }, "EventList", "start");
+    start.push("Message", "Beacon server data will follow");
+    out.push(start);
+    for data in servers {
+        out.push(show_server_event(data, action_id));
+    }
+    let mut complete = Message::new().with("Event", "BeaconShowServerComplete");
+    if let Some(id) = action_id {
+        complete.push("ActionID", id);
+    }
+    complete.push("EventList", "Complete");
+    complete.push("ListItems", servers.len().to_string());
+    out.push(complete);
+    out
+}
