@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Default configuration file of astmanproxy 1.x.
 pub const DEFAULT_CONFIG: &str = "/etc/asterisk/astmanproxy.conf";
@@ -38,4 +38,51 @@ pub struct Cli {
     /// Check the configuration and users file, print the result, and exit.
     #[arg(long = "check-config")]
     pub check_config: bool,
+    /// Tools that talk to a running proxy (without one: run the proxy).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Beacon usage data.
+    Beacon {
+        /// What to do.
+        #[command(subcommand)]
+        what: BeaconCommand,
+    },
+}
+
+/// `beacon ...`
+#[derive(Debug, Subcommand)]
+pub enum BeaconCommand {
+    /// Show Beacon data.
+    Show {
+        /// What to show.
+        #[command(subcommand)]
+        what: BeaconShow,
+    },
+}
+
+/// `beacon show ...`
+#[derive(Debug, Subcommand)]
+pub enum BeaconShow {
+    /// The data of every server (or one) of a running proxy, in the res_beacon layout.
+    Server {
+        /// Only this server.
+        #[arg(long)]
+        server: Option<String>,
+        /// The proxy's address (default: listenaddress and listenport of the configuration).
+        #[arg(long)]
+        proxy: Option<std::net::SocketAddr>,
+        /// A user of the users file (default: $ASTMANPROXY_USER).
+        #[arg(long)]
+        user: Option<String>,
+        /// Its secret (default: $ASTMANPROXY_SECRET; avoid passing secrets on the command line).
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// The Beacon reporting configuration.
+    Configuration,
 }

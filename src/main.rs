@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use astmanproxy::cli::Cli;
+use astmanproxy::cli::{BeaconCommand, BeaconShow, Cli, Command};
 use astmanproxy::config::{Config, Users};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -19,6 +19,11 @@ async fn main() -> ExitCode {
     if cli.version {
         println!("astmanproxy {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Beacon { what: BeaconCommand::Show { what } }) = &cli.command {
+        // The configuration only supplies defaults (the proxy's address) here.
+        let config = Config::load(&cli.config).map(|(c, _)| c).unwrap_or_default();
+        return beacon_show(what, &config).await;
     }
     let (mut config, warnings) = match Config::load(&cli.config) {
         Ok(loaded) => loaded,
@@ -91,4 +96,36 @@ fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
         (None, false) => builder.with_ansi(ansi).with_writer(std::io::stderr).init(),
     }
     Ok(())
+}
+
+/// `astmanproxy beacon show ...`: asks the running proxy and prints the answer.
+async fn beacon_show(what: &BeaconShow, config: &Config) -> ExitCode {
+    match what {
+        BeaconShow::Configuration => {
+            println!("Beacon reporting: disabled");
+            println!("Targets: none (the reporter is not built yet; nothing is ever sent)");
+            println!("Gathering: on request (BeaconShowServer), cached 60 s per server");
+            ExitCode::SUCCESS
+        }
+        BeaconShow::Server { server, proxy, user, secret } => {
+            let host = if config.listen_address.is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                config.listen_address
+            };
+            let addr = proxy.unwrap_or(std::net::SocketAddr::new(host, config.listen_port));
+            let user = user.clone().or_else(|| std::env::var("ASTMANPROXY_USER").ok()).unwrap_or_default();
+            let secret = secret.clone().or_else(|| std::env::var("ASTMANPROXY_SECRET").ok()).unwrap_or_default();
+            match astmanproxy::beacon::cli::show_server(addr, &user, &secret, server.as_deref()).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("astmanproxy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }

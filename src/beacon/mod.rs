@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use astmanproxy_handlers::Message;
 
+pub mod cli;
 pub mod gather;
 mod parse;
 
@@ -122,6 +123,63 @@ impl ServerData {
     }
 }
 
+impl ServerData {
+    /// Reads the data back from a `BeaconShowServerResponse` event (what the CLI receives).
+    pub fn from_event(m: &Message) -> ServerData {
+        let get = |k: &str| m.get(k).unwrap_or_default().to_string();
+        let count: usize = m.get("ModuleCount").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let modules = (1..=count)
+            .map(|n| Module {
+                name: get(&format!("Module{n}Name")),
+                description: get(&format!("Module{n}Description")),
+                status: get(&format!("Module{n}Status")),
+                support_level: get(&format!("Module{n}SupportLevel")),
+            })
+            .collect();
+        ServerData {
+            server: get("Server"),
+            version_name: get("AsteriskVersion"),
+            version_number: m.get("AsteriskVersionNumber").and_then(|v| v.parse().ok()).unwrap_or(0),
+            modules,
+            startup_time: get("StartupTime"),
+            last_reload_time: get("LastReloadTime"),
+            active_calls: m.get("ActiveCalls").and_then(|v| v.parse().ok()).unwrap_or(0),
+            processed_calls: m.get("ProcessedCalls").and_then(|v| v.parse().ok()).unwrap_or(0),
+            os_name: get("OperatingSystemName"),
+            os_machine: get("OperatingSystemMachine"),
+        }
+    }
+
+    /// The text layout of the res_beacon design's `beacon show server`.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "Server: {}", self.server);
+        let _ = writeln!(out, "Server ID: ");
+        let _ = writeln!(out, "Token: ");
+        let _ = writeln!(out, "Last Posting: ");
+        let _ = writeln!(out, "Next Posting: ");
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Asterisk Information:");
+        let _ = writeln!(out, "  Version: {} ({})", self.version_name, self.version_number);
+        let _ = writeln!(out, "  Startup Time: {}", self.startup_time);
+        let _ = writeln!(out, "  Last Reload Time: {}", self.last_reload_time);
+        let _ = writeln!(out, "  Active Calls: {}", self.active_calls);
+        let _ = writeln!(out, "  Processed Calls: {}", self.processed_calls);
+        let _ = writeln!(out, "  Modules ({}):", self.modules.len());
+        for m in &self.modules {
+            let _ = writeln!(out, "    {:<30} {:<40} {:<12} {}", m.name, m.description, m.status, m.support_level);
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Operating System:");
+        let _ = writeln!(out, "  Name: {}", self.os_name);
+        let _ = writeln!(out, "  Release: ");
+        let _ = writeln!(out, "  Version: ");
+        let _ = writeln!(out, "  Machine: {}", self.os_machine);
+        out
+    }
+}
+
 /// The `Event: BeaconShowServerResponse` of one server.
 pub fn show_server_event(data: &ServerData, action_id: Option<&str>) -> Message {
     let mut m = Message::with_capacity(24 + data.modules.len() * 4);
@@ -173,4 +231,60 @@ pub fn show_server_events(servers: &[ServerData], action_id: Option<&str>) -> Ve
     complete.push("ListItems", servers.len().to_string());
     out.push(complete);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ServerData {
+        ServerData {
+            server: "pbx1".into(),
+            version_name: "22.10.1".into(),
+            version_number: 221_001,
+            modules: vec![Module {
+                name: "acl".into(),
+                description: "Named ACL system".into(),
+                status: "Running".into(),
+                support_level: "core".into(),
+            }],
+            startup_time: "2026-11-22 10:39:23".into(),
+            last_reload_time: "2026-11-22 10:39:23".into(),
+            active_calls: 1,
+            processed_calls: 7,
+            os_name: "Linux".into(),
+            os_machine: "x86_64".into(),
+        }
+    }
+
+    #[test]
+    fn report_body_has_the_design_shape() {
+        let v = sample().to_report(Some("id1"), None);
+        assert_eq!(v["id"], "id1");
+        assert_eq!(v["asterisk"]["version"]["number"], 221_001);
+        assert_eq!(v["asterisk"]["modules"][0]["support_level"], "core");
+        assert_eq!(v["asterisk"]["stats"]["calls"]["processed"], 7);
+        assert_eq!(v["asterisk"]["stats"]["run_time"]["startup_time"], "2026-11-22 10:39:23");
+        assert_eq!(v["operating_system"]["machine"], "x86_64");
+        assert_eq!(v["operating_system"]["release"], "");
+        assert!(v["private_name"].is_null());
+    }
+
+    #[test]
+    fn event_round_trip_and_layout() {
+        let data = sample();
+        assert_eq!(ServerData::from_event(&show_server_event(&data, Some("x"))), data);
+        let text = data.render();
+        for line in [
+            "Server ID: ",
+            "Token: ",
+            "Last Posting: ",
+            "Next Posting: ",
+            "Asterisk Information:",
+            "Operating System:",
+            "  Machine: x86_64",
+        ] {
+            assert!(text.contains(line), "{line}");
+        }
+    }
 }

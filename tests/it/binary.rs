@@ -71,6 +71,27 @@ async fn binary_starts_with_1x_flags_and_serves_clients() {
     assert_eq!(c.banner, "Asterisk Call Manager/11.0.0");
     let r = c.action("CoreSettings", "cs", &[]).await;
     assert_eq!(r.get("Server"), Some(sim.addr().ip().to_string().as_str()));
+    // The Beacon CLI asks the running proxy.
+    let out = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
+        .args(["beacon", "show", "server", "--proxy", &addr.to_string(), "--user", "alice"])
+        .env("ASTMANPROXY_SECRET", "alicepw")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for line in
+        ["Server ID: ", "Asterisk Information:", "  Version: 22.10.1 (221001)", "Operating System:", "  Name: Linux"]
+    {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
+        .args(["beacon", "show", "server", "--proxy", &addr.to_string(), "--user", "alice", "--secret", "wrong"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("login refused"));
     child.start_kill().unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     let _ = std::fs::remove_dir_all(&dir);
