@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod policy;

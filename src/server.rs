@@ -27,6 +27,8 @@ pub struct Listeners {
     pub tls: Option<TcpListener>,
     /// The admin HTTP endpoints (`adminlisten`).
     pub admin: Option<TcpListener>,
+    /// The HTTP front (`httplistenport`).
+    pub http: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -55,7 +57,11 @@ impl Listeners {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(Listeners { ami, tls, admin })
+        let http = match config.http_listen_port {
+            Some(port) => Some(bind(std::net::SocketAddr::new(config.listen_address, port)).await?),
+            None => None,
+        };
+        Ok(Listeners { ami, tls, admin, http })
     }
 }
 
@@ -83,7 +89,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
 /// Only errors that stop the whole proxy (the TLS certificate cannot be loaded); a failing
 /// client or server never does.
 pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let Listeners { ami: listener, tls: tls_listener, admin } = listeners;
+    let Listeners { ami: listener, tls: tls_listener, admin, http } = listeners;
     let acceptor =
         if crate::tls::clients_want_tls(&config.tls) { Some(crate::tls::acceptor(&config.tls)?) } else { None };
     let clients_token = CancellationToken::new();
@@ -104,6 +110,12 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
         tracing::info!("admin endpoints (/metrics, /healthz, /readyz) on http://{addr}");
         let (admin_hub, admin_tracker) = (hub.clone(), tracker.clone());
         hub.spawn_background(move |cancel| crate::admin::serve(admin, admin_hub, cancel, admin_tracker));
+    }
+    if let Some(http) = http {
+        let addr = http.local_addr().map_err(|e| io_error("HTTP listener address", e))?;
+        tracing::info!("HTTP front on http://{addr}");
+        let (http_hub, http_tracker) = (hub.clone(), tracker.clone());
+        hub.spawn_background(move |cancel| crate::http::serve(http, http_hub, cancel, http_tracker));
     }
     if let Some(tls) = &tls_listener {
         tracing::info!(addr = %tls.local_addr().map_err(|e| io_error("TLS listener address", e))?, "accepting TLS AMI clients");

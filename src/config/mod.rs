@@ -92,6 +92,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `proxykey` (1.x): accepted and kept.
     pub proxy_key: Option<Secret>,
+    /// `httplistenport` (new): a port on `listenaddress` for the HTTP front.
+    pub http_listen_port: Option<u16>,
     /// `adminlisten` (new): address of the admin HTTP listener (`/metrics`, `/healthz`,
     /// `/readyz`); off when unset.
     pub admin_listen: Option<std::net::SocketAddr>,

@@ -56,6 +56,7 @@ impl Default for Config {
             },
             proxy_key: None,
             admin_listen: None,
+            http_listen_port: None,
             admin_users: Vec::new(),
             auth_limit: 10,
             auth_timeout: Duration::from_secs(30),
@@ -148,6 +149,7 @@ impl Config {
                         raw.value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()
                 }
                 "proxykey" => c.proxy_key = v.optional().map(Secret::new),
+                "httplistenport" => c.http_listen_port = v.optional_parse("a port number")?,
                 "adminlisten" => c.admin_listen = v.optional_parse("an address:port like 127.0.0.1:9180")?,
                 "readyshare" => c.ready_share = v.share()?,
                 "shutdowngrace" => c.shutdown_grace = Duration::from_secs(v.parse("a number of seconds")?),

@@ -7,6 +7,7 @@ mod beacon;
 mod binary;
 mod bugs_1x;
 mod formats;
+mod http;
 mod isolation;
 mod limits;
 mod login;

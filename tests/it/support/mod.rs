@@ -86,14 +86,24 @@ pub async fn spawn_proxy_with_admin(cfg: Config) -> TestProxy {
 
 /// Starts the proxy with a TLS-only listener.
 pub async fn spawn_proxy_with_tls(cfg: Config, tls: tokio::net::TcpListener) -> TestProxy {
-    spawn_with(cfg, false, Some(tls)).await
+    spawn_with(cfg, false, Some(tls), None).await
+}
+
+/// Starts the proxy with the HTTP front on `http`.
+pub async fn spawn_proxy_with_http(cfg: Config, http: tokio::net::TcpListener) -> TestProxy {
+    spawn_with(cfg, false, None, Some(http)).await
 }
 
 async fn spawn(cfg: Config, with_admin: bool) -> TestProxy {
-    spawn_with(cfg, with_admin, None).await
+    spawn_with(cfg, with_admin, None, None).await
 }
 
-async fn spawn_with(mut cfg: Config, with_admin: bool, tls: Option<tokio::net::TcpListener>) -> TestProxy {
+async fn spawn_with(
+    mut cfg: Config,
+    with_admin: bool,
+    tls: Option<tokio::net::TcpListener>,
+    http: Option<tokio::net::TcpListener>,
+) -> TestProxy {
     cfg.listen_address = "127.0.0.1".parse().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -102,7 +112,7 @@ async fn spawn_with(mut cfg: Config, with_admin: bool, tls: Option<tokio::net::T
     let admin = admin_listener.as_ref().map(|l| l.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let listeners = astmanproxy::Listeners { ami: listener, tls, admin: admin_listener };
+        let listeners = astmanproxy::Listeners { ami: listener, tls, admin: admin_listener, http };
         astmanproxy::serve(cfg, listeners, async {
             let _ = stopped.await;
         })

@@ -1,0 +1,103 @@
+//! The HTTP front: one action per request, Basic auth, keep-alive, formats, limits.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::*;
+
+const ALICE: &str = "Authorization: Basic YWxpY2U6YWxpY2Vwdw==\r\n"; // alice:alicepw
+
+async fn http_proxy() -> (astmanproxy::sim::AmiSim, TestProxy, SocketAddr) {
+    let sim = sim().await;
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap();
+    let proxy = spawn_proxy_with_http(config(vec![server("pbx1", sim.addr())]), http).await;
+    wait_ready(proxy.addr, None).await;
+    (sim, proxy, http_addr)
+}
+
+/// Reads one HTTP response (headers + Content-Length body) from a kept-alive connection.
+async fn read_response(s: &mut TcpStream) -> (u16, String, String) {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&raw[end + 4..end + 4 + len]).to_string();
+                let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+                return (status, head, body);
+            }
+        }
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn get_and_post_with_keep_alive_in_every_format() {
+    let (_sim, _proxy, addr) = http_proxy().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET /?Action=Ping&ActionID=h1 HTTP/1.1\r\nHost: t\r\n{ALICE}\r\n").as_bytes()).await.unwrap();
+    let (status, head, body) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain"));
+    assert!(body.starts_with("Response: Success\r\nActionID: h1\r\nPing: Pong\r\n"), "{body}");
+    // Same connection: a POST whose body comes in a second write, asking for JSON.
+    let form = "Action=CoreShowChannels&ActionID=h2";
+    s.write_all(
+        format!(
+            "POST /json HTTP/1.1\r\nHost: t\r\n{ALICE}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            form.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    s.write_all(form.as_bytes()).await.unwrap();
+    let (status, _, body) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list[0]["EventList"], "start");
+    assert_eq!(list.last().unwrap()["Event"], "CoreShowChannelsComplete");
+    assert!(list.iter().all(|m| m["ActionID"] == "h2"));
+    // XML by Accept header, headers and body in one write.
+    s.write_all(format!("GET /?Action=CoreSettings HTTP/1.1\r\nHost: t\r\nAccept: text/xml\r\n{ALICE}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (_, head, body) = read_response(&mut s).await;
+    assert!(head.to_ascii_lowercase().contains("text/xml"));
+    assert!(body.contains("<AsteriskVersion Value=\"22.10.1\"/>"), "{body}");
+}
+
+#[tokio::test]
+async fn http_errors_have_status_codes() {
+    let (_sim, _proxy, addr) = http_proxy().await;
+    assert_eq!(http(addr, "GET", "/?Action=Ping").await.0, 401);
+    let mut bad = TcpStream::connect(addr).await.unwrap();
+    bad.write_all(b"GET /?Action=Ping HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YWxpY2U6bm8=\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut bad).await.0, 401);
+    let request = |m: &str, path: &str, extra: &str| format!("{m} {path} HTTP/1.1\r\nHost: t\r\n{ALICE}{extra}\r\n");
+    for (raw, code) in [
+        (request("GET", "/nope?Action=Ping", ""), 404),
+        (request("DELETE", "/?Action=Ping", ""), 405),
+        (request("GET", "/?ActionID=x", ""), 400),
+        (request("POST", "/", &format!("Content-Length: {}\r\n", 100_000)), 413),
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        if code == 413 {
+            let _ = s.write_all(&vec![b'a'; 100_000]).await;
+        }
+        assert_eq!(read_response(&mut s).await.0, code, "{raw}");
+    }
+}
