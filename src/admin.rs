@@ -3,14 +3,10 @@
 //!
 //! Served with hyper over plain TCP; meant for 127.0.0.1 or a private network.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,37 +15,13 @@ use crate::hub::Hub;
 use crate::metrics::AMI;
 use crate::upstream::Status;
 
-/// How long an admin request may take to arrive (slow clients never pile up).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves the admin endpoints until `cancel`.
 pub async fn serve(listener: TcpListener, hub: Hub, cancel: CancellationToken, tracker: TaskTracker) {
-    loop {
-        let accepted = tokio::select! {
-            () = cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let hub = hub.clone();
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let hub = hub.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &hub)) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
-            }
-        });
-    }
+    crate::http::accept_loop(listener, cancel, tracker, move |req, _peer| {
+        let response = respond(&req, &hub);
+        async move { response }
+    })
+    .await;
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

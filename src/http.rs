@@ -35,6 +35,21 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// Serves HTTP clients until `cancel`.
 pub async fn serve(listener: TcpListener, hub: Hub, cancel: CancellationToken, tracker: TaskTracker) {
+    accept_loop(listener, cancel, tracker, move |req, peer| {
+        let hub = hub.clone();
+        async move { handle(req, peer, &hub).await }
+    })
+    .await;
+}
+
+/// Accepts HTTP/1.1 connections until `cancel` and answers each request with `handler`; shared
+/// by this front and the admin listener. Slow request headers time out after 10 s; on cancel,
+/// connections finish their request in flight and close.
+pub async fn accept_loop<H, F>(listener: TcpListener, cancel: CancellationToken, tracker: TaskTracker, handler: H)
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             () = cancel.cancelled() => return,
@@ -44,12 +59,11 @@ pub async fn serve(listener: TcpListener, hub: Hub, cancel: CancellationToken, t
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let hub = hub.clone();
-        let cancel = cancel.clone();
+        let (handler, cancel) = (handler.clone(), cancel.clone());
         tracker.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let hub = hub.clone();
-                async move { Ok::<_, Infallible>(handle(req, peer, &hub).await) }
+                let response = handler(req, peer);
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
