@@ -1,4 +1,5 @@
-//! The admin HTTP listener (`adminlisten`): `/metrics` (Prometheus text format), `/healthz`
+//! The admin HTTP listener (`adminlisten`): `/metrics` (OpenMetrics text, which Prometheus
+//! scrapes), `/healthz`
 //! (the process is up) and `/readyz` (at least `readyshare` of the servers are logged in).
 //!
 //! Served with hyper over plain TCP; meant for 127.0.0.1 or a private network.
@@ -40,7 +41,7 @@ pub fn respond(req: &Request<Incoming>, hub: &Hub) -> Response<Full<Bytes>> {
         "/metrics" => {
             let queued: usize = hub.clients().iter().map(|(_, c)| c.sink.queued_bytes()).sum();
             hub.metrics().client_queue_bytes.get_or_create(&AMI).set(i64::try_from(queued).unwrap_or(i64::MAX));
-            text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", hub.metrics().encode())
+            text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", hub.metrics().encode())
         }
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => {
