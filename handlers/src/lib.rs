@@ -7,7 +7,7 @@
 //! - [`standard`]: the AMI wire format ([`AmiDecoder`], [`encode`](standard::encode)) with
 //!   configurable [`Limits`].
 //! - [`error`]: [`DecodeError`] and its `can_continue()` classification.
-//! - [`format`]: the closed set of output formats a client may choose; [`xml`], [`csv`] and
+//! - [`mod@format`]: the closed set of output formats a client may choose; [`xml`], [`csv`] and
 //!   [`json`] are those formats (and the XML and JSON action inputs).
 //!
 //! Nothing here touches sockets, spawns tasks or reads the clock, so every piece can be unit

@@ -1,7 +1,7 @@
 //! Client sessions: one reader task and one writer task per connected client.
 //!
 //! [`serve`] sends the banner, spawns the [`writer`], then reads and decodes the client's actions.
-//! Login, Challenge, Logoff and Events are answered by the proxy ([`handler`]); every other
+//! Login, Challenge, Logoff and Events are answered by the proxy (the `handler` module); every other
 //! action is routed to an upstream session. Answers reach the client through its
 //! [`sink::ClientSink`], never through a shared lock.
 

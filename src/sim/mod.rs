@@ -1,58 +1,96 @@
-//! An AMI simulator that behaves like Asterisk 22 as recorded in `tests/fixtures/` (used by the
-//! integration tests and the benchmark tool; never by the proxy itself).
+//! An AMI simulator that behaves like Asterisk 22.10.1 as recorded in `tests/fixtures/*.cap`
+//! (see `tests/fixtures/CAPTURES.md`). It serves the integration tests and the benchmark tool;
+//! the proxy itself never uses it.
 //!
-//! [`AmiSim::start`] binds 127.0.0.1:0 and serves AMI: the banner at once, Login (plain `Secret`
-//! or `Challenge`/MD5 `Key`), `FullyBooted`, `Permission denied` before login, a ~1 s delayed
-//! `Authentication failed` then close, `Logoff` -> `Goodbye` then close, per-connection
-//! `Events:`/`EventMask`, and the recorded answers of `Ping`, `CoreSettings`, `CoreStatus`,
-//! `Command` (`core show version`, `module show`, `core show calls`, `core show uptime`, errors),
-//! the EventLists `CoreShowChannels`, `Status`, `QueueStatus`, `QueueSummary`, and `Originate`
-//! (async: `OriginateResponse` plus the call's events). Pipelined actions are answered in order.
+//! [`AmiSim::start`] binds a real TCP listener on 127.0.0.1:0. Every reply is a recorded
+//! message, embedded at compile time and replayed with the asker's ActionID:
+//! - the banner `Asterisk Call Manager/<ami_version>` at once (01);
+//! - `Login` with `Secret`, or `Challenge` (`AuthType: MD5`, a decimal nonce) then `Login` with
+//!   `AuthType: MD5` and `Key` = md5hex(nonce + secret) (03). Success: `Authentication
+//!   accepted`, `FullyBooted` (when the session's events include `system`) and a broadcast
+//!   `SuccessfulAuth` security event (01, 18). Failure: after
+//!   [`SimOptions::auth_fail_delay`], `Authentication failed`, then the connection is closed (02);
+//! - before login every action but `Login`/`Challenge`/`Logoff` gets `Permission denied`, and the
+//!   connection stays open (23); `Logoff` answers `Goodbye` and closes (21);
+//! - `Events: on|off|class,list` at Login and `Action: Events` with `EventMask` set the
+//!   connection's event mask (`Events: On|Off`, 18); broadcast events reach a logged-in
+//!   connection when their `Privilege:` classes pass its mask;
+//! - `Ping` (04, with a fresh `Timestamp`), `CoreSettings` (05), `CoreStatus` (06),
+//!   `ModuleCheck` (11), `Command` with every recorded CLI command (`core show version`, `module
+//!   show`, `core show calls`, `core show uptime [seconds]`, `dialplan show ami-test`, ...; 07-10)
+//!   and the recorded `No such command` error for any other; with
+//!   [`SimOptions::legacy_command`] in the Asterisk 11 `Response: Follows` framing;
+//! - the EventLists `CoreShowChannels` (13, two channels), `Status` (14, optionally one
+//!   `Channel`), `QueueStatus` (15) and `QueueSummary` (16, optionally one `Queue`);
+//! - `Originate`: `Async: true` answers `Originate successfully queued` and shortly after
+//!   broadcasts the recorded call's events with an `OriginateResponse` carrying the asker's
+//!   ActionID (17; a `Local/999@...` channel fails as in 17b); without `Async` the answer comes
+//!   after [`SYNC_ORIGINATE_DELAY`], then the call's events (17b); without `Channel` the recorded
+//!   error (20);
+//! - an unknown action gets `Invalid/unknown command` and a message without `Action:` gets
+//!   `Missing action in request`, each followed by a broadcast `RequestBadFormat` (19, 20).
+//!
+//! Pipelined actions are answered strictly in order (24). Each connection has a reader task and
+//! a writer task joined by a bounded queue ([`CONNECTION_QUEUE`] items) that answers and events
+//! share: reading never blocks event writes, and a connection whose queue overflows is closed,
+//! as Asterisk drops clients that do not read. The decoder limits, the list of received actions
+//! (the last [`RECEIVED_KEPT`]) and the queues are all bounded.
+//!
 //! Test hooks: [`AmiSim::emit`], [`AmiSim::emit_many`], [`AmiSim::kill_connections`],
-//! [`AmiSim::set_drop_mid_list`], [`AmiSim::set_hold`].
+//! [`AmiSim::set_drop_mid_list`], [`AmiSim::set_hold`], [`AmiSim::received`],
+//! [`SimOptions::ping_replies`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use astmanproxy_handlers::{standard, Message};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::ClassMask;
-
 mod conn;
+mod mask;
 mod script;
 
-/// Items queued per connection before it counts as a slow reader and is closed (as Asterisk
-/// drops clients that do not read).
+use conn::ConnShared;
+pub use mask::EventMask;
+pub use script::SYNC_ORIGINATE_DELAY;
+
+/// Items queued per connection (answers, events, flood chunks) before it counts as a slow reader
+/// and is closed. Queued event bytes are shared between connections, not copied.
 pub const CONNECTION_QUEUE: usize = 8192;
 
-/// Copies of one event per write in [`AmiSim::emit_many`].
+/// How many received actions [`AmiSim::received`] keeps (the most recent).
+pub const RECEIVED_KEPT: usize = 10_000;
+
+/// Copies of one event per queued chunk in [`AmiSim::emit_many`].
 const FLOOD_CHUNK: usize = 512;
 
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
-    /// AMI user name.
+    /// The AMI user name (compared without regard to case, as Asterisk does).
     pub username: String,
-    /// AMI secret.
+    /// The AMI secret.
     pub secret: String,
-    /// AMI version in the banner.
+    /// The AMI protocol version in the banner (`11.0.0` for Asterisk 22).
     pub ami_version: String,
-    /// Answer `Command` in the Asterisk 11-13 `Response: Follows` framing.
+    /// Answer `Command` in the Asterisk 11-13 framing: `Response: Follows`, `Privilege:
+    /// Command`, the ActionID, the raw CLI lines, `--END COMMAND--`.
     pub legacy_command: bool,
-    /// Answer `Ping` (false: never, to test half-open detection).
+    /// Answer `Ping`; `false` never does (a half-open upstream, for deadline tests).
     pub ping_replies: bool,
-    /// Delay before `Authentication failed`.
+    /// Delay before `Authentication failed` (Asterisk: about 1 s).
     pub auth_fail_delay: Duration,
 }
 
 impl Default for SimOptions {
+    /// `admin` / `adminpass`, AMI `11.0.0`, modern Command output, Ping answered, 1 s auth delay.
     fn default() -> Self {
         Self {
             username: "admin".to_string(),
@@ -65,7 +103,8 @@ impl Default for SimOptions {
     }
 }
 
-/// A running simulator. Cheap to clone.
+/// A running simulator: a cheap, cloneable handle. Dropping every handle leaves it running;
+/// [`AmiSim::shutdown`] stops it.
 #[derive(Clone)]
 pub struct AmiSim {
     inner: Arc<Inner>,
@@ -74,58 +113,51 @@ pub struct AmiSim {
 struct Inner {
     addr: SocketAddr,
     options: SimOptions,
-    conns: Mutex<Vec<ConnHandle>>,
+    conns: Mutex<HashMap<u64, Arc<ConnShared>>>,
+    next_conn: AtomicU64,
     received: Mutex<VecDeque<Message>>,
     logins: AtomicUsize,
     drop_mid_list: Mutex<Option<String>>,
     hold: Mutex<Option<String>>,
-    kill: Mutex<CancellationToken>,
     stop: CancellationToken,
+    accept_task: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// What the simulator keeps of each open connection.
-#[derive(Clone)]
-struct ConnHandle {
-    tx: mpsc::Sender<Bytes>,
-    mask: Arc<std::sync::atomic::AtomicU32>,
-    logged_in: Arc<std::sync::atomic::AtomicBool>,
-    cancel: CancellationToken,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl AmiSim {
-    /// Starts a simulator on 127.0.0.1:0.
+    /// Starts a simulator on 127.0.0.1 with a free port (see [`AmiSim::addr`]).
     ///
     /// # Errors
     /// The listener cannot be bound.
     pub async fn start(options: SimOptions) -> std::io::Result<AmiSim> {
-        Self::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?, options).await
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), options).await
     }
 
-    /// Starts a simulator on a given address (to restart one on the same port).
+    /// Starts a simulator on `addr`, e.g. the port of one that was shut down (restart tests).
     ///
     /// # Errors
-    /// The listener cannot be bound.
+    /// The listener cannot be bound (the port is in use).
     pub async fn start_on(addr: SocketAddr, options: SimOptions) -> std::io::Result<AmiSim> {
         let listener = TcpListener::bind(addr).await?;
         let sim = AmiSim {
             inner: Arc::new(Inner {
                 addr: listener.local_addr()?,
                 options,
-                conns: Mutex::new(Vec::new()),
+                conns: Mutex::new(HashMap::new()),
+                next_conn: AtomicU64::new(1),
                 received: Mutex::new(VecDeque::new()),
                 logins: AtomicUsize::new(0),
                 drop_mid_list: Mutex::new(None),
                 hold: Mutex::new(None),
-                kill: Mutex::new(CancellationToken::new()),
                 stop: CancellationToken::new(),
+                accept_task: Mutex::new(None),
             }),
         };
-        let accepting = sim.clone();
-        tokio::spawn(async move { accepting.accept(listener).await });
+        let task = tokio::spawn(sim.clone().accept(listener));
+        *lock(&sim.inner.accept_task) = Some(task);
         Ok(sim)
     }
 
@@ -136,24 +168,21 @@ impl AmiSim {
                 accepted = listener.accept() => accepted,
             };
             let Ok((stream, _)) = accepted else {
+                // Out of file descriptors and the like: try again shortly.
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let cancel = lock(&self.inner.kill).child_token();
             let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
-            let handle = ConnHandle {
+            let conn = Arc::new(ConnShared {
+                id: self.inner.next_conn.fetch_add(1, Ordering::Relaxed),
                 tx,
-                mask: Arc::new(std::sync::atomic::AtomicU32::new(ClassMask::ALL.0)),
-                logged_in: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-                cancel,
-            };
-            {
-                let mut conns = lock(&self.inner.conns);
-                conns.retain(|c| !c.tx.is_closed() && !c.cancel.is_cancelled());
-                conns.push(handle.clone());
-            }
-            tokio::spawn(conn::serve(self.clone(), stream, handle, rx));
+                mask: AtomicU32::new(EventMask::ALL.0),
+                logged_in: AtomicBool::new(false),
+                cancel: CancellationToken::new(),
+            });
+            lock(&self.inner.conns).insert(conn.id, conn.clone());
+            tokio::spawn(conn::serve(self.clone(), stream, conn, rx));
         }
     }
 
@@ -162,77 +191,71 @@ impl AmiSim {
         self.inner.addr
     }
 
-    fn options(&self) -> &SimOptions {
+    /// The options it was started with.
+    pub fn options(&self) -> &SimOptions {
         &self.inner.options
     }
 
-    /// Sends an event to every logged-in connection whose event mask allows its `Privilege`
-    /// classes.
+    /// Broadcasts an event to every logged-in connection whose event mask passes the event's
+    /// `Privilege:` classes (an event without a known class reaches only connections with
+    /// events fully on).
     pub fn emit(&self, event: Message) {
-        let mut out = BytesMut::new();
-        standard::encode(&event, &mut out);
-        self.broadcast(ClassMask::of_event(&event), out.freeze());
+        self.emit_ref(&event);
     }
 
-    /// Sends `n` copies of `event` (encoded once) to every eligible connection, in writes of up
-    /// to 512 copies. No sequence number is added: the copies are byte-identical.
+    fn emit_ref(&self, event: &Message) {
+        let bytes = standard::encode_to_bytes(event);
+        for conn in self.eligible(EventMask::of_event(event)) {
+            conn.push(bytes.clone());
+        }
+    }
+
+    /// Broadcasts `n` byte-identical copies of `event` (no sequence header is added), encoded
+    /// once and queued in chunks of 512 copies shared by every connection, for flood tests and
+    /// benchmarks. A connection that cannot keep up is closed.
     pub fn emit_many(&self, event: &Message, n: usize) {
-        let mut one = BytesMut::new();
-        standard::encode(event, &mut one);
-        let mut chunk = BytesMut::with_capacity(one.len() * FLOOD_CHUNK.min(n.max(1)));
-        for _ in 0..FLOOD_CHUNK.min(n) {
+        let one = standard::encode_to_bytes(event);
+        let per_chunk = FLOOD_CHUNK.min(n);
+        let mut chunk = BytesMut::with_capacity(one.len() * per_chunk);
+        for _ in 0..per_chunk {
             chunk.extend_from_slice(&one);
         }
         let chunk = chunk.freeze();
-        let classes = ClassMask::of_event(event);
-        let full = n / FLOOD_CHUNK;
-        let rest = n % FLOOD_CHUNK;
-        for conn in self.eligible(classes) {
-            let mut ok = true;
-            for _ in 0..full {
-                ok &= conn.push(chunk.clone());
-            }
-            if rest > 0 && ok {
+        let (full, rest) = (n / FLOOD_CHUNK, n % FLOOD_CHUNK);
+        for conn in self.eligible(EventMask::of_event(event)) {
+            let queued = (0..full).all(|_| conn.push(chunk.clone()));
+            if queued && rest > 0 {
                 conn.push(chunk.slice(..rest * one.len()));
             }
         }
     }
 
-    fn eligible(&self, classes: ClassMask) -> Vec<ConnHandle> {
-        lock(&self.inner.conns)
-            .iter()
-            .filter(|c| c.logged_in.load(Ordering::Relaxed))
-            .filter(|c| ClassMask(c.mask.load(Ordering::Relaxed)).allows(classes))
-            .cloned()
-            .collect()
+    fn eligible(&self, classes: EventMask) -> Vec<Arc<ConnShared>> {
+        lock(&self.inner.conns).values().filter(|c| c.wants(classes)).cloned().collect()
     }
 
-    fn broadcast(&self, classes: ClassMask, bytes: Bytes) {
-        for conn in self.eligible(classes) {
-            conn.push(bytes.clone());
+    /// Drops every open connection abruptly, without a goodbye (an Asterisk restart). The
+    /// listener keeps accepting.
+    pub fn kill_connections(&self) {
+        let conns: Vec<_> = lock(&self.inner.conns).drain().map(|(_, c)| c).collect();
+        for conn in conns {
+            conn.cancel.cancel();
         }
     }
 
-    /// Drops every open connection abruptly (an Asterisk restart).
-    pub fn kill_connections(&self) {
-        let mut kill = lock(&self.inner.kill);
-        kill.cancel();
-        *kill = CancellationToken::new();
-        lock(&self.inner.conns).clear();
-    }
-
-    /// Stops listening and drops every connection.
+    /// Stops listening (the port is free again when this returns) and drops every connection.
     pub async fn shutdown(&self) {
         self.inner.stop.cancel();
+        let task = lock(&self.inner.accept_task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
         self.kill_connections();
-        // Let the accept task drop its listener so the port can be bound again.
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     /// Connections currently open.
     pub fn connection_count(&self) -> usize {
-        lock(&self.inner.conns).iter().filter(|c| !c.tx.is_closed() && !c.cancel.is_cancelled()).count()
+        lock(&self.inner.conns).values().filter(|c| !c.cancel.is_cancelled()).count()
     }
 
     /// Successful logins so far.
@@ -240,42 +263,50 @@ impl AmiSim {
         self.inner.logins.load(Ordering::Relaxed)
     }
 
-    /// Every action received after login, in order (the last 10 000).
+    /// Every message received from logged-in connections, in arrival order (the last
+    /// [`RECEIVED_KEPT`]).
     pub fn received(&self) -> Vec<Message> {
         lock(&self.inner.received).iter().cloned().collect()
     }
 
-    /// When the named list action is asked, send its start and one item, then close.
+    /// When the named list action (e.g. `CoreShowChannels`) is asked, send its start response
+    /// and one item, then close the connection. `None` turns this off.
     pub fn set_drop_mid_list(&self, action: Option<&str>) {
         *lock(&self.inner.drop_mid_list) = action.map(str::to_string);
     }
 
-    /// Never answer the named action.
+    /// Never answer the named action (it stays pending; later actions are still answered).
+    /// `None` turns this off.
     pub fn set_hold(&self, action: Option<&str>) {
         *lock(&self.inner.hold) = action.map(str::to_string);
     }
 
     fn record(&self, action: &Message) {
         let mut received = lock(&self.inner.received);
-        if received.len() >= 10_000 {
+        if received.len() >= RECEIVED_KEPT {
             received.pop_front();
         }
         received.push_back(action.clone());
     }
 
-    fn matches(slot: &Mutex<Option<String>>, action: &str) -> bool {
-        lock(slot).as_deref().is_some_and(|a| a.eq_ignore_ascii_case(action))
+    fn count_login(&self) {
+        self.inner.logins.fetch_add(1, Ordering::Relaxed);
     }
-}
 
-impl ConnHandle {
-    /// Queues bytes for this connection; a full queue closes it (a slow reader).
-    fn push(&self, bytes: Bytes) -> bool {
-        if self.tx.try_send(bytes).is_err() {
-            self.cancel.cancel();
-            return false;
-        }
-        true
+    fn forget(&self, conn: u64) {
+        lock(&self.inner.conns).remove(&conn);
+    }
+
+    fn is_held(&self, action: &str) -> bool {
+        Self::names(&self.inner.hold, action)
+    }
+
+    fn drops_mid_list(&self, action: &str) -> bool {
+        Self::names(&self.inner.drop_mid_list, action)
+    }
+
+    fn names(slot: &Mutex<Option<String>>, action: &str) -> bool {
+        lock(slot).as_deref().is_some_and(|a| a.eq_ignore_ascii_case(action))
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`spawn`] starts the supervisor task of one server and returns its [`UpstreamHandle`]. The
 //! supervisor connects, reads the banner, logs in (MD5 challenge, plain secret as fallback), waits
-//! for `FullyBooted`, then hands the socket to the session loop ([`session`]), which owns the
+//! for `FullyBooted`, then hands the socket to the session loop (the `session` module), which owns the
 //! socket and the ActionID route map. When the connection drops, every pending action is answered
 //! with an error and the supervisor reconnects with capped exponential backoff plus jitter
 //! ([`backoff_delay`]). While the server is down, actions sent to it are answered at once. A
