@@ -1,18 +1,13 @@
-//! The HTTP front (`httplistenport`): one AMI action per request, as astmanproxy 1.x's http
-//! input handler did, but on hyper (HTTP/1.1 keep-alive, Content-Length and chunked bodies).
-//!
-//! `GET /?Action=Ping&ActionID=1` or `POST /` with a form body. The complete answer (the
+//! 1.x-style HTTP actions: one AMI action per request, as astmanproxy 1.x's http input handler
+//! did. `GET /?Action=Ping&ActionID=1` or `POST /` with a form body. The complete answer (the
 //! response, or a list up to its Complete event) is the body, in the format chosen by `?format=`,
-//! the path (`/rawman` standard, `/json` JSON, `/xml` XML), the `Accept` header
-//! (`application/json`, `text/xml`) or `outputformat`. JSON bodies are one array of objects.
-//! Users authenticate with HTTP Basic against the users file; their permissions apply as on
-//! TCP. HTTP-level problems get their status codes (400, 401, 404, 405, 413, 504); AMI errors
-//! come back as 200 with `Response: Error` in the body, as Asterisk's own HTTP manager does.
-//! Events never appear in an answer.
+//! the path (`/json` JSON, `/xml` XML), the `Accept` header (`application/json`, `text/xml`) or
+//! `outputformat`. JSON bodies are one array of objects. Users authenticate with HTTP Basic
+//! against the users file; their permissions apply as on TCP. AMI errors come back as 200 with
+//! `Response: Error` in the body, as Asterisk's own HTTP manager does. Events never appear in an
+//! answer.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use astmanproxy_handlers::{Message, OutputFormat};
 use base64::Engine;
@@ -20,11 +15,9 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::plain;
 use crate::client::sink::{self, ToClient};
 use crate::hub::Hub;
 use crate::policy::Policy;
@@ -33,69 +26,13 @@ use crate::upstream::{reject, Request as UpstreamRequest};
 /// Largest request body accepted (a form with one action).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Serves HTTP clients until `cancel`.
-pub async fn serve(listener: TcpListener, hub: Hub, cancel: CancellationToken, tracker: TaskTracker) {
-    accept_loop(listener, cancel, tracker, move |req, peer| {
-        let hub = hub.clone();
-        async move { handle(req, peer, &hub).await }
-    })
-    .await;
-}
-
-/// Accepts HTTP/1.1 connections until `cancel` and answers each request with `handler`; shared
-/// by this front and the admin listener. Slow request headers time out after 10 s; on cancel,
-/// connections finish their request in flight and close.
-pub async fn accept_loop<H, F>(listener: TcpListener, cancel: CancellationToken, tracker: TaskTracker, handler: H)
-where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    loop {
-        let accepted = tokio::select! {
-            () = cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, peer)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let (handler, cancel) = (handler.clone(), cancel.clone());
-        tracker.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = handler(req, peer);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
-            }
-        });
-    }
-}
-
-fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
-    r
-}
-
-/// Answers one request.
-async fn handle(req: Request<Incoming>, peer: SocketAddr, hub: &Hub) -> Response<Full<Bytes>> {
+/// Answers one 1.x-style request (`/`, `/json`, `/xml`).
+pub async fn handle(req: Request<Incoming>, peer: SocketAddr, hub: &Hub) -> Response<Full<Bytes>> {
     let path_format = match req.uri().path() {
-        "/" => None,
-        "/rawman" => Some(OutputFormat::Standard),
         "/json" => Some(OutputFormat::Json),
         "/xml" => Some(OutputFormat::Xml),
-        _ => return plain(StatusCode::NOT_FOUND, "not found"),
+        _ => None,
     };
-    if req.method() != Method::GET && req.method() != Method::POST {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET or POST");
-    }
     let policy = match authenticate(&req, peer, hub).await {
         Ok(p) => p,
         Err(response) => return response,
@@ -138,7 +75,7 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, hub: &Hub) -> Response
 }
 
 /// HTTP Basic against the users file (or an open proxy).
-async fn authenticate(
+pub async fn authenticate(
     req: &Request<Incoming>,
     peer: SocketAddr,
     hub: &Hub,
@@ -182,7 +119,7 @@ async fn authenticate(
 }
 
 /// Routes one action and collects its complete answer (response, or list to its Complete event).
-async fn run_action(mut action: Message, policy: &Policy, hub: &Hub) -> Result<Vec<Message>, StatusCode> {
+pub async fn run_action(mut action: Message, policy: &Policy, hub: &Hub) -> Result<Vec<Message>, StatusCode> {
     let original_id = action.action_id().map(str::to_owned);
     let wanted = action.get("Server").map(str::to_owned).or_else(|| policy.default_server().map(str::to_owned));
     let Some(server) = hub.server(wanted.as_deref()) else {

@@ -1,0 +1,136 @@
+//! The HTTP front on hyper (HTTP/1.1 keep-alive, Content-Length and chunked bodies, capped
+//! request bodies), served on `httplistenport` and, when the first bytes of a connection on the
+//! AMI port are an HTTP request, there too.
+//!
+//! Routes:
+//! - `/`, `/json`, `/xml` with an `Action` parameter: one action per request ([`actions`]);
+//! - `/rawman`, `/mxml`, `/arawman`, `/amxml`: AJAM-compatible cookie sessions ([`ajam`]);
+//! - `/ws`: a WebSocket carrying JSON actions and events ([`ws`]);
+//! - `/` without an action: the live events page ([`page`]).
+//!
+//! HTTP-level problems get their status codes (400, 401, 404, 405, 413, 504) and a short body.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::Hub;
+
+pub mod actions;
+
+pub use actions::MAX_BODY;
+
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every HTTP request handler may use: the hub, and the tasks and shutdown token that
+/// long-lived connections (WebSocket) and sessions (AJAM) hang on.
+#[derive(Clone)]
+pub struct Front {
+    /// The proxy's shared state.
+    pub hub: Hub,
+    /// Cancelled at shutdown.
+    pub cancel: CancellationToken,
+    /// Tracks tasks that must finish before the proxy exits.
+    pub tracker: TaskTracker,
+}
+
+/// Serves HTTP clients on their own listener until `cancel`.
+pub async fn serve(listener: TcpListener, hub: Hub, cancel: CancellationToken, tracker: TaskTracker) {
+    let front = Front { hub, cancel: cancel.clone(), tracker: tracker.clone() };
+    accept_loop(listener, cancel, tracker, move |req, peer| {
+        let front = front.clone();
+        async move { route(req, peer, &front).await }
+    })
+    .await;
+}
+
+/// Serves one already-accepted connection (plain or TLS) whose first bytes are an HTTP request:
+/// the AMI port's protocol detection hands such connections here.
+pub async fn serve_connection<I>(io: I, peer: SocketAddr, front: Front)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cancel = front.cancel.clone();
+    serve_io(io, peer, cancel, move |req, peer| {
+        let front = front.clone();
+        async move { route(req, peer, &front).await }
+    })
+    .await;
+}
+
+/// Accepts HTTP/1.1 connections until `cancel` and answers each request with `handler`; shared
+/// by this front and the admin listener. Slow request headers time out after
+/// [`HEADER_READ_TIMEOUT`]; on cancel, connections finish their request in flight and close.
+pub async fn accept_loop<H, F>(listener: TcpListener, cancel: CancellationToken, tracker: TaskTracker, handler: H)
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tracker.spawn(serve_io(stream, peer, cancel.clone(), handler.clone()));
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades, for WebSocket) on one connection until it closes or `cancel`.
+async fn serve_io<I, H, F>(io: I, peer: SocketAddr, cancel: CancellationToken, handler: H)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let response = handler(req, peer);
+        async move { Ok::<_, Infallible>(response.await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+}
+
+/// Picks the handler of a request by its path.
+async fn route(req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let allowed = matches!(*req.method(), Method::GET | Method::POST);
+    match path.as_str() {
+        "/" | "/json" | "/xml" if allowed => actions::handle(req, peer, &front.hub).await,
+        "/" | "/json" | "/xml" => method_not_allowed(),
+        _ => plain(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET or POST")
+}
+
+/// A short `text/plain` answer with `status`.
+pub fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    r
+}
