@@ -180,14 +180,9 @@ impl ClientSession {
             self.sink.send(ToClient::Close);
             return Flow::Close;
         }
-        self.policy = known.map_or_else(Policy::open, Policy::for_user);
-        self.sink.send(ToClient::Policy(self.policy.clone()));
-        tracing::info!(user = %username, "client logged in");
         self.hub.auth_limiter().record_success(ip);
-        self.user = Some(username.to_string());
-        self.hub.set_client_user(self.id, username);
         let mask = message.get("Events").map_or(ClassMask::ALL, ClassMask::parse);
-        self.shared.set_mask(mask);
+        self.start_session(username, mask);
         self.reply("Success", id, Some("Authentication accepted"));
         let system = ClassMask::parse("system");
         if mask.allows(system) && self.policy.reads(system) {
@@ -202,6 +197,23 @@ impl ClientSession {
         }
         self.sink.send(ToClient::Subscribe);
         Flow::Continue
+    }
+
+    /// Logs in `username` without a Login action: the transport authenticated it already (HTTP
+    /// Basic on a WebSocket upgrade, an AJAM session). Events start flowing at once.
+    pub fn preauthenticate(&mut self, username: &str) {
+        self.start_session(username, ClassMask::ALL);
+        self.sink.send(ToClient::Subscribe);
+    }
+
+    /// The logged-in state of `username`: its rights, its name, its event mask.
+    fn start_session(&mut self, username: &str, mask: ClassMask) {
+        self.policy = self.hub.users().get(username).map_or_else(Policy::open, Policy::for_user);
+        self.sink.send(ToClient::Policy(self.policy.clone()));
+        tracing::info!(user = %username, "client logged in");
+        self.user = Some(username.to_string());
+        self.hub.set_client_user(self.id, username);
+        self.shared.set_mask(mask);
     }
 
     /// `Action: BeaconShowServer`: answered by the proxy, never forwarded.

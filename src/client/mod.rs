@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use astmanproxy_handlers::{AmiDecoder, DecodeError, Message};
+use astmanproxy_handlers::{AmiDecoder, DecodeError, Message, OutputFormat};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -30,8 +30,37 @@ use writer::ClientShared;
 /// Initial read buffer of a client. Small: most clients are idle most of the time.
 const READ_BUFFER: usize = 4096;
 
+/// How a client session starts; [`ClientOptions::default`] is an AMI client over TCP.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The client kind in metrics and logs (`ami`, `ajam`, `ws`).
+    pub kind: &'static str,
+    /// Send the `Asterisk Call Manager/...` banner first.
+    pub banner: bool,
+    /// Output format (default: `outputformat`).
+    pub format: Option<OutputFormat>,
+    /// Already authenticated as this user by the transport (HTTP Basic): logged in from the
+    /// start, events flowing.
+    pub user: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { kind: "ami", banner: true, format: None, user: None }
+    }
+}
+
 /// Serves one client connection until it logs off, disconnects, or the proxy shuts down.
 pub async fn serve<S>(stream: S, peer: SocketAddr, hub: Hub, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    serve_with(stream, peer, hub, shutdown, ClientOptions::default()).await;
+}
+
+/// Serves one client session over any byte stream (a socket, or an in-process pipe bridged to
+/// HTTP or WebSocket), started as `options` say.
+pub async fn serve_with<S>(stream: S, peer: SocketAddr, hub: Hub, shutdown: CancellationToken, options: ClientOptions)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -39,16 +68,20 @@ where
     let id = hub.next_client_id();
     let cancel = shutdown.child_token();
     let (sink, receiver) = sink::channel(id, cfg.client_max_pending_bytes, cancel.clone());
-    let shared = Arc::new(ClientShared::new(cfg.output_format));
-    hub.add_client(id, ClientInfo { peer, user: None, format: cfg.output_format.name(), sink: sink.clone() });
-    let connected = hub.metrics().clients_connected.get_or_create(&crate::metrics::AMI).clone();
+    let format = options.format.unwrap_or(cfg.output_format);
+    let shared = Arc::new(ClientShared::new(format));
+    hub.add_client(id, ClientInfo { peer, user: None, format: format.name(), sink: sink.clone() });
+    let connected =
+        hub.metrics().clients_connected.get_or_create(&crate::metrics::KindLabels { kind: options.kind }).clone();
     connected.inc();
-    let span = tracing::info_span!("client", id, %peer);
+    let span = tracing::info_span!("client", id, %peer, kind = options.kind);
     async move {
         tracing::debug!("connected");
         let (mut reader, writer_half) = tokio::io::split(stream);
-        sink.send(ToClient::Raw(Bytes::from(format!("{}\r\n", hub.banner()))));
-        if !cfg.auth_required {
+        if options.banner {
+            sink.send(ToClient::Raw(Bytes::from(format!("{}\r\n", hub.banner()))));
+        }
+        if !cfg.auth_required && options.user.is_none() {
             // An open proxy (`authrequired = no`) serves events without a Login, as 1.x did.
             sink.send(ToClient::Subscribe);
         }
@@ -56,6 +89,9 @@ where
             writer::run(writer_half, receiver, hub.clone(), shared.clone(), cancel.clone()).in_current_span(),
         );
         let mut session = ClientSession::new(id, peer, hub.clone(), sink.clone(), shared);
+        if let Some(user) = &options.user {
+            session.preauthenticate(user);
+        }
         let mut decoder = AmiDecoder::new(cfg.limits);
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         let mut eof = false;
