@@ -12,8 +12,10 @@ use serde::Serialize;
 use astmanproxy_handlers::Message;
 
 pub mod cli;
+pub mod clock;
 pub mod gather;
 mod parse;
+pub mod wire;
 
 pub use parse::{parse_modules, version_number};
 
@@ -55,71 +57,40 @@ pub struct ServerData {
     pub os_machine: String,
 }
 
-#[derive(Serialize)]
-struct Report<'a> {
-    id: Option<&'a str>,
-    asterisk: AsteriskPart<'a>,
-    operating_system: Os<'a>,
-    private_name: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct AsteriskPart<'a> {
-    version: VersionPart<'a>,
-    modules: &'a [Module],
-    stats: Stats<'a>,
-}
-
-#[derive(Serialize)]
-struct VersionPart<'a> {
-    name: &'a str,
-    number: u64,
-}
-
-#[derive(Serialize)]
-struct Stats<'a> {
-    run_time: RunTime<'a>,
-    calls: Calls,
-}
-
-#[derive(Serialize)]
-struct RunTime<'a> {
-    startup_time: &'a str,
-    last_reload_time: &'a str,
-}
-
-#[derive(Serialize)]
-struct Calls {
-    active: u64,
-    processed: u64,
-}
-
-#[derive(Serialize)]
-struct Os<'a> {
-    sys_name: &'a str,
-    release: &'a str,
-    version: &'a str,
-    machine: &'a str,
-}
-
 impl ServerData {
     /// The report body of DESIGN 7 (`Server` object). Release and version of the OS stay empty:
     /// AMI cannot tell them, and the proxy host's own are never substituted.
-    pub fn to_report(&self, id: Option<&str>, private_name: Option<&str>) -> serde_json::Value {
-        let report = Report {
-            id,
-            asterisk: AsteriskPart {
-                version: VersionPart { name: &self.version_name, number: self.version_number },
-                modules: &self.modules,
-                stats: Stats {
-                    run_time: RunTime { startup_time: &self.startup_time, last_reload_time: &self.last_reload_time },
-                    calls: Calls { active: self.active_calls, processed: self.processed_calls },
+    pub fn to_report(&self, id: Option<&str>, private_name: Option<&str>) -> wire::ServerReport {
+        wire::ServerReport {
+            id: id.map(str::to_owned),
+            asterisk: wire::AsteriskInfo {
+                version: wire::Version { name: self.version_name.clone(), number: self.version_number },
+                modules: self
+                    .modules
+                    .iter()
+                    .map(|m| wire::ModuleInfo {
+                        name: m.name.clone(),
+                        description: m.description.clone(),
+                        status: m.status.clone(),
+                        support_level: m.support_level.clone(),
+                    })
+                    .collect(),
+                stats: wire::Stats {
+                    run_time: wire::RunTime {
+                        startup_time: self.startup_time.clone(),
+                        last_reload_time: self.last_reload_time.clone(),
+                    },
+                    calls: wire::Calls { active: self.active_calls, processed: self.processed_calls },
                 },
             },
-            operating_system: Os { sys_name: &self.os_name, release: "", version: "", machine: &self.os_machine },
-            private_name,
-        };
-        serde_json::to_value(report).unwrap_or_default()
+            operating_system: wire::OperatingSystem {
+                sys_name: self.os_name.clone(),
+                release: String::new(),
+                version: String::new(),
+                machine: self.os_machine.clone(),
+            },
+            private_name: private_name.map(str::to_owned),
+        }
     }
 }
 
@@ -259,7 +230,7 @@ mod tests {
 
     #[test]
     fn report_body_has_the_design_shape() {
-        let v = sample().to_report(Some("id1"), None);
+        let v = serde_json::to_value(sample().to_report(Some("id1"), None)).unwrap();
         assert_eq!(v["id"], "id1");
         assert_eq!(v["asterisk"]["version"]["number"], 221_001);
         assert_eq!(v["asterisk"]["modules"][0]["support_level"], "core");
