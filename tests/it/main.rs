@@ -3,6 +3,7 @@
 
 mod support;
 
+mod ajam;
 mod beacon;
 mod binary;
 mod bugs_1x;
