@@ -117,7 +117,9 @@ where
         async move { Ok::<_, Infallible>(response.await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // Title-case header names (`Set-Cookie`), as Asterisk writes them: some AJAM clients match
+    // them case-sensitively.
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).title_case_headers(true);
     let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
