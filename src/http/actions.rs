@@ -80,6 +80,16 @@ pub async fn authenticate(
     peer: SocketAddr,
     hub: &Hub,
 ) -> Result<std::sync::Arc<Policy>, Response<Full<Bytes>>> {
+    authenticate_user(req, peer, hub).await.map(|(_, policy)| policy)
+}
+
+/// [`authenticate`], with the name of the user who authenticated (`None` on an open proxy
+/// without credentials).
+pub async fn authenticate_user(
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    hub: &Hub,
+) -> Result<(Option<String>, std::sync::Arc<Policy>), Response<Full<Bytes>>> {
     let unauthorized = || {
         let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required");
         r.headers_mut()
@@ -94,7 +104,7 @@ pub async fn authenticate(
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
     let Some((name, secret)) = credentials.as_deref().and_then(|c| c.split_once(':')) else {
-        return if hub.config().auth_required { Err(unauthorized()) } else { Ok(Policy::open()) };
+        return if hub.config().auth_required { Err(unauthorized()) } else { Ok((None, Policy::open())) };
     };
     let ip = peer.ip();
     if hub.auth_limiter().is_blocked(ip) {
@@ -115,7 +125,7 @@ pub async fn authenticate(
         return Err(unauthorized());
     }
     hub.auth_limiter().record_success(ip);
-    Ok(users.get(name).map_or_else(Policy::open, Policy::for_user))
+    Ok((Some(name.to_string()), users.get(name).map_or_else(Policy::open, Policy::for_user)))
 }
 
 /// Routes one action and collects its complete answer (response, or list to its Complete event).

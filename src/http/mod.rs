@@ -27,6 +27,8 @@ use tokio_util::task::TaskTracker;
 use crate::hub::Hub;
 
 pub mod actions;
+pub mod page;
+pub mod ws;
 
 pub use actions::MAX_BODY;
 
@@ -117,6 +119,8 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Respo
     let path = req.uri().path().to_string();
     let allowed = matches!(*req.method(), Method::GET | Method::POST);
     match path.as_str() {
+        "/ws" => ws::handle(req, peer, front).await,
+        "/" if *req.method() == Method::GET && page::wants_page(req.uri().query()) => page::handle(),
         "/" | "/json" | "/xml" if allowed => actions::handle(req, peer, &front.hub).await,
         "/" | "/json" | "/xml" => method_not_allowed(),
         _ => plain(StatusCode::NOT_FOUND, "not found"),

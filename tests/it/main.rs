@@ -16,3 +16,4 @@ mod permissions;
 mod proxy_actions;
 mod tls;
 mod upstream;
+mod ws;
