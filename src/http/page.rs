@@ -17,9 +17,11 @@ use sha2::{Digest, Sha256};
 /// The page, as served.
 pub const PAGE: &str = include_str!("page.html");
 
-/// Whether a request to `/` is for the page: a query without an `Action` parameter.
+/// Whether a `GET /` is for the page: no query parameters at all. A query (`?Action=Ping`, or
+/// parameters without an `Action`, which get `400 missing Action parameter`) is for the 1.x
+/// action handler.
 pub fn wants_page(query: Option<&str>) -> bool {
-    !form_urlencoded::parse(query.unwrap_or_default().as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("action"))
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes()).next().is_none()
 }
 
 /// The page with its security headers.
@@ -78,7 +80,7 @@ mod tests {
     fn page_or_action() {
         assert!(wants_page(None));
         assert!(wants_page(Some("")));
-        assert!(wants_page(Some("x=1")));
+        assert!(!wants_page(Some("ActionID=x")));
         assert!(!wants_page(Some("Action=Ping")));
         assert!(!wants_page(Some("a=1&action=Ping")));
     }
