@@ -5,6 +5,7 @@ mod support;
 
 mod beacon;
 mod binary;
+mod browser;
 mod bugs_1x;
 mod formats;
 mod http;
