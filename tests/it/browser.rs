@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use astmanproxy_handlers::Message;
 use fantoccini::{Client, ClientBuilder, Locator};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
@@ -181,6 +181,35 @@ async fn use_the_page(c: &Client, addr: SocketAddr, sim: &astmanproxy::sim::AmiS
         std::fs::write(path, c.screenshot().await?)?;
     }
     Ok(())
+}
+
+/// The page itself, without a browser: HTML, a restrictive CSP, and `/?Action=` still the
+/// action handler.
+#[tokio::test]
+async fn page_is_served_with_a_restrictive_csp() {
+    let sim = sim().await;
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = http.local_addr().unwrap();
+    let _proxy = spawn_proxy_with_http(config(vec![server("pbx1", sim.addr())]), http).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
+    let csp = head.lines().find_map(|l| l.strip_prefix("content-security-policy: ")).expect("a CSP header");
+    assert!(csp.starts_with("default-src 'none'; script-src 'sha256-"), "{csp}");
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(body.contains("<form id=\"login-form\""), "{body}");
+    // With an Action, `/` is the 1.x handler (401 without credentials).
+    assert_eq!(http_get_status(addr, "/?Action=Ping").await, 401);
+}
+
+async fn http_get_status(addr: SocketAddr, path: &str) -> u16 {
+    http(addr, "GET", path).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -351,3 +351,29 @@ async fn shutdown_closes_sockets_with_1001() {
     while let Some(Ok(_)) = ws.next().await {}
     tokio::time::timeout(WAIT, stopping).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn ping_frames_are_answered() {
+    let (_sim, _proxy, addr) = ws_proxy(|_| {}).await;
+    let mut ws = open(addr, Some(("alice", "alicepw"))).await.unwrap();
+    ws.send(WsMessage::Ping(b"are you there".to_vec().into())).await.unwrap();
+    let pong = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(pong, WsMessage::Pong(b"are you there".to_vec().into()));
+}
+
+#[tokio::test]
+async fn upgrades_from_another_origin_are_refused() {
+    let (_sim, _proxy, addr) = ws_proxy(|_| {}).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request.headers_mut().insert("Origin", "http://evil.example".parse().unwrap());
+    match tokio_tungstenite::client_async(request, stream).await {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("cross-origin upgrade not refused: {:?}", other.map(|_| ())),
+    }
+    // The page's own origin is fine.
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request.headers_mut().insert("Origin", format!("http://{addr}").parse().unwrap());
+    assert!(tokio_tungstenite::client_async(request, stream).await.is_ok());
+}
