@@ -155,7 +155,8 @@ where
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let filter = EventFilter::default();
     let inbound = inbound(source, to_session, control_tx, filter.clone(), limit);
-    let outbound = outbound(sink, from_session, control_rx, filter, front.cancel.clone());
+    let write_timeout = front.hub.config().client_write_timeout;
+    let outbound = outbound(sink, from_session, control_rx, filter, front.cancel.clone(), write_timeout);
     let directions = async move {
         tokio::pin!(inbound, outbound);
         tokio::select! {
@@ -225,13 +226,15 @@ async fn inbound<S>(
     let _ = to_session.shutdown().await;
 }
 
-/// Session to socket: each JSON line becomes one text frame.
+/// Session to socket: each JSON line becomes one text frame. A client that takes longer than
+/// `write_timeout` (`clientwritetimeout`) to take a write is dropped.
 async fn outbound<S>(
     mut sink: Sink<S>,
     mut from_session: ReadHalf<tokio::io::DuplexStream>,
     mut control: mpsc::Receiver<Control>,
     filter: EventFilter,
     cancel: tokio_util::sync::CancellationToken,
+    write_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -243,7 +246,7 @@ async fn outbound<S>(
             biased;
             item = control.recv(), if control_open => match item {
                 Some(Control::Text(text)) => {
-                    if sink.send(WsMessage::text(text)).await.is_err() {
+                    if !matches!(tokio::time::timeout(write_timeout, sink.send(WsMessage::text(text))).await, Ok(Ok(()))) {
                         return;
                     }
                 }
@@ -270,12 +273,14 @@ async fn outbound<S>(
                         continue;
                     }
                     lagged |= line.starts_with("{\"Event\":\"ProxyClientLagged\"");
-                    if sink.feed(WsMessage::text(line)).await.is_err() {
+                    if !matches!(tokio::time::timeout(write_timeout, sink.feed(WsMessage::text(line))).await, Ok(Ok(()))) {
+                        tracing::info!("WebSocket client stopped reading; disconnecting");
                         return;
                     }
                     sent = true;
                 }
-                if sent && sink.flush().await.is_err() {
+                if sent && !matches!(tokio::time::timeout(write_timeout, sink.flush()).await, Ok(Ok(()))) {
+                    tracing::info!("WebSocket client stopped reading; disconnecting");
                     return;
                 }
                 if buf.is_empty() && buf.capacity() > 4 * PIPE_BUFFER {
