@@ -180,6 +180,10 @@ async fn use_the_page(c: &Client, addr: SocketAddr, sim: &astmanproxy::sim::AmiS
     if let Some(path) = std::env::var_os("ASTMANPROXY_SCREENSHOT") {
         std::fs::write(path, c.screenshot().await?)?;
     }
+
+    // The server goes away: its state follows `Event: ProxyServerStatus`.
+    sim.shutdown().await;
+    wait_text(c, "#servers tr[data-server='pbx1'] td.state", "Disconnected").await?;
     Ok(())
 }
 
