@@ -39,7 +39,7 @@ use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{actions, plain, Front};
@@ -267,8 +267,12 @@ async fn outbound<S>(
                 }
                 let mut sent = false;
                 while let Some(end) = memchr::memchr(b'\n', &buf) {
-                    let line = buf.split_to(end + 1);
-                    let line = String::from_utf8_lossy(&line[..end]).into_owned();
+                    let mut line = buf.split_to(end + 1);
+                    line.truncate(end);
+                    // No copy: the frame shares the bytes read from the session.
+                    let bytes = line.freeze();
+                    let line = Utf8Bytes::try_from(bytes.clone())
+                        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned().into());
                     if line.trim().is_empty() || !passes(&line, &filter) {
                         continue;
                     }
