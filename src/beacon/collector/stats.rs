@@ -1,0 +1,142 @@
+//! `GET /stats`: aggregates over the servers seen in a window, that never expose one server.
+//!
+//! Only counts leave the collector: servers in total, by Asterisk version, by running module, by
+//! operating system name and by machine. No server id, private name, call count or time is
+//! ever part of the answer. Every group with fewer than `min_group` servers is folded into one
+//! `"other"` group, so a rare version or module cannot point at one installation. Empty values
+//! count as `"unknown"`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::beacon::wire::ServerReport;
+
+/// The name of the group that small groups are folded into.
+pub const OTHER: &str = "other";
+/// The name of the group of empty values.
+pub const UNKNOWN: &str = "unknown";
+
+/// One group of an aggregate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// The version, module or OS name (or `"other"`, `"unknown"`).
+    pub name: String,
+    /// How many servers are in it.
+    pub servers: u64,
+}
+
+/// The answer to `GET /stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// The window asked for, in days.
+    pub days: u32,
+    /// Its start: servers last seen at or after this time are counted.
+    pub since: DateTime<Utc>,
+    /// The smallest group shown by name.
+    pub min_group: u64,
+    /// Servers seen in the window.
+    pub servers: u64,
+    /// By `asterisk.version.name`, largest first.
+    pub asterisk_versions: Vec<Group>,
+    /// By module name: servers running it (status `Running`, or no status given).
+    pub modules: Vec<Group>,
+    /// By `operating_system.sys_name`.
+    pub operating_systems: Vec<Group>,
+    /// By `operating_system.machine`.
+    pub machines: Vec<Group>,
+}
+
+/// Aggregates `reports` (the latest report of each server seen since `since`).
+pub fn aggregate(days: u32, since: DateTime<Utc>, min_group: u64, reports: &[ServerReport]) -> StatsReport {
+    let mut versions = BTreeMap::new();
+    let mut modules = BTreeMap::new();
+    let mut systems = BTreeMap::new();
+    let mut machines = BTreeMap::new();
+    let bump = |map: &mut BTreeMap<String, u64>, key: &str| {
+        let key = if key.trim().is_empty() { UNKNOWN } else { key.trim() };
+        *map.entry(key.to_string()).or_insert(0) += 1;
+    };
+    for r in reports {
+        bump(&mut versions, &r.asterisk.version.name);
+        bump(&mut systems, &r.operating_system.sys_name);
+        bump(&mut machines, &r.operating_system.machine);
+        let running: BTreeSet<&str> = r
+            .asterisk
+            .modules
+            .iter()
+            .filter(|m| m.status.is_empty() || m.status.eq_ignore_ascii_case("running"))
+            .map(|m| m.name.trim())
+            .filter(|n| !n.is_empty())
+            .collect();
+        for name in running {
+            bump(&mut modules, name);
+        }
+    }
+    StatsReport {
+        days,
+        since,
+        min_group,
+        servers: reports.len() as u64,
+        asterisk_versions: fold(versions, min_group),
+        modules: fold(modules, min_group),
+        operating_systems: fold(systems, min_group),
+        machines: fold(machines, min_group),
+    }
+}
+
+/// Folds the groups under `min_group` servers into `"other"`; largest first, then by name, with
+/// `"other"` last.
+fn fold(groups: BTreeMap<String, u64>, min_group: u64) -> Vec<Group> {
+    let mut other = 0;
+    let mut out: Vec<Group> = Vec::with_capacity(groups.len());
+    for (name, servers) in groups {
+        if servers < min_group || name == OTHER {
+            other += servers;
+        } else {
+            out.push(Group { name, servers });
+        }
+    }
+    out.sort_by(|a, b| b.servers.cmp(&a.servers).then_with(|| a.name.cmp(&b.name)));
+    if other > 0 {
+        out.push(Group { name: OTHER.to_string(), servers: other });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beacon::wire::ModuleInfo;
+
+    fn report(version: &str, os: &str, modules: &[(&str, &str)]) -> ServerReport {
+        let mut r = ServerReport::default();
+        r.asterisk.version.name = version.into();
+        r.operating_system.sys_name = os.into();
+        r.asterisk.modules = modules
+            .iter()
+            .map(|(n, s)| ModuleInfo { name: (*n).into(), status: (*s).into(), ..ModuleInfo::default() })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn small_groups_fold_into_other() {
+        let m = [("chan_pjsip.so", "Running"), ("app_queue.so", "Not Running"), ("chan_pjsip.so", "Running")];
+        let mut reports: Vec<_> = (0..3).map(|_| report("22.1.0", "Linux", &m)).collect();
+        reports.push(report("18.0.0", "FreeBSD", &[("app_rare.so", "")]));
+        reports.push(report("", "Linux", &[]));
+        let s = aggregate(30, DateTime::default(), 3, &reports);
+        assert_eq!(s.servers, 5);
+        let g = |name: &str, servers| Group { name: name.into(), servers };
+        assert_eq!(s.asterisk_versions, vec![g("22.1.0", 3), g(OTHER, 2)]);
+        assert_eq!(s.operating_systems, vec![g("Linux", 4), g(OTHER, 1)]);
+        // Counted once per server, only when running; app_queue (not running) is absent.
+        assert_eq!(s.modules, vec![g("chan_pjsip.so", 3), g(OTHER, 1)]);
+        assert_eq!(s.machines, vec![g(UNKNOWN, 5)]);
+        let all = aggregate(30, DateTime::default(), 1, &reports);
+        assert!(all.asterisk_versions.contains(&g(UNKNOWN, 1)));
+        assert!(aggregate(30, DateTime::default(), 3, &[]).modules.is_empty());
+    }
+}
