@@ -11,9 +11,9 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -91,20 +91,50 @@ pub async fn handle(collector: &Collector, req: Request<Incoming>, peer: SocketA
     }
 }
 
+/// How many bytes past the cap are read and thrown away before a 413, so that the client is
+/// not reset while it still sends (a larger declared body is refused unread).
+pub const LINGER: usize = 1024 * 1024;
+
+/// Why a body was not read.
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a body of at most `max` bytes, keeping at most `max` in memory.
+async fn read_capped(mut body: Incoming, max: usize) -> Result<Bytes, BodyError> {
+    let mut buf = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen <= max {
+            buf.extend_from_slice(&data);
+        } else if seen > max.saturating_add(LINGER) {
+            return Err(BodyError::TooLarge);
+        }
+    }
+    if seen > max {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(buf.freeze())
+    }
+}
+
 /// Reads the body within the size cap and the request time, and parses it as a `Server`.
 async fn read_server(collector: &Collector, req: Request<Incoming>) -> Result<ServerReport, Answer> {
     let config = collector.config();
     let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, &format!("body larger than {} bytes", config.max_body));
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > config.max_body as u64) {
+    if declared.is_some_and(|n| n > config.max_body.saturating_add(LINGER) as u64) {
         return Err(too_large());
     }
-    let body = Limited::new(req.into_body(), config.max_body);
-    let bytes = match tokio::time::timeout(config.request_timeout, body.collect()).await {
+    let bytes = match tokio::time::timeout(config.request_timeout, read_capped(req.into_body(), config.max_body)).await
+    {
         Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "body not received in time")),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Ok(Err(_)) => return Err(error(StatusCode::BAD_REQUEST, "cannot read the body")),
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(BodyError::TooLarge)) => return Err(too_large()),
+        Ok(Err(BodyError::Broken)) => return Err(error(StatusCode::BAD_REQUEST, "cannot read the body")),
+        Ok(Ok(bytes)) => bytes,
     };
     validate::parse_server(&bytes, &config.limits).map_err(|e| error(StatusCode::BAD_REQUEST, &e))
 }

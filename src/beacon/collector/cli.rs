@@ -89,6 +89,7 @@ pub async fn run(args: &ServeArgs, shutdown: impl Future<Output = ()>) -> Result
         .await
         .map_err(|source| CollectorError::Bind { addr: args.listen, source })?;
     let bound = listener.local_addr().map_err(|source| CollectorError::Bind { addr: args.listen, source })?;
-    tracing::info!(db = %args.db.display(), "beacon collector listening on {bound}");
+    // The address ends the line, so that scripts (and tests) can read it after "listening on ".
+    tracing::info!("beacon collector (database {}) listening on {bound}", args.db.display());
     serve(collector, listener, tls, shutdown).await
 }

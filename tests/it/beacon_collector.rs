@@ -1,0 +1,551 @@
+//! The Beacon collector over real HTTPS on 127.0.0.1:0 (rcgen certificates, reqwest trusting
+//! the test CA), with a manual clock for the 48-hour token rules. Every answer is checked
+//! against `docs/beacon-openapi.yaml`: its status must be documented for the route, its
+//! documented required headers present, and its body valid against the documented schema.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use astmanproxy::beacon::clock::ManualClock;
+use astmanproxy::beacon::collector::{self, Collector, CollectorConfig, CollectorError};
+use chrono::{DateTime, Utc};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::WAIT;
+
+/// A CA and a certificate for 127.0.0.1 and localhost, written to a temporary directory that
+/// also holds the database.
+struct Pki {
+    dir: PathBuf,
+    ca_pem: String,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("astmanproxy-collector-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        Pki { dir, ca_pem: ca.pem() }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
+            .timeout(WAIT)
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The OpenAPI document, as JSON.
+static SPEC: LazyLock<Value> = LazyLock::new(|| {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/beacon-openapi.yaml")).unwrap();
+    serde_norway::from_str(&text).unwrap()
+});
+
+/// Follows a local `$ref` (`#/components/...`) of the spec.
+fn resolve(v: &Value) -> &Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => SPEC.pointer(r.trim_start_matches('#')).unwrap_or_else(|| panic!("dangling $ref {r}")),
+        None => v,
+    }
+}
+
+/// Validates `instance` against `schema` (a schema object of the spec, possibly a `$ref`), with
+/// the spec's components in scope and formats checked.
+fn validate(schema: &Value, instance: &Value) -> Result<(), String> {
+    let root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": SPEC["components"],
+        "allOf": [schema],
+    });
+    let validator = jsonschema::options().should_validate_formats(true).build(&root).map_err(|e| e.to_string())?;
+    let errors: Vec<String> =
+        validator.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Checks one answer against the spec's description of `method route`.
+fn check_against_spec(
+    route: &str,
+    method: &Method,
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+) {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert_eq!(content_type, "application/json", "{method} {route} {status}");
+    let op = &SPEC["paths"][route][method.as_str().to_lowercase()];
+    if !op.is_object() {
+        // Not an operation of the API: only a documented Error may come back.
+        assert!(matches!(status.as_u16(), 404 | 405), "{method} {route}: {status} for an undocumented operation");
+        return validate(&json!({"$ref": "#/components/schemas/Error"}), body).unwrap();
+    }
+    let code = status.as_str();
+    let response = resolve(
+        op["responses"].get(code).unwrap_or_else(|| panic!("{method} {route}: status {code} is not in the spec")),
+    );
+    if let Some(documented) = response.get("headers").and_then(Value::as_object) {
+        for (name, h) in documented {
+            if h["required"] == json!(true) {
+                assert!(headers.contains_key(name.as_str()), "{method} {route} {code}: header {name} missing");
+            }
+        }
+    }
+    let schema = &response["content"]["application/json"]["schema"];
+    assert!(schema.is_object(), "{method} {route} {code}: no JSON schema in the spec");
+    if let Err(e) = validate(schema, body) {
+        panic!("{method} {route} {code}: the answer does not fit the spec: {e}\n{body:#}");
+    }
+}
+
+/// One answer.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+/// A collector served on 127.0.0.1:0 until dropped.
+struct Running {
+    addr: SocketAddr,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), CollectorError>>,
+}
+
+impl Running {
+    async fn start(pki: &Pki, config: CollectorConfig, clock: &ManualClock) -> Running {
+        let collector = Collector::open(config, Arc::new(clock.clone())).unwrap();
+        let tls = collector::tls_config(&pki.path("cert.pem"), &pki.path("key.pem")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(collector::serve(collector, listener, tls, async {
+            let _ = stopped.await;
+        }));
+        Running { addr, client: pki.client(), stop: Some(stop), task }
+    }
+
+    /// Sends `body` (JSON value, or raw text) and checks the answer against the spec's `route`.
+    async fn call(&self, method: Method, route: &str, path: &str, body: Option<Body>) -> Answer {
+        let url = format!("https://{}{path}", self.addr);
+        let mut req = self.client.request(method.clone(), url);
+        match body {
+            Some(Body::Json(v)) => req = req.json(&v),
+            Some(Body::Raw(text)) => req = req.header("content-type", "application/json").body(text),
+            None => {}
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path} {status}: not JSON ({e}): {text}"));
+        check_against_spec(route, &method, status, &headers, &body);
+        Answer { status, headers, body }
+    }
+
+    async fn register(&self, server: Value) -> Answer {
+        self.call(Method::POST, "/servers", "/servers", Some(Body::Json(server))).await
+    }
+
+    async fn update(&self, id: &str, token: Option<&str>, server: Value) -> Answer {
+        let path = match token {
+            Some(t) => format!("/servers/{id}?tokenId={t}"),
+            None => format!("/servers/{id}"),
+        };
+        self.call(Method::PUT, "/servers/{serverId}", &path, Some(Body::Json(server))).await
+    }
+
+    async fn stats(&self, query: &str) -> Answer {
+        self.call(Method::GET, "/stats", &format!("/stats{query}"), None).await
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(WAIT, &mut self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+enum Body {
+    Json(Value),
+    Raw(String),
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z").unwrap().with_timezone(&Utc)
+}
+
+fn config(pki: &Pki) -> CollectorConfig {
+    CollectorConfig { db: pki.path("collector.db"), ..CollectorConfig::default() }
+}
+
+/// A report as the reporter sends it.
+fn server(version: &str, os: &str, modules: &[&str], private_name: Option<&str>) -> Value {
+    let modules: Vec<Value> = modules
+        .iter()
+        .map(|m| json!({"name": m, "description": "d", "status": "Running", "support_level": "core"}))
+        .collect();
+    let mut v = json!({
+        "asterisk": {
+            "version": {"name": version, "number": 221_001},
+            "modules": modules,
+            "stats": {"run_time": {"startup_time": "2026-11-22 10:39:23", "last_reload_time": "2026-11-22 10:39:23"},
+                      "calls": {"active": 1, "processed": 7}},
+        },
+        "operating_system": {"sys_name": os, "release": "", "version": "", "machine": "x86_64"},
+    });
+    if let Some(name) = private_name {
+        v["private_name"] = json!(name);
+    }
+    v
+}
+
+fn token_of(a: &Answer) -> (String, String) {
+    (a.body["id"].as_str().unwrap().to_string(), a.body["issued"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn token_lifecycle_follows_the_48_hour_rule() {
+    let pki = Pki::new("life");
+    let clock = ManualClock::new(t0());
+    let c = Running::start(&pki, config(&pki), &clock).await;
+    let body = server("22.10.1", "Linux", &["chan_pjsip.so"], Some("pbx1"));
+
+    let reg = c.register(body.clone()).await;
+    assert_eq!(reg.status, StatusCode::CREATED);
+    let id = reg.body["server"]["id"].as_str().unwrap().to_string();
+    assert_eq!(reg.headers["location"], format!("/servers/{id}").as_str());
+    assert_eq!(reg.body["server"]["private_name"], "pbx1");
+    let first = reg.body["token"]["id"].as_str().unwrap().to_string();
+    assert_eq!(reg.body["token"]["issued"], "2026-12-01T08:00:00Z");
+
+    // With the token: accepted, and a new token.
+    clock.advance(chrono::Duration::hours(6));
+    let up = c.update(&id, Some(&first), body.clone()).await;
+    assert_eq!(up.status, StatusCode::OK);
+    let (second, issued) = token_of(&up);
+    assert_ne!(second, first);
+    assert_eq!(issued, "2026-12-01T14:00:00Z");
+    // The body may carry its own id (the same).
+    let mut with_id = body.clone();
+    with_id["id"] = json!(id);
+    // Within 48 h: no token, a wrong one, the replaced one: 401.
+    clock.advance(chrono::Duration::hours(47));
+    for token in [None, Some("wrong"), Some(first.as_str())] {
+        let a = c.update(&id, token, body.clone()).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert!(a.body["error"].as_str().unwrap().contains("token"));
+    }
+    let third = token_of(&c.update(&id, Some(&second), with_id).await).0;
+
+    // 49 h later no token is required: none, and the expired one, are accepted and replaced.
+    clock.advance(chrono::Duration::hours(49));
+    let a = c.update(&id, None, body.clone()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let fourth = token_of(&a).0;
+    assert!(![first.as_str(), second.as_str(), third.as_str()].contains(&fourth.as_str()));
+    clock.advance(chrono::Duration::hours(49));
+    let a = c.update(&id, Some(&fourth), body.clone()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let fifth = token_of(&a).0;
+    // The replaced token no longer works while the new one is young.
+    assert_eq!(c.update(&id, Some(&fourth), body.clone()).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(c.update(&id, Some(&fifth), body.clone()).await.status, StatusCode::OK);
+
+    // Unknown servers and foreign ids.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    assert_eq!(c.update(unknown, None, body.clone()).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(c.update("not-an-id", None, body.clone()).await.status, StatusCode::NOT_FOUND);
+    let mut other_id = body.clone();
+    other_id["id"] = json!(unknown);
+    assert_eq!(c.update(&id, None, other_id).await.status, StatusCode::BAD_REQUEST);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400_or_413_and_tolerant_ones_are_accepted() {
+    let pki = Pki::new("bodies");
+    let clock = ManualClock::new(t0());
+    let cfg = CollectorConfig { register_per_hour: 0, ..config(&pki) };
+    let c = Running::start(&pki, cfg, &clock).await;
+    let post = |body: Body| c.call(Method::POST, "/servers", "/servers", Some(body));
+
+    for (text, needle) in [
+        ("garbage", "invalid JSON"),
+        ("", "invalid JSON"),
+        ("[1,2]", "JSON object"),
+        (r#"{"asterisk":{"version":{"number":"x"}}}"#, "not a Server"),
+        (r#"{"asterisk":{"modules":"all"}}"#, "not a Server"),
+        (r#"{"asterisk":{"stats":{"calls":{"active":-1}}}}"#, "not a Server"),
+    ] {
+        let a = post(Body::Raw(text.to_string())).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(a.body["error"].as_str().unwrap().contains(needle), "{text}: {}", a.body);
+    }
+    // The default limits: 1000 modules, 256-byte strings, 64 KiB bodies.
+    let many: Vec<Value> = (0..1001).map(|_| json!({})).collect();
+    let a = post(Body::Json(json!({"asterisk": {"modules": many}}))).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body["error"].as_str().unwrap().contains("too many modules"));
+    let a = post(Body::Json(json!({"private_name": "x".repeat(257)}))).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let big = json!({"private_name": "x".repeat(70 * 1024)});
+    let a = post(Body::Json(big)).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(a.body["error"].as_str().unwrap().contains("65536"));
+
+    // Missing optional fields and unknown extra ones are fine.
+    assert_eq!(post(Body::Raw("{}".into())).await.status, StatusCode::CREATED);
+    let mut extra = server("22.10.1", "Linux", &["a.so"], None);
+    extra["future_field"] = json!({"nested": [1, 2, 3]});
+    extra["asterisk"]["modules"][0]["load_order"] = json!(12);
+    let a = post(Body::Json(extra)).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert!(a.body["server"].get("future_field").is_none(), "unknown fields are not stored");
+    let a = post(Body::Json(json!({"asterisk": {"version": {"name": "18.0.0"}}}))).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_eq!(a.body["server"]["asterisk"]["version"]["name"], "18.0.0");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_methods_and_paths_get_405_and_404() {
+    let pki = Pki::new("routes");
+    let clock = ManualClock::new(t0());
+    let c = Running::start(&pki, config(&pki), &clock).await;
+    let a = c.call(Method::GET, "/servers", "/servers", None).await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(a.headers["allow"], "POST");
+    let id = "00000000-0000-4000-8000-000000000000";
+    let a = c.call(Method::POST, "/stats", "/stats", None).await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(a.headers["allow"], "GET");
+    for (method, route, path, status) in [
+        (Method::GET, "/servers/{serverId}", format!("/servers/{id}"), StatusCode::METHOD_NOT_ALLOWED),
+        (Method::DELETE, "/servers/{serverId}", format!("/servers/{id}"), StatusCode::METHOD_NOT_ALLOWED),
+        (Method::GET, "/", "/".to_string(), StatusCode::NOT_FOUND),
+        (Method::PUT, "/servers/a/b", "/servers/a/b".to_string(), StatusCode::NOT_FOUND),
+        (Method::GET, "/serversX", "/serversX".to_string(), StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(c.call(method.clone(), route, &path, None).await.status, status, "{method} {path}");
+    }
+    for bad in ["?days=0", "?days=x", "?days=3651", "?days=-1"] {
+        assert_eq!(c.stats(bad).await.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn registration_is_rate_limited_harder_than_updates() {
+    let pki = Pki::new("rate");
+    let clock = ManualClock::new(t0());
+    let cfg = CollectorConfig { register_per_hour: 2, update_per_hour: 10, ..config(&pki) };
+    let c = Running::start(&pki, cfg, &clock).await;
+    let body = server("22.10.1", "Linux", &[], None);
+    let reg = c.register(body.clone()).await;
+    assert_eq!(reg.status, StatusCode::CREATED);
+    assert_eq!(c.register(body.clone()).await.status, StatusCode::CREATED);
+    let limited = c.register(body.clone()).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    // One registration every 30 minutes comes back.
+    assert!((1..=1800).contains(&retry), "{retry}");
+    // Updates have their own, larger budget.
+    let id = reg.body["server"]["id"].as_str().unwrap().to_string();
+    let mut token = reg.body["token"]["id"].as_str().unwrap().to_string();
+    for _ in 0..10 {
+        let a = c.update(&id, Some(&token), body.clone()).await;
+        assert_eq!(a.status, StatusCode::OK);
+        token = token_of(&a).0;
+    }
+    let a = c.update(&id, Some(&token), body.clone()).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(a.headers.contains_key("retry-after"));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn stats_aggregate_and_fold_small_groups_without_identifying_anyone() {
+    let pki = Pki::new("stats");
+    let clock = ManualClock::new(t0());
+    let cfg = CollectorConfig { register_per_hour: 0, ..config(&pki) };
+    let c = Running::start(&pki, cfg, &clock).await;
+    // An old server, not seen for 40 days: outside the default window.
+    let old = c.register(server("16.0.0", "Linux", &["chan_sip.so"], Some("old-pbx"))).await;
+    clock.advance(chrono::Duration::days(40));
+    let mut ids = vec![old.body["server"]["id"].as_str().unwrap().to_string()];
+    for i in 0..4 {
+        let a = c
+            .register(server("22.10.1", "Linux", &["chan_pjsip.so", "app_queue.so"], Some(&format!("site-{i}"))))
+            .await;
+        ids.push(a.body["server"]["id"].as_str().unwrap().to_string());
+    }
+    let rare = c.register(server("20.5.0", "FreeBSD", &["chan_pjsip.so", "app_secret.so"], Some("acme-hq"))).await;
+    ids.push(rare.body["server"]["id"].as_str().unwrap().to_string());
+
+    let s = c.stats("").await;
+    assert_eq!(s.status, StatusCode::OK);
+    let b = &s.body;
+    assert_eq!(b["days"], 30);
+    assert_eq!(b["min_group"], 3);
+    assert_eq!(b["servers"], 5);
+    assert_eq!(b["asterisk_versions"], json!([{"name": "22.10.1", "servers": 4}, {"name": "other", "servers": 1}]));
+    assert_eq!(b["operating_systems"], json!([{"name": "Linux", "servers": 4}, {"name": "other", "servers": 1}]));
+    assert_eq!(b["machines"], json!([{"name": "x86_64", "servers": 5}]));
+    assert_eq!(
+        b["modules"],
+        json!([{"name": "chan_pjsip.so", "servers": 5}, {"name": "app_queue.so", "servers": 4}, {"name": "other", "servers": 1}])
+    );
+    let text = b.to_string();
+    for secret in
+        ids.iter().map(String::as_str).chain(["site-", "acme-hq", "old-pbx", "app_secret.so", "20.5.0", "FreeBSD"])
+    {
+        assert!(!text.contains(secret), "{secret} leaked into {text}");
+    }
+    assert!(text.contains("other"));
+
+    // A wider window takes in the old server, still folded.
+    let wide = c.stats("?days=60").await;
+    assert_eq!(wide.body["servers"], 6);
+    assert!(!wide.body.to_string().contains("16.0.0"));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn servers_and_tokens_survive_a_reopen() {
+    let pki = Pki::new("reopen");
+    let clock = ManualClock::new(t0());
+    let body = server("22.10.1", "Linux", &["chan_pjsip.so"], None);
+    let c = Running::start(&pki, config(&pki), &clock).await;
+    let reg = c.register(body.clone()).await;
+    let id = reg.body["server"]["id"].as_str().unwrap().to_string();
+    let token = reg.body["token"]["id"].as_str().unwrap().to_string();
+    c.stop().await;
+
+    // No token is stored in the clear.
+    let db = std::fs::read(pki.path("collector.db")).unwrap();
+    let wal = std::fs::read(pki.path("collector.db-wal")).unwrap_or_default();
+    let needle = token.as_bytes();
+    for file in [&db, &wal] {
+        assert!(!file.windows(needle.len()).any(|w| w == needle), "the token is stored in the clear");
+    }
+
+    clock.advance(chrono::Duration::hours(1));
+    let c = Running::start(&pki, config(&pki), &clock).await;
+    assert_eq!(c.update(&id, None, body.clone()).await.status, StatusCode::UNAUTHORIZED);
+    let a = c.update(&id, Some(&token), body.clone()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(c.stats("").await.body["servers"], 1);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn binary_serves_a_registration_and_stops_on_sigterm() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let pki = Pki::new("binary");
+    let db = pki.path("bin.db");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
+        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--register-per-hour", "3"])
+        .arg("--db")
+        .arg(&db)
+        .arg("--tls-cert")
+        .arg(pki.path("cert.pem"))
+        .arg("--tls-key")
+        .arg(pki.path("key.pem"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.trim().parse().unwrap();
+            }
+        }
+        panic!("the collector exited without listening");
+    })
+    .await
+    .unwrap();
+    let log = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push(line);
+        }
+        all
+    });
+    let c = Running { addr, client: pki.client(), stop: None, task: tokio::spawn(async { Ok(()) }) };
+    let reg = c.register(server("22.10.1", "Linux", &["chan_pjsip.so"], None)).await;
+    assert_eq!(reg.status, StatusCode::CREATED);
+    let id = reg.body["server"]["id"].as_str().unwrap();
+    assert!(reg.body["token"]["id"].as_str().is_some_and(|t| t.len() >= 32));
+    let a = c.update(id, reg.body["token"]["id"].as_str(), server("22.10.2", "Linux", &[], None)).await;
+    assert_eq!(a.status, StatusCode::OK);
+
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    let log = tokio::time::timeout(Duration::from_secs(5), log).await.unwrap().unwrap().join("\n");
+    assert!(log.contains("SIGTERM received") && log.contains("beacon collector stopped"), "{log}");
+    assert!(!log.contains(reg.body["token"]["id"].as_str().unwrap()), "a token reached the log");
+    assert!(db.exists());
+}
+
+#[test]
+fn the_spec_checks_are_not_vacuous() {
+    let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    assert!(validate(&schema("Token"), &json!({"id": "t", "issued": "2026-12-01T08:00:00Z"})).is_ok());
+    assert!(validate(&schema("Token"), &json!({"id": 1, "issued": "2026-12-01T08:00:00Z"})).is_err());
+    assert!(validate(&schema("Token"), &json!({"id": "t", "issued": "yesterday"})).is_err());
+    assert!(validate(
+        &schema("ServerToken"),
+        &json!({"token": {"id": "t", "issued": "2026-12-01T08:00:00Z"}, "server": {}})
+    )
+    .is_err());
+    assert!(validate(&schema("Error"), &json!({"error": "x", "id": "leak"})).is_err());
+    assert!(validate(&schema("Server"), &json!({"asterisk": {"modules": [{"name": 3}]}})).is_err());
+    assert!(validate(&schema("Stats"), &json!({"days": 30})).is_err());
+    // Every path of the spec is one the collector serves.
+    let paths: Vec<&str> = SPEC["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(paths, ["/servers", "/servers/{serverId}", "/stats"]);
+    assert_eq!(SPEC["openapi"], "3.1.0");
+}
