@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::db::Updated;
 use super::rate::{retry_after_secs, Limiter};
 use super::tokens::{self, Decision};
-use super::{stats, validate, Collector, CollectorError};
+use super::{validate, Collector, CollectorError};
 use crate::beacon::wire::{ServerReport, ServerToken, Token};
 
 /// An answer.
@@ -37,7 +37,12 @@ struct ErrorBody<'a> {
 /// A JSON answer with `status`.
 fn json<T: Serialize>(status: StatusCode, body: &T) -> Answer {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    json_bytes(status, Bytes::from(bytes))
+}
+
+/// An answer of already serialized JSON.
+fn json_bytes(status: StatusCode, body: Bytes) -> Answer {
+    let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -219,20 +224,21 @@ async fn stats(collector: &Collector, req: &Request<Incoming>, peer: SocketAddr)
             _ => return error(StatusCode::BAD_REQUEST, &format!("days must be a whole number from 1 to {max}")),
         },
     };
+    let ttl = collector.config().stats_cache;
+    if let Some(body) = collector.inner.stats_cache.get(days, ttl) {
+        return json_bytes(StatusCode::OK, body);
+    }
     let since = now(collector) - chrono::Duration::days(i64::from(days));
-    let rows = match collector.inner.db.reports_since(since).await {
-        Ok(rows) => rows,
+    let report = match collector.inner.db.aggregate_since(since).await {
+        Ok(a) => a.finish(days, since, collector.config().min_group),
         Err(e) => return internal(&e),
     };
-    let min_group = collector.config().min_group;
-    let aggregated = tokio::task::spawn_blocking(move || {
-        // A row this build cannot read (written by another version) is left out.
-        let reports: Vec<ServerReport> = rows.iter().filter_map(|r| serde_json::from_str(r).ok()).collect();
-        stats::aggregate(days, since, min_group, &reports)
-    })
-    .await;
-    match aggregated {
-        Ok(s) => json(StatusCode::OK, &s),
+    match serde_json::to_vec(&report) {
+        Ok(body) => {
+            let body = Bytes::from(body);
+            collector.inner.stats_cache.put(days, body.clone(), ttl);
+            json_bytes(StatusCode::OK, body)
+        }
         Err(e) => internal(&CollectorError::Internal(e.to_string())),
     }
 }

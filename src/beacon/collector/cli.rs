@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// /stats groups with fewer servers are folded into "other".
     #[arg(long, value_name = "N", default_value_t = CollectorConfig::default().min_group)]
     pub min_group: u64,
+    /// Seconds a /stats answer is reused for the same window (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = CollectorConfig::default().stats_cache.as_secs())]
+    pub stats_cache_secs: u64,
     /// Largest /stats window in days.
     #[arg(long, value_name = "DAYS", default_value_t = CollectorConfig::default().max_stats_days)]
     pub max_stats_days: u32,
@@ -68,6 +71,7 @@ impl ServeArgs {
             update_per_hour: self.update_per_hour,
             stats_per_hour: self.stats_per_hour,
             min_group: self.min_group,
+            stats_cache: Duration::from_secs(self.stats_cache_secs),
             max_stats_days: self.max_stats_days.max(1),
             max_connections: self.max_connections.max(1),
             handshake_timeout: timeout,

@@ -3,7 +3,8 @@
 //!
 //! The schema (version [`SCHEMA_VERSION`], kept in `PRAGMA user_version`) is created on open; the
 //! database runs in WAL mode. Times are Unix milliseconds (UTC). The calls here block: the
-//! [`Db`] handle runs them on tokio's blocking pool, one at a time behind one connection.
+//! [`Db`] handle runs them on tokio's blocking pool: writes one at a time on one connection,
+//! the `/stats` scans on a second, read-only one.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,9 +12,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::stats::Aggregator;
 use super::tokens::{self, Decision, StoredToken, TokenHash};
 use super::CollectorError;
-use crate::beacon::wire::Token;
+use crate::beacon::wire::{ServerReport, Token};
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -47,7 +49,10 @@ pub enum Updated {
 /// A cheap handle on the database connection.
 #[derive(Clone)]
 pub struct Db {
+    /// Every write, and the reads that decide them.
     conn: Arc<Mutex<Connection>>,
+    /// The long reads of `/stats`.
+    reader: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -76,16 +81,28 @@ impl Db {
             Init::Sql(e) => CollectorError::db(path, e),
             Init::Newer(v) => CollectorError::Schema { path: path.display().to_string(), found: v },
         })?;
-        Ok(Db { conn: Arc::new(Mutex::new(conn)) })
+        let reader = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|r| r.busy_timeout(BUSY_TIMEOUT).map(|()| r))
+            .map_err(|e| CollectorError::db(path, e))?;
+        Ok(Db { conn: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
     }
 
-    /// Runs `f` on the connection, on the blocking pool.
+    /// Runs `f` on the writing connection, on the blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T, CollectorError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        self.run_on(&self.conn, f).await
+    }
+
+    /// Runs `f` on `conn`, on the blocking pool.
+    async fn run_on<T, F>(&self, conn: &Arc<Mutex<Connection>>, f: F) -> Result<T, CollectorError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = conn.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut conn)
@@ -160,15 +177,24 @@ impl Db {
         .await
     }
 
-    /// The latest reports (JSON text) of the servers seen at or after `since`.
+    /// Counts the latest reports of the servers seen at or after `since`, one row at a time,
+    /// on the reading connection (WAL lets it run beside writes). A row this build cannot read
+    /// is left out.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn reports_since(&self, since: DateTime<Utc>) -> Result<Vec<String>, CollectorError> {
-        self.run(move |c| {
+    pub async fn aggregate_since(&self, since: DateTime<Utc>) -> Result<Aggregator, CollectorError> {
+        self.run_on(&self.reader, move |c| {
             let mut stmt = c.prepare_cached("SELECT report FROM servers WHERE last_seen >= ?1")?;
-            let rows = stmt.query_map([millis(since)], |row| row.get::<_, String>(0))?;
-            rows.collect()
+            let mut rows = stmt.query([millis(since)])?;
+            let mut aggregator = Aggregator::default();
+            while let Some(row) = rows.next()? {
+                let text: String = row.get(0)?;
+                if let Ok(report) = serde_json::from_str::<ServerReport>(&text) {
+                    aggregator.add(&report);
+                }
+            }
+            Ok(aggregator)
         })
         .await
     }

@@ -55,6 +55,8 @@ pub struct CollectorConfig {
     pub stats_per_hour: u32,
     /// Groups of `/stats` with fewer servers than this are folded into `"other"`. Default 3.
     pub min_group: u64,
+    /// How long a `/stats` answer is reused for the same window; zero: never. Default 60 s.
+    pub stats_cache: Duration,
     /// The largest `days` window `/stats` accepts. Default 3650.
     pub max_stats_days: u32,
     /// Connections served at once; more wait in the listen backlog. Default 1024.
@@ -77,6 +79,7 @@ impl Default for CollectorConfig {
             update_per_hour: 60,
             stats_per_hour: 600,
             min_group: 3,
+            stats_cache: Duration::from_secs(60),
             max_stats_days: 3650,
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
@@ -144,6 +147,7 @@ struct Inner {
     register: rate::Limiter,
     update: rate::Limiter,
     stats: rate::Limiter,
+    stats_cache: stats::Cache,
 }
 
 impl std::fmt::Debug for Collector {
@@ -165,6 +169,7 @@ impl Collector {
                 register: rate::Limiter::per_hour(config.register_per_hour),
                 update: rate::Limiter::per_hour(config.update_per_hour),
                 stats: rate::Limiter::per_hour(config.stats_per_hour),
+                stats_cache: stats::Cache::default(),
                 config,
                 db,
                 clock,

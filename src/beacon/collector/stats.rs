@@ -6,7 +6,11 @@
 //! `"other"` group, so a rare version or module cannot point at one installation. Empty values
 //! count as `"unknown"`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -48,20 +52,33 @@ pub struct StatsReport {
     pub machines: Vec<Group>,
 }
 
-/// Aggregates `reports` (the latest report of each server seen since `since`).
-pub fn aggregate(days: u32, since: DateTime<Utc>, min_group: u64, reports: &[ServerReport]) -> StatsReport {
-    let mut versions = BTreeMap::new();
-    let mut modules = BTreeMap::new();
-    let mut systems = BTreeMap::new();
-    let mut machines = BTreeMap::new();
-    let bump = |map: &mut BTreeMap<String, u64>, key: &str| {
-        let key = if key.trim().is_empty() { UNKNOWN } else { key.trim() };
-        *map.entry(key.to_string()).or_insert(0) += 1;
-    };
-    for r in reports {
-        bump(&mut versions, &r.asterisk.version.name);
-        bump(&mut systems, &r.operating_system.sys_name);
-        bump(&mut machines, &r.operating_system.machine);
+/// Counts reports one at a time (so that no more than one report is held at once).
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    servers: u64,
+    versions: BTreeMap<String, u64>,
+    modules: BTreeMap<String, u64>,
+    systems: BTreeMap<String, u64>,
+    machines: BTreeMap<String, u64>,
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    let key = if key.trim().is_empty() { UNKNOWN } else { key.trim() };
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
+}
+
+impl Aggregator {
+    /// Counts the latest report of one server.
+    pub fn add(&mut self, r: &ServerReport) {
+        self.servers += 1;
+        bump(&mut self.versions, &r.asterisk.version.name);
+        bump(&mut self.systems, &r.operating_system.sys_name);
+        bump(&mut self.machines, &r.operating_system.machine);
         let running: BTreeSet<&str> = r
             .asterisk
             .modules
@@ -71,19 +88,32 @@ pub fn aggregate(days: u32, since: DateTime<Utc>, min_group: u64, reports: &[Ser
             .filter(|n| !n.is_empty())
             .collect();
         for name in running {
-            bump(&mut modules, name);
+            bump(&mut self.modules, name);
         }
     }
-    StatsReport {
-        days,
-        since,
-        min_group,
-        servers: reports.len() as u64,
-        asterisk_versions: fold(versions, min_group),
-        modules: fold(modules, min_group),
-        operating_systems: fold(systems, min_group),
-        machines: fold(machines, min_group),
+
+    /// The answer, with groups under `min_group` servers folded.
+    pub fn finish(self, days: u32, since: DateTime<Utc>, min_group: u64) -> StatsReport {
+        StatsReport {
+            days,
+            since,
+            min_group,
+            servers: self.servers,
+            asterisk_versions: fold(self.versions, min_group),
+            modules: fold(self.modules, min_group),
+            operating_systems: fold(self.systems, min_group),
+            machines: fold(self.machines, min_group),
+        }
     }
+}
+
+/// Aggregates `reports` (the latest report of each server seen since `since`).
+pub fn aggregate(days: u32, since: DateTime<Utc>, min_group: u64, reports: &[ServerReport]) -> StatsReport {
+    let mut a = Aggregator::default();
+    for r in reports {
+        a.add(r);
+    }
+    a.finish(days, since, min_group)
 }
 
 /// Folds the groups under `min_group` servers into `"other"`; largest first, then by name, with
@@ -103,6 +133,30 @@ fn fold(groups: BTreeMap<String, u64>, min_group: u64) -> Vec<Group> {
         out.push(Group { name: OTHER.to_string(), servers: other });
     }
     out
+}
+
+/// Recent `/stats` answers by window, so that a burst of requests scans the database once.
+#[derive(Debug, Default)]
+pub struct Cache {
+    answers: Mutex<HashMap<u32, (Instant, Bytes)>>,
+}
+
+impl Cache {
+    /// The answer for `days` computed less than `ttl` ago.
+    pub fn get(&self, days: u32, ttl: Duration) -> Option<Bytes> {
+        let answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        answers.get(&days).filter(|(at, _)| at.elapsed() < ttl).map(|(_, body)| body.clone())
+    }
+
+    /// Keeps `body` as the answer for `days`, and forgets answers older than `ttl`.
+    pub fn put(&self, days: u32, body: Bytes, ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        answers.retain(|_, (at, _)| at.elapsed() < ttl);
+        answers.insert(days, (Instant::now(), body));
+    }
 }
 
 #[cfg(test)]
@@ -138,5 +192,18 @@ mod tests {
         let all = aggregate(30, DateTime::default(), 1, &reports);
         assert!(all.asterisk_versions.contains(&g(UNKNOWN, 1)));
         assert!(aggregate(30, DateTime::default(), 3, &[]).modules.is_empty());
+    }
+
+    #[test]
+    fn the_cache_keeps_answers_for_its_time() {
+        let cache = Cache::default();
+        let ttl = Duration::from_secs(3600);
+        assert!(cache.get(30, ttl).is_none());
+        cache.put(30, Bytes::from_static(b"a"), ttl);
+        assert_eq!(cache.get(30, ttl).as_deref(), Some(&b"a"[..]));
+        assert!(cache.get(7, ttl).is_none());
+        assert!(cache.get(30, Duration::ZERO).is_none());
+        cache.put(7, Bytes::from_static(b"b"), Duration::ZERO);
+        assert!(cache.get(7, ttl).is_none());
     }
 }
