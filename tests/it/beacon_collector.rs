@@ -401,3 +401,82 @@ async fn slow_clients_are_cut_off() {
     assert_eq!(n, 0);
     c.stop().await;
 }
+
+/// Not a check: prints how fast updates go over HTTPS and how long a `/stats` scan of many
+/// servers takes. `cargo test --test it measure_collector -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_collector_updates_and_stats_scan() {
+    let pki = Pki::new("measure");
+    let clock = ManualClock::new(t0());
+    let cfg = CollectorConfig { register_per_hour: 0, update_per_hour: 0, stats_per_hour: 0, ..config(&pki) };
+    let modules: Vec<String> = (0..300).map(|i| format!("mod_{i}.so")).collect();
+    let names: Vec<&str> = modules.iter().map(String::as_str).collect();
+    let body = server("22.10.1", "Linux", &names, Some("pbx"));
+    // 10 000 servers written straight into the database (the documented schema).
+    {
+        let c = Running::start(&pki, cfg.clone(), &clock).await;
+        c.stop().await;
+        let mut db = rusqlite::Connection::open(pki.path("collector.db")).unwrap();
+        let tx = db.transaction().unwrap();
+        let now = t0().timestamp_millis();
+        for i in 0..10_000 {
+            tx.execute(
+                "INSERT INTO servers VALUES (?1, ?2, ?2, ?3, ?2, ?4, '22.10.1', 'Linux', 'x86_64', ?5)",
+                rusqlite::params![
+                    format!("{i:08}-0000-4000-8000-000000000000"),
+                    now,
+                    [0u8; 32].as_slice(),
+                    body.to_string(),
+                    names.join("\n")
+                ],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let c = Arc::new(Running::start(&pki, cfg, &clock).await);
+    let started = std::time::Instant::now();
+    let s = c.stats("").await;
+    eprintln!("GET /stats over 10000 servers x 300 modules: {:?}", started.elapsed());
+    assert_eq!(s.body["servers"], 10_000);
+
+    let mut servers = Vec::new();
+    for _ in 0..8 {
+        let reg = c.register(body.clone()).await;
+        servers.push((
+            reg.body["server"]["id"].as_str().unwrap().to_string(),
+            reg.body["token"]["id"].as_str().unwrap().to_string(),
+        ));
+    }
+    let started = std::time::Instant::now();
+    let per_task = 100;
+    let tasks: Vec<_> = servers
+        .into_iter()
+        .map(|(id, first)| {
+            let (c, body) = (c.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut token = first;
+                // Straight reqwest: the spec checks of `update` would dominate the time.
+                for _ in 0..per_task {
+                    let url = format!("https://{}/servers/{id}?tokenId={token}", c.addr);
+                    let resp = c.client.put(url).json(&body).send().await.unwrap();
+                    assert_eq!(resp.status(), StatusCode::OK);
+                    let answer: Value = resp.json().await.unwrap();
+                    token = answer["id"].as_str().unwrap().to_string();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let n = 8 * per_task;
+    eprintln!(
+        "{n} updates (300 modules, {} bytes each), 8 clients: {elapsed:?}, {:.0}/s",
+        body.to_string().len(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    Arc::into_inner(c).unwrap().stop().await;
+}

@@ -19,7 +19,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use super::db::Updated;
+use super::db::{StoredReport, Updated};
 use super::rate::{retry_after_secs, Limiter};
 use super::tokens::{self, Decision};
 use super::{validate, Collector, CollectorError};
@@ -162,9 +162,9 @@ async fn register(collector: &Collector, req: Request<Incoming>, peer: SocketAdd
     let token = tokens::new_token();
     let issued = now(collector);
     report.id = Some(id.clone());
-    let stored = match serde_json::to_string(&report) {
+    let stored = match StoredReport::of(&report) {
         Ok(s) => s,
-        Err(e) => return internal(&CollectorError::Internal(e.to_string())),
+        Err(e) => return internal(&e),
     };
     if let Err(e) = collector.inner.db.register(id.clone(), tokens::hash_token(&token), issued, stored).await {
         return internal(&e);
@@ -193,9 +193,9 @@ async fn update(collector: &Collector, req: Request<Incoming>, peer: SocketAddr,
         return error(StatusCode::BAD_REQUEST, "the id in the body is not the one in the path");
     }
     report.id = Some(id.to_string());
-    let stored = match serde_json::to_string(&report) {
+    let stored = match StoredReport::of(&report) {
         Ok(s) => s,
-        Err(e) => return internal(&CollectorError::Internal(e.to_string())),
+        Err(e) => return internal(&e),
     };
     match collector.inner.db.update(id.to_string(), presented, now(collector), stored).await {
         Ok(Updated::Accepted(token, decision)) => {

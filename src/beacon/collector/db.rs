@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::stats::Aggregator;
+use super::stats::{Aggregator, Facts};
 use super::tokens::{self, Decision, StoredToken, TokenHash};
 use super::CollectorError;
 use crate::beacon::wire::{ServerReport, Token};
@@ -27,13 +27,37 @@ CREATE TABLE servers (
     last_seen    INTEGER NOT NULL,
     token_hash   BLOB NOT NULL,
     token_issued INTEGER NOT NULL,
-    report       TEXT NOT NULL
+    report       TEXT NOT NULL,
+    version_name TEXT NOT NULL,
+    os_name      TEXT NOT NULL,
+    machine      TEXT NOT NULL,
+    modules      TEXT NOT NULL
 );
 CREATE INDEX servers_last_seen ON servers (last_seen);
 ";
 
 /// How long a statement waits for a lock held by another process on the same file.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A report as stored: its JSON and the facts `/stats` counts.
+#[derive(Debug, Clone)]
+pub struct StoredReport {
+    /// The `Server` JSON, with its id.
+    pub json: String,
+    /// What `/stats` counts of it.
+    pub facts: Facts,
+}
+
+impl StoredReport {
+    /// The stored form of `report`.
+    ///
+    /// # Errors
+    /// A report that cannot be written as JSON (never, for these types).
+    pub fn of(report: &ServerReport) -> Result<StoredReport, CollectorError> {
+        let json = serde_json::to_string(report).map_err(|e| CollectorError::Internal(e.to_string()))?;
+        Ok(StoredReport { json, facts: Facts::of(report) })
+    }
+}
 
 /// The outcome of an update.
 #[derive(Debug)]
@@ -121,13 +145,15 @@ impl Db {
         id: String,
         token: TokenHash,
         now: DateTime<Utc>,
-        report: String,
+        report: StoredReport,
     ) -> Result<(), CollectorError> {
         self.run(move |c| {
+            let f = &report.facts;
             c.execute(
-                "INSERT INTO servers (id, created, last_seen, token_hash, token_issued, report)
-                 VALUES (?1, ?2, ?2, ?3, ?2, ?4)",
-                params![id, millis(now), token.as_slice(), report],
+                "INSERT INTO servers (id, created, last_seen, token_hash, token_issued, report,
+                                      version_name, os_name, machine, modules)
+                 VALUES (?1, ?2, ?2, ?3, ?2, ?4, ?5, ?6, ?7, ?8)",
+                params![id, millis(now), token.as_slice(), report.json, f.version, f.os, f.machine, f.modules],
             )
             .map(drop)
         })
@@ -144,7 +170,7 @@ impl Db {
         id: String,
         presented: Option<String>,
         now: DateTime<Utc>,
-        report: String,
+        report: StoredReport,
     ) -> Result<Updated, CollectorError> {
         self.run(move |c| {
             let tx = c.transaction()?;
@@ -167,9 +193,21 @@ impl Db {
             }
             let token = tokens::new_token();
             let issued = from_millis(millis(now));
+            let f = &report.facts;
             tx.execute(
-                "UPDATE servers SET last_seen = ?2, token_hash = ?3, token_issued = ?2, report = ?4 WHERE id = ?1",
-                params![id, millis(now), tokens::hash_token(&token).as_slice(), report],
+                "UPDATE servers SET last_seen = ?2, token_hash = ?3, token_issued = ?2, report = ?4,
+                                    version_name = ?5, os_name = ?6, machine = ?7, modules = ?8
+                 WHERE id = ?1",
+                params![
+                    id,
+                    millis(now),
+                    tokens::hash_token(&token).as_slice(),
+                    report.json,
+                    f.version,
+                    f.os,
+                    f.machine,
+                    f.modules
+                ],
             )?;
             tx.commit()?;
             Ok(Updated::Accepted(Token { id: token, issued }, decision))
@@ -177,22 +215,20 @@ impl Db {
         .await
     }
 
-    /// Counts the latest reports of the servers seen at or after `since`, one row at a time,
-    /// on the reading connection (WAL lets it run beside writes). A row this build cannot read
-    /// is left out.
+    /// Counts the servers seen at or after `since`, one row at a time, from their stored facts,
+    /// on the reading connection (WAL lets it run beside writes).
     ///
     /// # Errors
     /// Database failures.
     pub async fn aggregate_since(&self, since: DateTime<Utc>) -> Result<Aggregator, CollectorError> {
         self.run_on(&self.reader, move |c| {
-            let mut stmt = c.prepare_cached("SELECT report FROM servers WHERE last_seen >= ?1")?;
+            let mut stmt =
+                c.prepare_cached("SELECT version_name, os_name, machine, modules FROM servers WHERE last_seen >= ?1")?;
             let mut rows = stmt.query([millis(since)])?;
             let mut aggregator = Aggregator::default();
             while let Some(row) = rows.next()? {
-                let text: String = row.get(0)?;
-                if let Ok(report) = serde_json::from_str::<ServerReport>(&text) {
-                    aggregator.add(&report);
-                }
+                let text = |i: usize| row.get_ref(i).map(|v| v.as_str().unwrap_or_default());
+                aggregator.add(text(0)?, text(1)?, text(2)?, text(3)?);
             }
             Ok(aggregator)
         })

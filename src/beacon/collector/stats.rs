@@ -6,7 +6,7 @@
 //! `"other"` group, so a rare version or module cannot point at one installation. Empty values
 //! count as `"unknown"`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -52,17 +52,52 @@ pub struct StatsReport {
     pub machines: Vec<Group>,
 }
 
-/// Counts reports one at a time (so that no more than one report is held at once).
+/// What `/stats` counts of one report, kept in the database beside it so that a scan reads a
+/// few short columns instead of whole reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// `asterisk.version.name`, trimmed.
+    pub version: String,
+    /// `operating_system.sys_name`, trimmed.
+    pub os: String,
+    /// `operating_system.machine`, trimmed.
+    pub machine: String,
+    /// The names of the running modules (status `Running`, or none given), sorted, each once,
+    /// one a line; names with control characters are left out.
+    pub modules: String,
+}
+
+impl Facts {
+    /// The facts of `r`.
+    pub fn of(r: &ServerReport) -> Facts {
+        let running: BTreeSet<&str> = r
+            .asterisk
+            .modules
+            .iter()
+            .filter(|m| m.status.is_empty() || m.status.eq_ignore_ascii_case("running"))
+            .map(|m| m.name.trim())
+            .filter(|n| !n.is_empty() && !n.chars().any(char::is_control))
+            .collect();
+        Facts {
+            version: r.asterisk.version.name.trim().to_string(),
+            os: r.operating_system.sys_name.trim().to_string(),
+            machine: r.operating_system.machine.trim().to_string(),
+            modules: running.into_iter().collect::<Vec<_>>().join("\n"),
+        }
+    }
+}
+
+/// Counts servers one at a time (no more than one server's facts are held at once).
 #[derive(Debug, Default)]
 pub struct Aggregator {
     servers: u64,
-    versions: BTreeMap<String, u64>,
-    modules: BTreeMap<String, u64>,
-    systems: BTreeMap<String, u64>,
-    machines: BTreeMap<String, u64>,
+    versions: HashMap<String, u64>,
+    modules: HashMap<String, u64>,
+    systems: HashMap<String, u64>,
+    machines: HashMap<String, u64>,
 }
 
-fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+fn bump(map: &mut HashMap<String, u64>, key: &str) {
     let key = if key.trim().is_empty() { UNKNOWN } else { key.trim() };
     match map.get_mut(key) {
         Some(n) => *n += 1,
@@ -73,23 +108,20 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
 }
 
 impl Aggregator {
-    /// Counts the latest report of one server.
-    pub fn add(&mut self, r: &ServerReport) {
+    /// Counts one server from its stored facts (`modules`: one name a line).
+    pub fn add(&mut self, version: &str, os: &str, machine: &str, modules: &str) {
         self.servers += 1;
-        bump(&mut self.versions, &r.asterisk.version.name);
-        bump(&mut self.systems, &r.operating_system.sys_name);
-        bump(&mut self.machines, &r.operating_system.machine);
-        let running: BTreeSet<&str> = r
-            .asterisk
-            .modules
-            .iter()
-            .filter(|m| m.status.is_empty() || m.status.eq_ignore_ascii_case("running"))
-            .map(|m| m.name.trim())
-            .filter(|n| !n.is_empty())
-            .collect();
-        for name in running {
+        bump(&mut self.versions, version);
+        bump(&mut self.systems, os);
+        bump(&mut self.machines, machine);
+        for name in modules.lines().filter(|n| !n.trim().is_empty()) {
             bump(&mut self.modules, name);
         }
+    }
+
+    /// Counts one server from its facts.
+    pub fn add_facts(&mut self, f: &Facts) {
+        self.add(&f.version, &f.os, &f.machine, &f.modules);
     }
 
     /// The answer, with groups under `min_group` servers folded.
@@ -111,14 +143,14 @@ impl Aggregator {
 pub fn aggregate(days: u32, since: DateTime<Utc>, min_group: u64, reports: &[ServerReport]) -> StatsReport {
     let mut a = Aggregator::default();
     for r in reports {
-        a.add(r);
+        a.add_facts(&Facts::of(r));
     }
     a.finish(days, since, min_group)
 }
 
 /// Folds the groups under `min_group` servers into `"other"`; largest first, then by name, with
 /// `"other"` last.
-fn fold(groups: BTreeMap<String, u64>, min_group: u64) -> Vec<Group> {
+fn fold(groups: HashMap<String, u64>, min_group: u64) -> Vec<Group> {
     let mut other = 0;
     let mut out: Vec<Group> = Vec::with_capacity(groups.len());
     for (name, servers) in groups {
@@ -192,6 +224,18 @@ mod tests {
         let all = aggregate(30, DateTime::default(), 1, &reports);
         assert!(all.asterisk_versions.contains(&g(UNKNOWN, 1)));
         assert!(aggregate(30, DateTime::default(), 3, &[]).modules.is_empty());
+    }
+
+    #[test]
+    fn facts_keep_running_module_names_once() {
+        let r = report(
+            " 22.1.0 ",
+            "Linux",
+            &[("b.so", "Running"), ("a.so", ""), ("b.so", "Running"), ("x\ny", ""), ("c.so", "Not Running")],
+        );
+        let f = Facts::of(&r);
+        assert_eq!(f.version, "22.1.0");
+        assert_eq!(f.modules, "a.so\nb.so");
     }
 
     #[test]
