@@ -20,6 +20,9 @@ async fn main() -> ExitCode {
         println!("astmanproxy {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::Beacon { what: BeaconCommand::Serve(args) }) = &cli.command {
+        return beacon_serve(&cli, args).await;
+    }
     if let Some(Command::Beacon { what: BeaconCommand::Show { what } }) = &cli.command {
         // The configuration only supplies defaults (the proxy's address) here.
         let config = Config::load(&cli.config).map(|(c, _)| c).unwrap_or_default();
@@ -96,6 +99,21 @@ fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
         (None, false) => builder.with_ansi(ansi).with_writer(std::io::stderr).init(),
     }
     Ok(())
+}
+
+/// `astmanproxy beacon serve ...`: the Beacon collector, until SIGINT or SIGTERM.
+async fn beacon_serve(cli: &Cli, args: &astmanproxy::beacon::collector::ServeArgs) -> ExitCode {
+    if let Err(e) = init_tracing(cli, &Config::default()) {
+        eprintln!("astmanproxy: {e}");
+        return ExitCode::from(2);
+    }
+    match astmanproxy::beacon::collector::cli::run(args, astmanproxy::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `astmanproxy beacon show ...`: asks the running proxy and prints the answer.

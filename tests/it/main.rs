@@ -5,6 +5,7 @@ mod support;
 
 mod ajam;
 mod beacon;
+mod beacon_collector;
 mod binary;
 mod browser;
 mod bugs_1x;
