@@ -60,6 +60,9 @@ impl Default for Config {
             admin_users: Vec::new(),
             auth_limit: 10,
             auth_timeout: Duration::from_secs(30),
+            beacon_config: None,
+            beacon: crate::beacon::report::BeaconConfig::default(),
+            beacon_board: crate::beacon::report::Board::default(),
             sources: None,
             ready_share: 0.5,
             shutdown_grace: Duration::from_secs(5),
@@ -76,7 +79,21 @@ impl Config {
     pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-        Self::parse(&text, path)
+        let (mut cfg, mut warnings) = Self::parse(&text, path)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let beacon_path = dir.join(cfg.beacon_config.as_deref().unwrap_or(Path::new("beacon.conf")));
+        if cfg.beacon_config.is_some() && !beacon_path.exists() {
+            warnings.push(ConfigWarning {
+                path: path.to_path_buf(),
+                line: 0,
+                message: format!("beaconconfig {} not found: Beacon reporting is off", beacon_path.display()),
+            });
+        }
+        let (beacon, beacon_warnings) =
+            crate::beacon::report::BeaconConfig::load(&beacon_path, crate::beacon::report::dev_mode())?;
+        cfg.beacon = beacon;
+        warnings.extend(beacon_warnings);
+        Ok((cfg, warnings))
     }
 
     /// Validates configuration text; `path` names the file in errors and warnings.
@@ -152,6 +169,7 @@ impl Config {
                 "httplistenport" => c.http_listen_port = v.optional_parse("a port number")?,
                 "adminlisten" => c.admin_listen = v.optional_parse("an address:port like 127.0.0.1:9180")?,
                 "readyshare" => c.ready_share = v.share()?,
+                "beaconconfig" => c.beacon_config = v.optional().map(PathBuf::from),
                 "shutdowngrace" => c.shutdown_grace = Duration::from_secs(v.parse("a number of seconds")?),
                 // 1.x keys with no effect here: `filterlocal` never worked in 1.x, `debug` is `-d`.
                 "filterlocal" | "debug" => {}
