@@ -4,6 +4,7 @@
 mod support;
 
 mod beacon;
+mod beacon_report;
 mod binary;
 mod bugs_1x;
 mod formats;

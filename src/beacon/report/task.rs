@@ -87,6 +87,10 @@ impl Reporter {
             retry_after_max: self.target.retry_after_max,
         };
         let mut triggers = self.hub.config().beacon_board.triggers();
+        if *triggers.borrow() > 0 {
+            // A trigger counts for reporters that start after it too.
+            triggers.mark_changed();
+        }
         let mut anchor = self.entry().and_then(|e| e.last_posting);
         loop {
             if self.connected().await.is_none() {

@@ -1,0 +1,518 @@
+//! The Beacon reporter end to end: the real proxy against the AMI simulator replaying real
+//! captures, reporting over real HTTPS (rcgen certificates, `ca_path`) to a small recording
+//! collector that answers as the API says (or as a test scripts it: 401, 429, 5xx).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use astmanproxy::beacon::report::{BeaconConfig, Board, ProxySetting, Target};
+use astmanproxy::config::{Config, Secret};
+use astmanproxy_handlers::{Kind, Message};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::support::*;
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("astmanproxy-beacon-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A CA (written to `ca.pem`) and a certificate for 127.0.0.1 and localhost it signed.
+pub fn tls_server_config(dir: &Path) -> Arc<rustls::ServerConfig> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let certs = vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    Arc::new(config)
+}
+
+/// One request the collector saw.
+#[derive(Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: serde_json::Value,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct CollectorState {
+    /// Answers to give instead of the API's, in order: status and `Retry-After`.
+    script: Mutex<VecDeque<(u16, Option<String>)>>,
+    /// Server id -> current token.
+    tokens: Mutex<HashMap<String, String>>,
+    counter: AtomicUsize,
+    connections: AtomicUsize,
+}
+
+/// A recording HTTPS collector on 127.0.0.1:0.
+pub struct FakeCollector {
+    pub addr: SocketAddr,
+    pub ca: PathBuf,
+    requests: mpsc::UnboundedReceiver<Seen>,
+    state: Arc<CollectorState>,
+}
+
+impl FakeCollector {
+    pub async fn start(dir: &Path) -> FakeCollector {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls_server_config(dir));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(CollectorState::default());
+        let (tx, requests) = mpsc::unbounded_channel();
+        let accept_state = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                accept_state.connections.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, state, tx) = (acceptor.clone(), accept_state.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let service = hyper::service::service_fn(move |req| answer(req, state.clone(), tx.clone()));
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        FakeCollector { addr, ca: dir.join("ca.pem"), requests, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/api/v1", self.addr.port())
+    }
+
+    /// The next answers are these statuses (with `Retry-After`), whatever the request.
+    pub fn script(&self, answers: &[(u16, Option<&str>)]) {
+        let mut script = self.state.script.lock().unwrap();
+        script.extend(answers.iter().map(|(c, r)| (*c, r.map(str::to_owned))));
+    }
+
+    pub async fn next(&mut self) -> Seen {
+        tokio::time::timeout(WAIT, self.requests.recv()).await.expect("no request to the collector").unwrap()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer(
+    req: hyper::Request<hyper::body::Incoming>,
+    state: Arc<CollectorState>,
+    tx: mpsc::UnboundedSender<Seen>,
+) -> Result<hyper::Response<Full<Bytes>>, hyper::Error> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let raw = req.into_body().collect().await?.to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
+    let _ = tx.send(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        body: body.clone(),
+        at: Instant::now(),
+    });
+    let reply = |code: u16, json: serde_json::Value| {
+        hyper::Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(json.to_string())))
+            .unwrap()
+    };
+    let scripted = state.script.lock().unwrap().pop_front();
+    if let Some((code, retry_after)) = scripted {
+        let mut response = reply(code, serde_json::json!({"error": "scripted"}));
+        if let Some(r) = retry_after {
+            response.headers_mut().insert("retry-after", r.parse().unwrap());
+        }
+        return Ok(response);
+    }
+    let n = state.counter.fetch_add(1, Ordering::SeqCst) + 1;
+    let token = serde_json::json!({"id": format!("tok-{n}"), "issued": "2026-12-01T08:00:00Z"});
+    if method == "POST" && path == "/api/v1/servers" {
+        let id = format!("srv-{n}");
+        state.tokens.lock().unwrap().insert(id.clone(), format!("tok-{n}"));
+        let mut server = body;
+        server["id"] = serde_json::Value::String(id);
+        return Ok(reply(200, serde_json::json!({"token": token, "server": server})));
+    }
+    if let (true, Some(id)) = (method == "PUT", path.strip_prefix("/api/v1/servers/")) {
+        let given = query.strip_prefix("tokenId=").unwrap_or_default();
+        let mut tokens = state.tokens.lock().unwrap();
+        if tokens.get(id).map(String::as_str) != Some(given) {
+            return Ok(reply(401, serde_json::json!({"error": "bad token"})));
+        }
+        tokens.insert(id.to_string(), format!("tok-{n}"));
+        return Ok(reply(200, token));
+    }
+    Ok(reply(404, serde_json::json!({"error": "no such route"})))
+}
+
+/// A proxy config reporting every server to `collector`, quickly retrying, state in `state`.
+fn beacon_config(sims: &[(&str, SocketAddr)], collector: &FakeCollector, state: &Path) -> Config {
+    let mut cfg = config(sims.iter().map(|(name, addr)| server(name, *addr)).collect());
+    let mut target = Target::new("test", collector.url());
+    target.ca_path = Some(collector.ca.clone());
+    target.jitter = Duration::ZERO;
+    target.interval = Duration::from_secs(3600);
+    target.retry_min = Duration::from_millis(50);
+    target.retry_max = Duration::from_millis(200);
+    target.timeout = Duration::from_secs(5);
+    cfg.beacon = BeaconConfig {
+        enabled: true,
+        private_name: Some("lab".to_string()),
+        state_file: state.to_path_buf(),
+        targets: vec![target],
+        ..BeaconConfig::default()
+    };
+    cfg
+}
+
+/// The `BeaconShowServerResponse` events of `server`.
+async fn show(c: &mut AmiClient, id: &str) -> Vec<Message> {
+    let start = c.action("BeaconShowServer", id, &[]).await;
+    assert_eq!(start.response(), Some("Success"));
+    let mut items = Vec::new();
+    loop {
+        let m = c.recv_until(|m| m.kind() == Kind::Event && m.action_id() == Some(id)).await;
+        if m.event() == Some("BeaconShowServerComplete") {
+            return items;
+        }
+        items.push(m);
+    }
+}
+
+/// Waits until the board holds an accepted report for `server` with id `id`.
+async fn wait_posted(board: &Board, url: &str, server: &str, id: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if board.get(url, server).is_some_and(|e| e.server_id.as_deref() == Some(id) && e.last_posting.is_some()) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no accepted report for {server}: {:?}", board.entries());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn first_report_is_a_post_with_the_design_body_then_puts_with_the_token() {
+    let dir = TempDir::new("post-put");
+    let sim = sim().await;
+    let mut collector = FakeCollector::start(&dir.0).await;
+    let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
+    let board = cfg.beacon_board.clone();
+    let proxy = spawn_proxy(cfg).await;
+
+    let first = collector.next().await;
+    assert_eq!((first.method.as_str(), first.path.as_str()), ("POST", "/api/v1/servers"));
+    let body = &first.body;
+    assert!(body.get("id").is_none(), "no id before registration: {body}");
+    assert_eq!(body["asterisk"]["version"]["name"], "22.10.1");
+    assert_eq!(body["asterisk"]["version"]["number"], 221_001);
+    assert_eq!(body["asterisk"]["modules"].as_array().unwrap().len(), 258);
+    assert_eq!(body["asterisk"]["modules"][0]["name"], "acl");
+    assert_eq!(body["asterisk"]["modules"][0]["support_level"], "core");
+    assert_eq!(body["asterisk"]["stats"]["run_time"]["startup_time"], "2026-11-22 10:39:23");
+    assert_eq!(body["asterisk"]["stats"]["calls"]["active"], 0);
+    assert!(body["asterisk"]["stats"]["calls"]["processed"].is_u64());
+    assert_eq!(body["operating_system"]["sys_name"], "Linux");
+    assert_eq!(body["operating_system"]["machine"], "x86_64");
+    assert_eq!(body["operating_system"]["release"], "");
+    assert_eq!(body["private_name"], "lab");
+    wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
+
+    board.trigger();
+    let second = collector.next().await;
+    assert_eq!((second.method.as_str(), second.path.as_str()), ("PUT", "/api/v1/servers/srv-1"));
+    assert_eq!(second.query, "tokenId=tok-1");
+    assert_eq!(second.body["id"], "srv-1");
+    wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while board.get(&collector.url(), "pbx1").and_then(|e| e.token).as_deref() != Some("tok-2") {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The live fields, over AMI and in the CLI layout.
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let items = show(&mut c, "b").await;
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item.get("ServerId"), Some("srv-1"));
+    assert_eq!(item.get("TokenId"), Some("tok-2"));
+    assert_eq!(item.get("TokenIssuedDate"), Some("2026-12-01T08:00:00Z"));
+    assert!(item.get("LastPosting").is_some_and(|p| p.len() == 20 && p.ends_with('Z')), "{item:?}");
+    assert!(item.get("NextPosting").is_some_and(|p| !p.is_empty()), "{item:?}");
+    let text = astmanproxy::beacon::cli::show_server(proxy.addr, "alice", "alicepw", None).await.unwrap();
+    assert!(text.contains("Server ID: srv-1\n"), "{text}");
+    assert!(text.contains("Token: tok-2\n"), "{text}");
+    assert!(text.contains(&format!("Last Posting: {}\n", item.get("LastPosting").unwrap())), "{text}");
+    assert!(text.contains("Next Posting: 20"), "{text}");
+
+    // The state file: 0600, with the id and token.
+    let state = astmanproxy::beacon::report::state::load(&dir.path("state.json")).unwrap();
+    assert_eq!(state.servers[0].server_id.as_deref(), Some("srv-1"));
+    assert_eq!(state.servers[0].token.as_deref(), Some("tok-2"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path("state.json")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // Gathering went over AMI, never the reporter's business to forward.
+    assert!(!sim.received().iter().any(|m| m.action() == Some("BeaconShowServer")));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_server_id_and_puts() {
+    let dir = TempDir::new("restart");
+    let sim = sim().await;
+    let mut collector = FakeCollector::start(&dir.0).await;
+    let state = dir.path("state.json");
+    let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &state);
+    let board = cfg.beacon_board.clone();
+    let proxy = spawn_proxy(cfg).await;
+    assert_eq!(collector.next().await.method, "POST");
+    wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
+    proxy.stop().await;
+
+    let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &state);
+    let board = cfg.beacon_board.clone();
+    // A trigger before the start counts for the reporters that start after it.
+    board.trigger();
+    let proxy = spawn_proxy(cfg).await;
+    let again = collector.next().await;
+    assert_eq!((again.method.as_str(), again.path.as_str()), ("PUT", "/api/v1/servers/srv-1"));
+    assert_eq!(again.query, "tokenId=tok-1");
+    wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_401_registers_a_new_server_id() {
+    let dir = TempDir::new("401");
+    let sim = sim().await;
+    let mut collector = FakeCollector::start(&dir.0).await;
+    let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
+    let board = cfg.beacon_board.clone();
+    let proxy = spawn_proxy(cfg).await;
+    assert_eq!(collector.next().await.method, "POST");
+    wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
+
+    collector.script(&[(401, None)]);
+    board.trigger();
+    let refused = collector.next().await;
+    assert_eq!((refused.method.as_str(), refused.path.as_str()), ("PUT", "/api/v1/servers/srv-1"));
+    let again = collector.next().await;
+    assert_eq!((again.method.as_str(), again.path.as_str()), ("POST", "/api/v1/servers"));
+    assert!(again.body.get("id").is_none(), "a new registration carries no old id");
+    wait_posted(&board, &collector.url(), "pbx1", "srv-2").await;
+    let state = astmanproxy::beacon::report::state::load(&dir.path("state.json")).unwrap();
+    assert_eq!(state.servers[0].server_id.as_deref(), Some("srv-2"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_respected_and_server_errors_back_off() {
+    let dir = TempDir::new("429");
+    let sim = sim().await;
+    let mut collector = FakeCollector::start(&dir.0).await;
+    collector.script(&[(429, Some("1")), (503, None), (500, None)]);
+    let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
+    let board = cfg.beacon_board.clone();
+    let proxy = spawn_proxy(cfg).await;
+    let limited = collector.next().await;
+    let after_limit = collector.next().await;
+    assert!(after_limit.at - limited.at >= Duration::from_secs(1), "Retry-After: 1 not respected");
+    let after_503 = collector.next().await;
+    assert!(after_503.at - after_limit.at >= Duration::from_millis(50), "retried faster than retry_min");
+    let accepted = collector.next().await;
+    assert!(accepted.at - after_503.at >= Duration::from_millis(100), "the backoff doubles");
+    for seen in [&limited, &after_limit, &after_503, &accepted] {
+        assert_eq!(seen.method, "POST");
+    }
+    wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn each_asterisk_server_is_its_own_beacon_server() {
+    let dir = TempDir::new("two");
+    let (sim1, sim2) = (sim().await, sim().await);
+    let mut collector = FakeCollector::start(&dir.0).await;
+    let cfg = beacon_config(&[("pbx1", sim1.addr()), ("pbx2", sim2.addr())], &collector, &dir.path("s.json"));
+    let board = cfg.beacon_board.clone();
+    let proxy = spawn_proxy(cfg).await;
+    let (a, b) = (collector.next().await, collector.next().await);
+    assert_eq!((a.method.as_str(), b.method.as_str()), ("POST", "POST"));
+    let ids: Vec<String> = {
+        let url = collector.url();
+        for server in ["pbx1", "pbx2"] {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while board.get(&url, server).and_then(|e| e.last_posting).is_none() {
+                assert!(tokio::time::Instant::now() < deadline);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        ["pbx1", "pbx2"].iter().map(|s| board.get(&url, s).unwrap().server_id.unwrap()).collect()
+    };
+    assert_ne!(ids[0], ids[1]);
+    let state = astmanproxy::beacon::report::state::load(&dir.path("s.json")).unwrap();
+    assert_eq!(state.servers.len(), 2);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn certificates_are_verified_unless_told_not_to() {
+    let dir = TempDir::new("verify");
+    let sim = sim().await;
+    let mut collector = FakeCollector::start(&dir.0).await;
+    // Without ca_path the test CA is unknown: the handshake fails, no request arrives.
+    let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("a.json"));
+    cfg.beacon.targets[0].ca_path = None;
+    let board = cfg.beacon_board.clone();
+    let proxy = spawn_proxy(cfg).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while collector.connections() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the reporter did not retry");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(collector.requests.try_recv().is_err(), "a request went through an unverified connection");
+    assert!(board.get(&collector.url(), "pbx1").is_none_or(|e| e.server_id.is_none()));
+    proxy.stop().await;
+    // verify_cert = no: accepted.
+    let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("b.json"));
+    cfg.beacon.targets[0].ca_path = None;
+    cfg.beacon.targets[0].verify_cert = false;
+    let proxy = spawn_proxy(cfg).await;
+    assert_eq!(collector.next().await.method, "POST");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_or_without_targets_nothing_is_sent() {
+    let dir = TempDir::new("off");
+    let sim = sim().await;
+    let collector = FakeCollector::start(&dir.0).await;
+    let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("s.json"));
+    cfg.beacon.enabled = false;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    // Gathered and shown, never sent.
+    let items = show(&mut c, "b").await;
+    assert_eq!(items[0].get("AsteriskVersion"), Some("22.10.1"));
+    assert_eq!(items[0].get("ServerId"), Some(""));
+    let config = c.action("BeaconShowConfiguration", "c", &[]).await;
+    assert_eq!((config.get("Enabled"), config.get("Sending")), (Some("no"), Some("no")));
+    assert_eq!(config.get("Target1Url"), Some(collector.url().as_str()));
+    proxy.stop().await;
+    assert_eq!(collector.connections(), 0);
+    assert!(!dir.path("s.json").exists());
+}
+
+/// A CONNECT proxy that wants `user:pw` and tunnels to wherever it is asked; records the
+/// CONNECT lines.
+async fn connect_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if client.read_exact(&mut byte).await.is_err() || head.len() > 8192 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let first = head.lines().next().unwrap_or_default().to_string();
+                record.lock().unwrap().push(first.clone());
+                use base64::Engine;
+                let wanted = format!(
+                    "proxy-authorization: basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("user:pw")
+                );
+                if !head.to_ascii_lowercase().contains(&wanted.to_ascii_lowercase()) {
+                    let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n").await;
+                    return;
+                }
+                let target = first.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let Ok(mut upstream) = TcpStream::connect(&target).await else { return };
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn reports_go_through_a_connect_proxy_with_basic_auth() {
+    let dir = TempDir::new("proxy");
+    let sim = sim().await;
+    let mut collector = FakeCollector::start(&dir.0).await;
+    let (proxy_addr, seen) = connect_proxy().await;
+    let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("s.json"));
+    cfg.beacon.targets[0].proxy = Some(ProxySetting {
+        host: proxy_addr.ip().to_string(),
+        port: proxy_addr.port(),
+        auth: Some(("user".to_string(), Secret::new("pw"))),
+    });
+    let proxy = spawn_proxy(cfg).await;
+    assert_eq!(collector.next().await.method, "POST");
+    let lines = seen.lock().unwrap().clone();
+    assert_eq!(lines[0], format!("CONNECT 127.0.0.1:{} HTTP/1.1", collector.addr.port()));
+    proxy.stop().await;
+}
