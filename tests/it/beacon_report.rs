@@ -516,3 +516,112 @@ async fn reports_go_through_a_connect_proxy_with_basic_auth() {
     assert_eq!(lines[0], format!("CONNECT 127.0.0.1:{} HTTP/1.1", collector.addr.port()));
     proxy.stop().await;
 }
+
+/// The real binary with a `beacon.conf` next to its configuration.
+#[tokio::test]
+async fn the_binary_reports_says_so_loudly_and_shows_it() {
+    let dir = TempDir::new("binary");
+    let sim = sim().await;
+    let mut collector = FakeCollector::start(&dir.0).await;
+    let conf = dir.path("astmanproxy.conf");
+    let users = dir.path("astmanproxy.users");
+    std::fs::write(
+        &conf,
+        format!(
+            "host = {}, {}, admin, adminpass, on, off, pbx1\nlistenaddress = 127.0.0.1\nlistenport = 0\n",
+            sim.addr().ip(),
+            sim.addr().port()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&users, "alice=alicepw\n").unwrap();
+    let ca = collector.ca.clone();
+    let beacon = |url: &str| {
+        format!(
+            "[general]\nenabled = yes\nprivate_name = lab\nstatefile = state.json\n\n[test]\nurl = {url}\n\
+             interval = 60\njitter = 0\nca_path = {}\nproxy = user:TopSecret@127.0.0.1:9\n",
+            ca.display()
+        )
+    };
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_astmanproxy")).args(args).output().await.unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let c = conf.display().to_string();
+    let u = users.display().to_string();
+
+    // Errors name the file and line, at --check-config.
+    std::fs::write(dir.path("beacon.conf"), beacon("http://127.0.0.1/api/v1")).unwrap();
+    let (code, _, err) = run(vec!["-c".into(), c.clone(), "-u".into(), u.clone(), "--check-config".into()]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("beacon.conf:7: invalid value for url"), "{err}");
+    // Dev mode (a debug build, as every test binary is) refuses the public server.
+    std::fs::write(dir.path("beacon.conf"), beacon("public")).unwrap();
+    let (code, _, err) = run(vec!["-c".into(), c.clone(), "-u".into(), u.clone(), "--check-config".into()]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("beacon.conf:7:") && err.contains("dev mode"), "{err}");
+
+    // Without the proxy line: a real run.
+    let text = beacon(&collector.url()).replace("proxy = user:TopSecret@127.0.0.1:9\n", "");
+    std::fs::write(dir.path("beacon.conf"), text).unwrap();
+    let (code, out, err) = run(vec!["-c".into(), c.clone(), "-u".into(), u.clone(), "--check-config".into()]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Beacon reporting ON, 1 targets"), "{out}");
+    let crate::binary::Binary { mut child, addr, mut log } = crate::binary::start_binary(&conf, &users, &[]).await;
+    let first = collector.next().await;
+    assert_eq!(first.method, "POST");
+    assert_eq!(first.body["private_name"], "lab");
+    let mut loud = None;
+    while let Ok(Some(line)) = tokio::time::timeout(WAIT, log.recv()).await {
+        if line.contains("Beacon reporting is ON") {
+            loud = Some(line);
+            break;
+        }
+    }
+    let loud = loud.expect("no loud log line");
+    assert!(loud.contains("WARN") && loud.contains(&collector.url()) && loud.contains("every 60 minutes"), "{loud}");
+    // The state file appears next to beacon.conf once the answer is stored.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(dir.path("state.json")).is_ok_and(|s| s.contains("srv-1")) {
+        assert!(tokio::time::Instant::now() < deadline, "no state file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, out, err) = run(vec![
+        "beacon".into(),
+        "show".into(),
+        "server".into(),
+        "--proxy".into(),
+        addr.to_string(),
+        "--user".into(),
+        "alice".into(),
+        "--secret".into(),
+        "alicepw".into(),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Server: pbx1\nServer ID: srv-1\nToken: tok-1\n"), "{out}");
+    assert!(out.contains("Last Posting: 20") && out.contains("Next Posting: 20"), "{out}");
+    let _ = child.kill().await;
+
+    // `beacon show configuration` reads the files; the proxy password is masked.
+    std::fs::write(dir.path("beacon.conf"), beacon(&collector.url())).unwrap();
+    let (code, out, err) = run(vec!["-c".into(), c, "beacon".into(), "show".into(), "configuration".into()]).await;
+    assert_eq!(code, Some(0), "{err}");
+    for line in [
+        "Enabled: yes\n",
+        "Private Name: lab\n",
+        "[test]\n",
+        &format!("  URL: {}\n", collector.url()),
+        "  Interval: 60 minutes\n",
+        "  Verify Certificate: yes\n",
+        &format!("  CA Path: {}\n", collector.ca.display()),
+        "  Proxy: user:********@127.0.0.1:9\n",
+    ] {
+        assert!(out.contains(line), "{line:?} not in {out}");
+    }
+    assert!(!out.contains("TopSecret"), "{out}");
+}
