@@ -24,21 +24,7 @@ async fn main() -> ExitCode {
         astmanproxy::beacon::report::set_dev_mode();
     }
     if let Some(Command::Beacon { what: BeaconCommand::Show { what } }) = &cli.command {
-        if let BeaconShow::Configuration = what {
-            return match Config::load(&cli.config) {
-                Ok((config, _)) => {
-                    print!("{}", config.beacon.render());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("astmanproxy: {e}");
-                    ExitCode::from(2)
-                }
-            };
-        }
-        // The configuration only supplies defaults (the proxy's address) here.
-        let config = Config::load(&cli.config).map(|(c, _)| c).unwrap_or_default();
-        return beacon_show(what, &config).await;
+        return beacon_show(what, &cli.config).await;
     }
     let (mut config, warnings) = match Config::load(&cli.config) {
         Ok(loaded) => loaded,
@@ -121,11 +107,23 @@ fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `astmanproxy beacon show ...`: asks the running proxy and prints the answer.
-async fn beacon_show(what: &BeaconShow, config: &Config) -> ExitCode {
+/// `astmanproxy beacon show ...`: the configuration from the files, or the server data from the
+/// running proxy.
+async fn beacon_show(what: &BeaconShow, config_path: &std::path::Path) -> ExitCode {
     match what {
-        BeaconShow::Configuration => ExitCode::SUCCESS,
+        BeaconShow::Configuration => match Config::load(config_path) {
+            Ok((config, _)) => {
+                print!("{}", config.beacon.render());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("astmanproxy: {e}");
+                ExitCode::from(2)
+            }
+        },
         BeaconShow::Server { server, proxy, user, secret } => {
+            // The configuration only supplies defaults (the proxy's address) here.
+            let config = Config::load(config_path).map(|(c, _)| c).unwrap_or_default();
             let host = if config.listen_address.is_unspecified() {
                 std::net::IpAddr::from([127, 0, 0, 1])
             } else {

@@ -19,6 +19,7 @@ pub mod secret;
 pub mod users;
 
 pub use parse::parse_bool;
+pub(crate) use parse::Value;
 
 pub use secret::Secret;
 pub use users::{User, Users};

@@ -173,11 +173,7 @@ impl Config {
                 "shutdowngrace" => c.shutdown_grace = Duration::from_secs(v.parse("a number of seconds")?),
                 // 1.x keys with no effect here: `filterlocal` never worked in 1.x, `debug` is `-d`.
                 "filterlocal" | "debug" => {}
-                other => warnings.push(ConfigWarning {
-                    path: path.to_path_buf(),
-                    line: raw.line,
-                    message: format!("unknown key {other:?} ignored"),
-                }),
+                _ => warnings.push(v.unknown()),
             }
         }
         name_servers(&mut cfg.servers, path)?;
@@ -218,14 +214,23 @@ fn name_servers(servers: &mut [ServerConfig], path: &Path) -> Result<(), ConfigE
     Ok(())
 }
 
-/// One value being validated, with what an error needs to name it.
-struct Value<'a> {
-    raw: &'a RawLine,
-    path: &'a Path,
+/// One value being validated, with what an error needs to name it (shared with `beacon.conf`).
+pub(crate) struct Value<'a> {
+    pub(crate) raw: &'a RawLine,
+    pub(crate) path: &'a Path,
 }
 
 impl Value<'_> {
-    fn invalid(&self, value: &str, reason: impl Into<String>) -> ConfigError {
+    /// The "unknown key ignored" warning of this line.
+    pub(crate) fn unknown(&self) -> ConfigWarning {
+        ConfigWarning {
+            path: self.path.to_path_buf(),
+            line: self.raw.line,
+            message: format!("unknown key {:?} ignored", self.raw.key),
+        }
+    }
+
+    pub(crate) fn invalid(&self, value: &str, reason: impl Into<String>) -> ConfigError {
         ConfigError::InvalidValue {
             path: self.path.to_path_buf(),
             line: self.raw.line,
@@ -235,15 +240,15 @@ impl Value<'_> {
         }
     }
 
-    fn parse_with<T>(&self, f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+    pub(crate) fn parse_with<T>(&self, f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
         f(&self.raw.value).map_err(|reason| self.invalid(&self.raw.value, reason))
     }
 
-    fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, ConfigError> {
+    pub(crate) fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, ConfigError> {
         self.parse_with(|s| s.parse::<T>().map_err(|_| format!("not {what}")))
     }
 
-    fn positive<T: std::str::FromStr + PartialOrd + Default>(&self) -> Result<T, ConfigError> {
+    pub(crate) fn positive<T: std::str::FromStr + PartialOrd + Default>(&self) -> Result<T, ConfigError> {
         let n: T = self.parse("a positive number")?;
         if n <= T::default() {
             return Err(self.invalid(&self.raw.value, "must be greater than 0"));
@@ -255,11 +260,11 @@ impl Value<'_> {
         Ok(Duration::from_millis(self.positive::<u64>()?))
     }
 
-    fn boolean(&self) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self) -> Result<bool, ConfigError> {
         self.parse_with(|s| parse_bool(s).ok_or_else(|| "not yes/no, on/off, true/false or 1/0".to_string()))
     }
 
-    fn optional(&self) -> Option<String> {
+    pub(crate) fn optional(&self) -> Option<String> {
         (!self.raw.value.is_empty()).then(|| self.raw.value.clone())
     }
 
@@ -277,7 +282,7 @@ impl Value<'_> {
         })
     }
 
-    fn nonempty(&self) -> Result<String, ConfigError> {
+    pub(crate) fn nonempty(&self) -> Result<String, ConfigError> {
         self.optional().ok_or_else(|| self.invalid("", "must not be empty"))
     }
 

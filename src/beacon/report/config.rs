@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::NaiveTime;
 
-use crate::config::raw::{parse_sections, RawLine};
-use crate::config::{parse_bool, ConfigError, ConfigWarning, Secret};
+use crate::config::raw::parse_sections;
+use crate::config::{ConfigError, ConfigWarning, Secret, Value};
 
 use super::PUBLIC_URL;
 
@@ -211,21 +211,21 @@ impl BeaconConfig {
                 let t = &mut target;
                 match raw.key.as_str() {
                     "url" => {
-                        t.url = v.url()?;
+                        t.url = url(&v)?;
                         if t.url == PUBLIC_URL {
                             public_line = Some(raw.line);
                         }
                     }
-                    "proxy" => t.proxy = v.optional().map(|_| v.parse_with(ProxySetting::parse)).transpose()?,
-                    "interval" => t.interval = v.interval(&mut warnings)?,
-                    "start_time" => t.start_time = v.optional().map(|_| v.start_time()).transpose()?,
+                    "proxy" => t.proxy = v.optional().map(|_| proxy(&v)).transpose()?,
+                    "interval" => t.interval = interval(&v, &mut warnings)?,
+                    "start_time" => t.start_time = v.optional().map(|_| start_time(&v)).transpose()?,
                     "verify_cert" => t.verify_cert = v.boolean()?,
                     "ca_path" => t.ca_path = v.optional().map(PathBuf::from),
                     "jitter" => t.jitter = Duration::from_secs(v.parse("a number of seconds")?),
-                    "timeout" => t.timeout = Duration::from_secs(v.positive()?),
-                    "retry_min" => t.retry_min = Duration::from_secs(v.positive()?),
-                    "retry_max" => t.retry_max = Duration::from_secs(v.positive()?),
-                    "retry_after_max" => t.retry_after_max = Duration::from_secs(v.positive()?),
+                    "timeout" => t.timeout = seconds(&v)?,
+                    "retry_min" => t.retry_min = seconds(&v)?,
+                    "retry_max" => t.retry_max = seconds(&v)?,
+                    "retry_after_max" => t.retry_after_max = seconds(&v)?,
                     _ => warnings.push(v.unknown()),
                 }
             }
@@ -312,105 +312,61 @@ impl BeaconConfig {
     }
 }
 
-/// One value being validated, with what an error needs to name it.
-struct Value<'a> {
-    raw: &'a RawLine,
-    path: &'a Path,
+/// `proxy` as written, the password masked (also when it does not parse).
+fn mask_proxy(text: &str) -> String {
+    match text.rsplit_once('@') {
+        Some((auth, addr)) => format!("{}:********@{addr}", auth.split(':').next().unwrap_or_default()),
+        None => text.to_string(),
+    }
 }
 
-impl Value<'_> {
-    fn invalid(&self, reason: impl Into<String>) -> ConfigError {
-        let value = if self.raw.key == "proxy" {
-            ProxySetting::parse(&self.raw.value).map(|p| p.masked()).unwrap_or_else(|_| "********".to_string())
-        } else {
-            self.raw.value.clone()
-        };
-        ConfigError::InvalidValue {
-            path: self.path.to_path_buf(),
-            line: self.raw.line,
-            key: self.raw.key.clone(),
-            value,
-            reason: reason.into(),
+fn proxy(v: &Value<'_>) -> Result<ProxySetting, ConfigError> {
+    ProxySetting::parse(&v.raw.value).map_err(|reason| v.invalid(&mask_proxy(&v.raw.value), reason))
+}
+
+fn seconds(v: &Value<'_>) -> Result<Duration, ConfigError> {
+    v.positive::<u64>().map(Duration::from_secs)
+}
+
+fn url(v: &Value<'_>) -> Result<String, ConfigError> {
+    v.parse_with(|s| {
+        if s.eq_ignore_ascii_case("public") {
+            return Ok(PUBLIC_URL.to_string());
         }
-    }
-
-    fn unknown(&self) -> ConfigWarning {
-        ConfigWarning {
-            path: self.path.to_path_buf(),
-            line: self.raw.line,
-            message: format!("unknown key {:?} ignored", self.raw.key),
-        }
-    }
-
-    fn parse_with<T>(&self, f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
-        f(&self.raw.value).map_err(|reason| self.invalid(reason))
-    }
-
-    fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, ConfigError> {
-        self.parse_with(|s| s.parse::<T>().map_err(|_| format!("not {what}")))
-    }
-
-    fn positive(&self) -> Result<u64, ConfigError> {
-        match self.parse::<u64>("a positive number")? {
-            0 => Err(self.invalid("must be greater than 0")),
-            n => Ok(n),
-        }
-    }
-
-    fn boolean(&self) -> Result<bool, ConfigError> {
-        self.parse_with(|s| parse_bool(s).ok_or_else(|| "not yes/no, on/off, true/false or 1/0".to_string()))
-    }
-
-    fn optional(&self) -> Option<String> {
-        (!self.raw.value.is_empty()).then(|| self.raw.value.clone())
-    }
-
-    fn nonempty(&self) -> Result<String, ConfigError> {
-        self.optional().ok_or_else(|| self.invalid("must not be empty"))
-    }
-
-    fn url(&self) -> Result<String, ConfigError> {
-        self.parse_with(|s| {
-            if s.eq_ignore_ascii_case("public") {
-                return Ok(PUBLIC_URL.to_string());
+        let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+        match url.scheme() {
+            "https" if url.host_str().is_some_and(|h| !h.is_empty()) => {
+                Ok(url.as_str().trim_end_matches('/').to_string())
             }
-            let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
-            match url.scheme() {
-                "https" if url.host_str().is_some_and(|h| !h.is_empty()) => {
-                    Ok(url.as_str().trim_end_matches('/').to_string())
-                }
-                "https" => Err("no host".to_string()),
-                "http" => Err("Beacon reports go over HTTPS only; use https://".to_string()),
-                other => Err(format!("unsupported scheme {other:?}; use https://")),
-            }
-        })
-    }
-
-    fn interval(&self, warnings: &mut Vec<ConfigWarning>) -> Result<Duration, ConfigError> {
-        let minutes: u64 = self.parse("a number of minutes")?;
-        if minutes >= MAX_INTERVAL_MINUTES {
-            return Err(self.invalid(format!(
-                "must be under {MAX_INTERVAL_MINUTES} minutes (48 h): a token must be used again within 48 hours"
-            )));
+            "https" => Err("no host".to_string()),
+            "http" => Err("Beacon reports go over HTTPS only; use https://".to_string()),
+            other => Err(format!("unsupported scheme {other:?}; use https://")),
         }
-        let minutes = if minutes < MIN_INTERVAL_MINUTES {
-            warnings.push(ConfigWarning {
-                path: self.path.to_path_buf(),
-                line: self.raw.line,
-                message: format!(
-                    "interval {minutes} is under {MIN_INTERVAL_MINUTES} minutes; using {MIN_INTERVAL_MINUTES}"
-                ),
-            });
-            MIN_INTERVAL_MINUTES
-        } else {
-            minutes
-        };
-        Ok(Duration::from_secs(minutes * 60))
-    }
+    })
+}
 
-    fn start_time(&self) -> Result<NaiveTime, ConfigError> {
-        self.parse_with(|s| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| "not HH:MM (local time)".to_string()))
+fn interval(v: &Value<'_>, warnings: &mut Vec<ConfigWarning>) -> Result<Duration, ConfigError> {
+    let minutes: u64 = v.parse("a number of minutes")?;
+    if minutes >= MAX_INTERVAL_MINUTES {
+        return Err(v.invalid(
+            &v.raw.value,
+            format!("must be under {MAX_INTERVAL_MINUTES} minutes (48 h): a token must be used again within 48 hours"),
+        ));
     }
+    if minutes < MIN_INTERVAL_MINUTES {
+        warnings.push(ConfigWarning {
+            path: v.path.to_path_buf(),
+            line: v.raw.line,
+            message: format!(
+                "interval {minutes} is under {MIN_INTERVAL_MINUTES} minutes; using {MIN_INTERVAL_MINUTES}"
+            ),
+        });
+    }
+    Ok(Duration::from_secs(minutes.max(MIN_INTERVAL_MINUTES) * 60))
+}
+
+fn start_time(v: &Value<'_>) -> Result<NaiveTime, ConfigError> {
+    v.parse_with(|s| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| "not HH:MM (local time)".to_string()))
 }
 
 #[cfg(test)]
