@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -17,6 +18,8 @@ use astmanproxy_handlers::Message;
 use crate::client::sink::ToClient;
 use crate::config::Config;
 use crate::error::Error;
+use crate::http::detect::{detect, Prefixed, Protocol};
+use crate::http::Front;
 use crate::hub::Hub;
 
 /// The sockets the proxy listens on, bound before privileges are dropped.
@@ -112,11 +115,14 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
         let (admin_hub, admin_tracker) = (hub.clone(), tracker.clone());
         hub.spawn_background(move |cancel| crate::admin::serve(admin, admin_hub, cancel, admin_tracker));
     }
+    // HTTP connections and AJAM sessions end first at shutdown.
+    let http_token = CancellationToken::new();
+    let front = Front::new(hub.clone(), http_token.clone(), tracker.clone());
     if let Some(http) = http {
         let addr = http.local_addr().map_err(|e| io_error("HTTP listener address", e))?;
         tracing::info!("HTTP front on http://{addr}");
-        let (http_hub, http_tracker) = (hub.clone(), tracker.clone());
-        hub.spawn_background(move |cancel| crate::http::serve(http, http_hub, cancel, http_tracker));
+        let http_front = front.clone();
+        hub.spawn_background(move |_| crate::http::serve(http, http_front));
     }
     if let Some(tls) = &tls_listener {
         tracing::info!(addr = %tls.local_addr().map_err(|e| io_error("TLS listener address", e))?, "accepting TLS AMI clients");
@@ -135,9 +141,9 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
                 let _ = stream.set_nodelay(true);
                 match limit.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        let (hub, token, acceptor) = (hub.clone(), clients_token.clone(), acceptor.clone());
+                        let (token, acceptor, front) = (clients_token.clone(), acceptor.clone(), front.clone());
                         tracker.spawn(async move {
-                            connection(stream, peer, hub, token, acceptor, tls_only).await;
+                            connection(stream, peer, front, token, acceptor, tls_only).await;
                             drop(permit);
                         });
                     }
@@ -150,6 +156,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
         }
     }
     drop(tls_listener);
+    http_token.cancel();
     drain(hub, listener, clients_token, tracker).await;
     Ok(())
 }
@@ -162,38 +169,49 @@ async fn accept_opt(listener: Option<&TcpListener>) -> Option<io::Result<(TcpStr
     }
 }
 
-/// The first byte of a TLS handshake record.
-const TLS_HANDSHAKE: u8 = 0x16;
-
-/// Sorts out TLS or plain for one connection, in its own task (a slow or silent peer never holds
-/// up accepting others), then serves it.
+/// Sorts out TLS, HTTP or AMI for one connection, in its own task (a slow or silent peer never
+/// holds up accepting others), then serves it.
 async fn connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
-    hub: Hub,
+    front: Front,
     token: CancellationToken,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     tls_only: bool,
 ) {
+    let hub = front.hub.clone();
     let tls_cfg = hub.config().tls.clone();
-    let use_tls = match (&acceptor, tls_only) {
-        (Some(_), true) => true,
-        (Some(_), false) if tls_cfg.accept_encrypted => {
-            // AMI clients wait for the banner, so silence means plain AMI: decide after the
-            // first byte or `sslclienthellotimeout`, whichever comes first.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(tls_cfg.client_hello_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(_)) => first[0] == TLS_HANDSHAKE,
-                Err(_) => false,
-            }
+    let http_wait = hub.config().http.detect_timeout;
+    let sniff_tls = acceptor.is_some() && !tls_only && tls_cfg.accept_encrypted;
+    let sniff_http = !http_wait.is_zero();
+    // AMI clients wait for the banner, so silence means AMI: decide on the first bytes, or after
+    // `sslclienthellotimeout` / `httpdetecttimeout`, whichever is longer.
+    let (protocol, prefix) = if tls_only {
+        (Protocol::Tls, BytesMut::new())
+    } else if sniff_tls || sniff_http {
+        let wait = if sniff_tls { tls_cfg.client_hello_timeout.max(http_wait) } else { http_wait };
+        match detect(&mut stream, wait, sniff_tls, sniff_http).await {
+            Some(found) => found,
+            None => return,
         }
-        _ => false,
+    } else {
+        (Protocol::Ami, BytesMut::new())
     };
-    match (use_tls, acceptor) {
-        (true, Some(acceptor)) => {
+    let stream = Prefixed::new(prefix, stream);
+    match (protocol, acceptor) {
+        (Protocol::Tls, Some(acceptor)) => {
             match tokio::time::timeout(tls_cfg.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => crate::client::serve(tls, peer, hub, token).await,
+                Ok(Ok(mut tls)) => {
+                    let inner = if sniff_http { detect(&mut tls, http_wait, false, true).await } else { None };
+                    match inner {
+                        Some((Protocol::Http, prefix)) => {
+                            crate::http::serve_connection(Prefixed::new(prefix, tls), peer, front).await
+                        }
+                        Some((_, prefix)) => crate::client::serve(Prefixed::new(prefix, tls), peer, hub, token).await,
+                        None if sniff_http => {}
+                        None => crate::client::serve(tls, peer, hub, token).await,
+                    }
+                }
                 Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
             }
@@ -204,6 +222,7 @@ async fn connection(
             let text = b"Response: Error\r\nMessage: This proxy accepts TLS connections only\r\n\r\n";
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(text)).await;
         }
+        (Protocol::Http, _) => crate::http::serve_connection(stream, peer, front).await,
         _ => crate::client::serve(stream, peer, hub, token).await,
     }
 }

@@ -7,12 +7,14 @@
 //! - [`standard`]: the AMI wire format ([`AmiDecoder`], [`encode`](standard::encode)) with
 //!   configurable [`Limits`].
 //! - [`error`]: [`DecodeError`] and its `can_continue()` classification.
+//! - [`ajam`]: the `/mxml` body of Asterisk's AJAM.
 //! - [`mod@format`]: the closed set of output formats a client may choose; [`xml`], [`csv`] and
 //!   [`json`] are those formats (and the XML and JSON action inputs).
 //!
 //! Nothing here touches sockets, spawns tasks or reads the clock, so every piece can be unit
 //! tested, benchmarked and fuzzed on its own.
 
+pub mod ajam;
 pub mod capture;
 pub mod csv;
 pub mod error;

@@ -95,6 +95,8 @@ pub struct Config {
     pub proxy_key: Option<Secret>,
     /// `httplistenport` (new): a port on `listenaddress` for the HTTP front.
     pub http_listen_port: Option<u16>,
+    /// HTTP front settings (AJAM sessions, detection on the AMI port, body cap).
+    pub http: HttpConfig,
     /// `adminlisten` (new): address of the admin HTTP listener (`/metrics`, `/healthz`,
     /// `/readyz`); off when unset.
     pub admin_listen: Option<std::net::SocketAddr>,
@@ -121,6 +123,37 @@ pub struct Config {
     pub sources: Option<(PathBuf, PathBuf)>,
     /// The users file's users (loaded from `-u`, not from this file).
     pub users: Users,
+}
+
+/// Settings of the HTTP front (all new keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `httpsessiontimeout`: an AJAM session (`mansession_id` cookie) idle this long is closed
+    /// (Asterisk's `httptimeout`, default 60 s; also the cookie's Max-Age and the longest
+    /// `WaitEvent`).
+    pub session_timeout: Duration,
+    /// `httpmaxsessions`: AJAM sessions open at once; beyond it, logins get 503.
+    pub max_sessions: usize,
+    /// `httpeventqueue`: events an AJAM session keeps for `WaitEvent`; the oldest go first.
+    pub event_queue: usize,
+    /// `httpdetecttimeout` (ms): how long a new connection on the AMI port may stay silent
+    /// before it is taken for an AMI client (HTTP clients speak first); 0 turns HTTP on the AMI
+    /// port off.
+    pub detect_timeout: Duration,
+    /// `httpmaxbody` (bytes): the largest request body accepted (413 beyond).
+    pub max_body: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout: Duration::from_secs(60),
+            max_sessions: 1000,
+            event_queue: 1000,
+            detect_timeout: Duration::from_millis(100),
+            max_body: 64 * 1024,
+        }
+    }
 }
 
 /// One Asterisk server (`host = host, port, user, secret, events, use_ssl[, name]`).

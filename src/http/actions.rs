@@ -7,6 +7,9 @@
 //! `Response: Error` in the body, as Asterisk's own HTTP manager does. Events never appear in an
 //! answer.
 
+// The error of these functions is the HTTP answer itself, built once per request.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 
 use astmanproxy_handlers::{Message, OutputFormat};
@@ -23,50 +26,128 @@ use crate::hub::Hub;
 use crate::policy::Policy;
 use crate::upstream::{reject, Request as UpstreamRequest};
 
-/// Largest request body accepted (a form with one action).
+/// Largest request body accepted by default (`httpmaxbody`).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Answers one 1.x-style request (`/`, `/json`, `/xml`).
-pub async fn handle(req: Request<Incoming>, peer: SocketAddr, hub: &Hub) -> Response<Full<Bytes>> {
-    let path_format = match req.uri().path() {
-        "/json" => Some(OutputFormat::Json),
-        "/xml" => Some(OutputFormat::Xml),
-        _ => None,
+/// What a handler needs of a request, read once: its parameters (query string, then a POST form
+/// body), and the headers that pick the format, the session and the user.
+pub struct ActionRequest {
+    /// The path.
+    pub path: String,
+    /// `key=value` parameters in order.
+    pub pairs: Vec<(String, String)>,
+    /// The `Accept` header.
+    pub accept: String,
+    /// The `mansession_id` cookie.
+    pub session: Option<String>,
+    /// HTTP Basic credentials.
+    pub basic: Option<(String, String)>,
+}
+
+impl ActionRequest {
+    /// Reads the parameters and headers of `req`, the body capped at `httpmaxbody`.
+    ///
+    /// # Errors
+    /// 413 for a body over the cap, 400 for one that cannot be read.
+    pub async fn read(req: Request<Incoming>, max_body: usize) -> Result<ActionRequest, Response<Full<Bytes>>> {
+        let headers = req.headers();
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let session = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(session_cookie);
+        let basic = basic_credentials(headers);
+        let path = req.uri().path().to_string();
+        let mut pairs: Vec<(String, String)> =
+            form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+        if req.method() == Method::POST {
+            let body = match Limited::new(req.into_body(), max_body).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                    return Err(plain(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!("body too large (limit {max_body} bytes, httpmaxbody)"),
+                    ))
+                }
+                Err(_) => return Err(plain(StatusCode::BAD_REQUEST, "request body could not be read")),
+            };
+            pairs.extend(form_urlencoded::parse(&body).into_owned());
+        }
+        Ok(ActionRequest { path, pairs, accept, session, basic })
+    }
+
+    /// Takes out the `format` parameter and picks the answer's format: `?format=`, else the path
+    /// (`/json`, `/xml`), else `Accept`, else `default`.
+    pub fn take_format(&mut self, default: OutputFormat) -> OutputFormat {
+        let path_format = match self.path.as_str() {
+            "/json" => Some(OutputFormat::Json),
+            "/xml" => Some(OutputFormat::Xml),
+            _ => None,
+        };
+        self.pairs
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case("format"))
+            .map(|i| self.pairs.remove(i).1)
+            .and_then(|f| f.parse::<OutputFormat>().ok())
+            .or(path_format)
+            .or_else(|| {
+                if self.accept.contains("json") {
+                    Some(OutputFormat::Json)
+                } else if self.accept.contains("xml") {
+                    Some(OutputFormat::Xml)
+                } else {
+                    None
+                }
+            })
+            .unwrap_or(default)
+    }
+
+    /// The action the parameters make, or 400 when there is no `Action`.
+    ///
+    /// # Errors
+    /// 400 without an `Action` parameter.
+    pub fn action(&self) -> Result<Message, Response<Full<Bytes>>> {
+        let action = Message::from_pairs(self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if action.action().is_none_or(|a| a.trim().is_empty()) {
+            return Err(plain(StatusCode::BAD_REQUEST, "missing Action parameter"));
+        }
+        Ok(action)
+    }
+}
+
+/// The value of a `mansession_id` cookie in a `Cookie:` header (quoted or not).
+fn session_cookie(header: &str) -> Option<String> {
+    header.split(';').find_map(|part| {
+        let (name, value) = part.trim().split_once('=')?;
+        (name.trim() == "mansession_id").then(|| value.trim().trim_matches('"').to_string())
+    })
+}
+
+/// HTTP Basic credentials of a request.
+fn basic_credentials(headers: &hyper::HeaderMap) -> Option<(String, String)> {
+    let raw = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())?;
+    let (name, secret) = raw.split_once(':')?;
+    Some((name.to_string(), secret.to_string()))
+}
+
+/// Answers one 1.x-style request (`/`, `/json`, `/xml`) carrying HTTP Basic credentials (or to
+/// an open proxy): one action, no session.
+pub async fn handle(mut request: ActionRequest, peer: SocketAddr, hub: &Hub) -> Response<Full<Bytes>> {
+    let policy = match &request.basic {
+        Some((name, secret)) => match check_credentials(name, secret, peer, hub).await {
+            Ok(p) => p,
+            Err(response) => return response,
+        },
+        None if hub.config().auth_required => return unauthorized(),
+        None => Policy::open(),
     };
-    let policy = match authenticate(&req, peer, hub).await {
-        Ok(p) => p,
+    let format = request.take_format(hub.config().output_format);
+    let action = match request.action() {
+        Ok(a) => a,
         Err(response) => return response,
     };
-    let mut pairs: Vec<(String, String)> =
-        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    if req.method() == Method::POST {
-        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, &format!("body too large (limit {MAX_BODY} bytes)")),
-        };
-        pairs.extend(form_urlencoded::parse(&body).into_owned());
-    }
-    let format = pairs
-        .iter()
-        .position(|(k, _)| k.eq_ignore_ascii_case("format"))
-        .map(|i| pairs.remove(i).1)
-        .and_then(|f| f.parse::<OutputFormat>().ok())
-        .or(path_format)
-        .or_else(|| {
-            if accept.contains("json") {
-                Some(OutputFormat::Json)
-            } else if accept.contains("xml") {
-                Some(OutputFormat::Xml)
-            } else {
-                None
-            }
-        })
-        .unwrap_or(hub.config().output_format);
-    let action = Message::from_pairs(pairs);
-    if action.action().is_none_or(|a| a.trim().is_empty()) {
-        return plain(StatusCode::BAD_REQUEST, "missing Action parameter");
-    }
     let answer = match run_action(action, &policy, hub).await {
         Ok(messages) => messages,
         Err(status) => return plain(status, "no answer from Asterisk in time"),
@@ -74,28 +155,24 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, hub: &Hub) -> Resp
     body(&answer, format)
 }
 
-/// HTTP Basic against the users file (or an open proxy).
-pub async fn authenticate(
-    req: &Request<Incoming>,
+/// 401 asking for HTTP Basic.
+pub fn unauthorized() -> Response<Full<Bytes>> {
+    let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required");
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"astmanproxy\""));
+    r
+}
+
+/// Checks a user name and secret against the users file, with the same address rules, failed
+/// login limit (`authlimit`) and delay as AMI logins.
+///
+/// # Errors
+/// 429 while the address is blocked, 401 for wrong credentials.
+pub async fn check_credentials(
+    name: &str,
+    secret: &str,
     peer: SocketAddr,
     hub: &Hub,
 ) -> Result<std::sync::Arc<Policy>, Response<Full<Bytes>>> {
-    let unauthorized = || {
-        let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required");
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"astmanproxy\""));
-        r
-    };
-    let credentials = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-        .and_then(|raw| String::from_utf8(raw).ok());
-    let Some((name, secret)) = credentials.as_deref().and_then(|c| c.split_once(':')) else {
-        return if hub.config().auth_required { Err(unauthorized()) } else { Ok(Policy::open()) };
-    };
     let ip = peer.ip();
     if hub.auth_limiter().is_blocked(ip) {
         return Err(plain(StatusCode::TOO_MANY_REQUESTS, "too many failed logins, try again later"));
@@ -142,19 +219,16 @@ pub async fn run_action(mut action: Message, policy: &Policy, hub: &Hub) -> Resu
     loop {
         let item = tokio::time::timeout_at(deadline, rx.recv()).await.map_err(|_| StatusCode::GATEWAY_TIMEOUT)?;
         let Some(ToClient::Message(m)) = item else { continue };
-        let is_list_start = m.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"));
-        let is_complete = m.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
-        let is_response = m.response().is_some() && m.event().is_none();
+        let done = super::session::is_final(&m);
         out.push(m);
-        // Done at a response (that does not start a list), or at the list's Complete event.
-        if (is_response && !is_list_start) || is_complete {
+        if done {
             return Ok(out);
         }
     }
 }
 
 /// The body of an answer in `format`.
-fn body(messages: &[Message], format: OutputFormat) -> Response<Full<Bytes>> {
+pub fn body(messages: &[Message], format: OutputFormat) -> Response<Full<Bytes>> {
     let mut out = BytesMut::new();
     let content_type = match format {
         OutputFormat::Json => {

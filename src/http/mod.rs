@@ -25,10 +25,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
+use actions::ActionRequest;
+use ajam::Render;
+use session::Sessions;
 
 pub mod actions;
-
-pub use actions::MAX_BODY;
+pub mod ajam;
+pub mod detect;
+pub mod session;
 
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,11 +47,21 @@ pub struct Front {
     pub cancel: CancellationToken,
     /// Tracks tasks that must finish before the proxy exits.
     pub tracker: TaskTracker,
+    /// The AJAM cookie sessions.
+    pub sessions: Sessions,
 }
 
-/// Serves HTTP clients on their own listener until `cancel`.
-pub async fn serve(listener: TcpListener, hub: Hub, cancel: CancellationToken, tracker: TaskTracker) {
-    let front = Front { hub, cancel: cancel.clone(), tracker: tracker.clone() };
+impl Front {
+    /// The HTTP front of `hub`; its sessions and connections end at `cancel`.
+    pub fn new(hub: Hub, cancel: CancellationToken, tracker: TaskTracker) -> Self {
+        let sessions = Sessions::new(hub.clone(), cancel.clone(), tracker.clone());
+        Self { hub, cancel, tracker, sessions }
+    }
+}
+
+/// Serves HTTP clients on their own listener (`httplistenport`) until the front's token.
+pub async fn serve(listener: TcpListener, front: Front) {
+    let (cancel, tracker) = (front.cancel.clone(), front.tracker.clone());
     accept_loop(listener, cancel, tracker, move |req, peer| {
         let front = front.clone();
         async move { route(req, peer, &front).await }
@@ -115,12 +129,32 @@ where
 /// Picks the handler of a request by its path.
 async fn route(req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
-    let allowed = matches!(*req.method(), Method::GET | Method::POST);
-    match path.as_str() {
-        "/" | "/json" | "/xml" if allowed => actions::handle(req, peer, &front.hub).await,
-        "/" | "/json" | "/xml" => method_not_allowed(),
-        _ => plain(StatusCode::NOT_FOUND, "not found"),
+    let render = match path.as_str() {
+        "/rawman" | "/arawman" => Some(Render::Rawman),
+        "/mxml" | "/amxml" => Some(Render::Mxml),
+        "/" | "/json" | "/xml" => None,
+        _ => return plain(StatusCode::NOT_FOUND, "not found"),
+    };
+    if !matches!(*req.method(), Method::GET | Method::POST) {
+        return method_not_allowed();
     }
+    let request = match ActionRequest::read(req, front.hub.config().http.max_body).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    match render {
+        Some(render) => ajam::handle(request, peer, front, Some(render), path.starts_with("/a")).await,
+        // The 1.x style: one action per request with Basic (or on an open proxy); with a session
+        // cookie, or to log in without Basic, an AJAM session answered in the chosen format.
+        None if request.basic.is_none() && (request.session.is_some() || is_login(&request)) => {
+            ajam::handle(request, peer, front, None, false).await
+        }
+        None => actions::handle(request, peer, &front.hub).await,
+    }
+}
+
+fn is_login(request: &ActionRequest) -> bool {
+    request.pairs.iter().any(|(k, v)| k.eq_ignore_ascii_case("action") && v.trim().eq_ignore_ascii_case("login"))
 }
 
 fn method_not_allowed() -> Response<Full<Bytes>> {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod ajam;
 mod beacon;
 mod beacon_report;
 mod binary;

@@ -1,0 +1,418 @@
+//! AJAM sessions: the `mansession_id` cookie sessions of Asterisk's AMI over HTTP.
+//!
+//! Each session is a real client session ([`crate::client::serve_with`]) running over an
+//! in-process pipe, so an HTTP user gets exactly what a TCP client gets: the same login, the same
+//! permissions and event filters, ProxyActions, isolation of answers. A reader task drains the
+//! session's output continuously: answers go to the HTTP request that asked (matched by a tag
+//! put in front of the request's ActionID and taken off again), events go to a bounded queue
+//! (`httpeventqueue`, the oldest dropped first) that `WaitEvent` returns. Idle sessions are closed
+//! after `httpsessiontimeout`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use astmanproxy_handlers::{standard, AmiDecoder, Message, OutputFormat};
+use bytes::BytesMut;
+use dashmap::DashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::{serve_with, ClientOptions};
+use crate::hub::Hub;
+
+/// Bytes buffered in each direction of a session's pipe.
+const PIPE_BYTES: usize = 64 * 1024;
+
+/// Prefix of the tag put in front of each HTTP request's ActionID.
+const TAG: &str = "ajam";
+
+/// Why a request to a session got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The session ended (logoff, failed login, timeout, shutdown) before answering.
+    #[error("the HTTP session is closed")]
+    Closed,
+    /// No answer within `actiontimeout`.
+    #[error("no answer in time")]
+    Timeout,
+}
+
+/// The AJAM sessions of the proxy. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<SessionsInner>,
+}
+
+struct SessionsInner {
+    map: DashMap<String, Arc<Session>>,
+    hub: Hub,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// One AJAM session.
+pub struct Session {
+    id: String,
+    input: tokio::sync::Mutex<WriteHalf<DuplexStream>>,
+    state: Mutex<State>,
+    events_ready: Notify,
+    closed: CancellationToken,
+    next_tag: AtomicU64,
+    busy: AtomicUsize,
+    event_limit: usize,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<u64, Pending>,
+    events: VecDeque<Message>,
+    dropped: u64,
+    user: Option<String>,
+    last_used: Option<Instant>,
+}
+
+struct Pending {
+    messages: Vec<Message>,
+    done: oneshot::Sender<Vec<Message>>,
+}
+
+impl Sessions {
+    /// No sessions yet; sessions end at `cancel` and their tasks are tracked by `tracker`.
+    pub fn new(hub: Hub, cancel: CancellationToken, tracker: TaskTracker) -> Self {
+        let sessions = Self { inner: Arc::new(SessionsInner { map: DashMap::new(), hub, cancel, tracker }) };
+        let reaper = sessions.clone();
+        sessions.inner.tracker.spawn(async move { reaper.reap().await });
+        sessions
+    }
+
+    /// The open session with this cookie value, if any.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        let session = self.inner.map.get(id).map(|s| s.clone())?;
+        (!session.closed.is_cancelled()).then_some(session)
+    }
+
+    /// Sessions open now.
+    pub fn len(&self) -> usize {
+        self.inner.map.len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.inner.map.is_empty()
+    }
+
+    /// Opens a session for a client at `peer`, logged in as `user` when the transport
+    /// authenticated it already (HTTP Basic). `None` when `httpmaxsessions` are open.
+    pub fn open(&self, peer: SocketAddr, user: Option<String>) -> Option<Arc<Session>> {
+        let cfg = &self.inner.hub.config().http;
+        if self.inner.map.len() >= cfg.max_sessions {
+            tracing::warn!(limit = cfg.max_sessions, "HTTP session limit reached (httpmaxsessions)");
+            return None;
+        }
+        let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+        let (output, input) = tokio::io::split(ours);
+        let session = Arc::new(Session {
+            id: new_session_id(),
+            input: tokio::sync::Mutex::new(input),
+            state: Mutex::new(State { user: user.clone(), last_used: Some(Instant::now()), ..State::default() }),
+            events_ready: Notify::new(),
+            closed: self.inner.cancel.child_token(),
+            next_tag: AtomicU64::new(1),
+            busy: AtomicUsize::new(0),
+            event_limit: cfg.event_queue,
+        });
+        self.inner.map.insert(session.id.clone(), session.clone());
+        // The pipe always carries standard AMI: this module reads it back.
+        let options = ClientOptions { kind: "ajam", banner: false, format: Some(OutputFormat::Standard), user };
+        let (hub, closed) = (self.inner.hub.clone(), session.closed.clone());
+        self.inner.tracker.spawn(serve_with(theirs, peer, hub, closed, options));
+        let (reader, sessions) = (session.clone(), self.clone());
+        self.inner.tracker.spawn(async move {
+            reader.read_output(output, sessions.inner.hub.config().limits).await;
+            sessions.inner.map.remove(&reader.id);
+        });
+        Some(session)
+    }
+
+    /// Closes sessions idle for longer than `httpsessiontimeout`, until shutdown.
+    async fn reap(&self) {
+        let timeout = self.inner.hub.config().http.session_timeout;
+        let period = (timeout / 4).max(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                () = self.inner.cancel.cancelled() => return,
+                () = tokio::time::sleep(period) => {}
+            }
+            let now = Instant::now();
+            for entry in &self.inner.map {
+                let session = entry.value();
+                let idle = session.lock().last_used.is_some_and(|t| now.duration_since(t) > timeout);
+                if idle && session.busy.load(Ordering::Acquire) == 0 {
+                    tracing::debug!("HTTP session idle for httpsessiontimeout; closing");
+                    session.closed.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// A fresh session id: 128 random bits in hex (Asterisk uses 32; a cookie is a credential).
+pub fn new_session_id() -> String {
+    let bits: u128 = rand::random();
+    format!("{bits:032x}")
+}
+
+impl Session {
+    /// The cookie value.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The user logged in on this session, if any.
+    pub fn user(&self) -> Option<String> {
+        self.lock().user.clone()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Ends the session.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn touch(&self) {
+        self.lock().last_used = Some(Instant::now());
+    }
+
+    /// Sends one action and returns its complete answer (the response, or a list up to its
+    /// Complete event), with the client's own ActionID (or none) restored.
+    ///
+    /// # Errors
+    /// The session ended first, or no answer came within `limit`.
+    pub async fn request(&self, mut action: Message, limit: Duration) -> Result<Vec<Message>, SessionError> {
+        let _busy = Busy::new(&self.busy);
+        self.touch();
+        let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let tagged = match action.action_id() {
+            Some(id) => format!("{TAG}{n}-{id}"),
+            None => format!("{TAG}{n}"),
+        };
+        action.set("ActionID", tagged);
+        let (done, answer) = oneshot::channel();
+        self.lock().pending.insert(n, Pending { messages: Vec::new(), done });
+        let mut bytes = BytesMut::new();
+        standard::encode(&action, &mut bytes);
+        let written = {
+            let mut input = self.input.lock().await;
+            input.write_all(&bytes).await
+        };
+        if written.is_err() {
+            self.lock().pending.remove(&n);
+            return Err(SessionError::Closed);
+        }
+        let is_login = action.action().is_some_and(|a| a.trim().eq_ignore_ascii_case("login"));
+        let result = tokio::select! {
+            answer = answer => answer.map_err(|_| SessionError::Closed),
+            () = tokio::time::sleep(limit) => Err(SessionError::Timeout),
+        };
+        let messages = match result {
+            Ok(m) => m,
+            Err(e) => {
+                // Whatever arrived before the end still answers the request.
+                let partial = self.lock().pending.remove(&n).map(|p| p.messages).unwrap_or_default();
+                if partial.is_empty() {
+                    return Err(e);
+                }
+                partial
+            }
+        };
+        if is_login && messages.first().and_then(Message::response).is_some_and(|r| r.eq_ignore_ascii_case("success")) {
+            self.lock().user = action.get("Username").map(|u| u.trim().to_string());
+        }
+        self.touch();
+        Ok(messages)
+    }
+
+    /// `WaitEvent`: the queued events, waiting up to `timeout` for the first when none is queued.
+    pub async fn wait_events(&self, timeout: Duration) -> Vec<Message> {
+        let _busy = Busy::new(&self.busy);
+        self.touch();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ready = self.events_ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if !state.events.is_empty() {
+                    state.last_used = Some(Instant::now());
+                    return state.events.drain(..).collect();
+                }
+            }
+            tokio::select! {
+                () = ready => {}
+                () = tokio::time::sleep_until(deadline) => break,
+                () = self.closed.cancelled() => break,
+            }
+        }
+        self.touch();
+        Vec::new()
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped_events(&self) -> u64 {
+        self.lock().dropped
+    }
+
+    /// Reads what the client session writes until it ends: answers to their requests, events to
+    /// the queue.
+    async fn read_output(&self, mut output: ReadHalf<DuplexStream>, limits: astmanproxy_handlers::Limits) {
+        let mut decoder = AmiDecoder::new(limits);
+        // The pipe carries only what this proxy encoded, so a `Response: Follows` block is always
+        // a Command answer in the Asterisk 11-13 framing.
+        decoder.expect_command_output();
+        let mut buf = BytesMut::with_capacity(PIPE_BYTES);
+        loop {
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(message)) => {
+                        if message.body().is_some() {
+                            decoder.expect_command_output();
+                        }
+                        self.dispatch(message);
+                    }
+                    Ok(None) => break,
+                    Err(e) if e.can_continue() => tracing::debug!(error = %e, "skipping a message of an HTTP session"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "HTTP session output unreadable; closing it");
+                        self.closed.cancel();
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                read = output.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                },
+                () = self.closed.cancelled() => break,
+            }
+        }
+        self.closed.cancel();
+        // Answer what is still waiting with what it got (an empty answer is an error upstream).
+        let pending: Vec<Pending> = self.lock().pending.drain().map(|(_, p)| p).collect();
+        for p in pending {
+            if !p.messages.is_empty() {
+                let _ = p.done.send(p.messages);
+            }
+        }
+        self.events_ready.notify_waiters();
+    }
+
+    fn dispatch(&self, mut message: Message) {
+        let tag = message.action_id().and_then(untag).map(|(n, id)| (n, id.map(str::to_owned)));
+        let mut state = self.lock();
+        if let Some((n, original)) = tag {
+            match original {
+                Some(id) => message.set("ActionID", id),
+                None => {
+                    message.remove("ActionID");
+                }
+            }
+            if state.pending.contains_key(&n) {
+                let complete = is_final(&message);
+                let Some(pending) = state.pending.get_mut(&n) else { return };
+                pending.messages.push(message);
+                if complete {
+                    if let Some(p) = state.pending.remove(&n) {
+                        // The request may have timed out and gone: nothing to do then.
+                        let _ = p.done.send(p.messages);
+                    }
+                }
+                return;
+            }
+        }
+        if message.event().is_some() {
+            // Late events of a finished request (an async OriginateResponse) are events too.
+            if state.events.len() >= self.event_limit {
+                state.events.pop_front();
+                state.dropped += 1;
+            }
+            state.events.push_back(message);
+            drop(state);
+            self.events_ready.notify_waiters();
+        }
+    }
+}
+
+/// Whether `m` ends an answer: a response that does not start a list, or a list's Complete event.
+pub fn is_final(m: &Message) -> bool {
+    let list = m.get("EventList");
+    let is_list_start = list.is_some_and(|v| v.eq_ignore_ascii_case("start"));
+    let is_complete = list.is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+    let is_response = m.response().is_some() && m.event().is_none();
+    (is_response && !is_list_start) || is_complete
+}
+
+/// Splits a tagged ActionID (`ajam7-abc`) into the request number and the client's own id.
+fn untag(action_id: &str) -> Option<(u64, Option<&str>)> {
+    let rest = action_id.strip_prefix(TAG)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let n = rest[..digits].parse().ok()?;
+    match &rest[digits..] {
+        "" => Some((n, None)),
+        more => more.strip_prefix('-').map(|id| (n, Some(id))),
+    }
+}
+
+/// Counts a request in progress (the reaper never closes a busy session).
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip() {
+        assert_eq!(untag("ajam7"), Some((7, None)));
+        assert_eq!(untag("ajam7-http-orig"), Some((7, Some("http-orig"))));
+        assert_eq!(untag("ajam7--x"), Some((7, Some("-x"))));
+        assert_eq!(untag("ajamx"), None);
+        assert_eq!(untag("ajam7x"), None);
+        assert_eq!(untag("other"), None);
+    }
+
+    #[test]
+    fn final_messages() {
+        assert!(is_final(&Message::new().with("Response", "Success")));
+        assert!(!is_final(&Message::new().with("Response", "Success").with("EventList", "start")));
+        assert!(is_final(&Message::new().with("Event", "StatusComplete").with("EventList", "Complete")));
+        assert!(!is_final(&Message::new().with("Event", "OriginateResponse").with("Response", "Success")));
+    }
+}
