@@ -112,7 +112,7 @@ pub struct Target {
     pub start_time: Option<NaiveTime>,
     /// `verify_cert` (default yes).
     pub verify_cert: bool,
-    /// `ca_path`: a PEM file of extra trusted roots.
+    /// `ca_path`: a PEM file of extra trusted roots (relative to the directory of `beacon.conf`).
     pub ca_path: Option<PathBuf>,
     /// `jitter` (seconds, default 300): each server adds a random delay up to this to its
     /// schedule, so that many proxies do not report at the same second.
@@ -154,16 +154,26 @@ impl BeaconConfig {
         self.enabled && !self.targets.is_empty()
     }
 
-    /// Reads `path`; a missing file is a configuration without reporting.
+    /// Reads `path`; a missing file is a configuration without reporting. With `enabled = yes`,
+    /// each `ca_path` is read too.
     ///
     /// # Errors
-    /// An unreadable file, or [`BeaconConfig::parse`] fails.
+    /// An unreadable file, [`BeaconConfig::parse`] fails, or a `ca_path` holds no certificate.
     pub fn load(path: &Path, dev_mode: bool) -> Result<(BeaconConfig, Vec<ConfigWarning>), ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text, path, dev_mode),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((BeaconConfig::default(), Vec::new())),
-            Err(source) => Err(ConfigError::Io { path: path.to_path_buf(), source }),
+        let (cfg, warnings) = match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path, dev_mode)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((BeaconConfig::default(), Vec::new())),
+            Err(source) => return Err(ConfigError::Io { path: path.to_path_buf(), source }),
+        };
+        for target in cfg.targets.iter().filter(|_| cfg.enabled) {
+            if let Some(ca) = &target.ca_path {
+                super::send::load_roots(ca).map_err(|e| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("target [{}]: {e}", target.name),
+                })?;
+            }
         }
+        Ok((cfg, warnings))
     }
 
     /// Validates `beacon.conf` text; `path` names the file in errors. With `dev_mode`, a target
@@ -181,6 +191,8 @@ impl BeaconConfig {
         let mut cfg = BeaconConfig { source: Some(path.to_path_buf()), ..BeaconConfig::default() };
         let mut warnings = Vec::new();
         let mut public_line = None;
+        // Relative file names are relative to this file's directory.
+        let dir = path.parent().unwrap_or(Path::new(""));
         for section in &sections {
             let general = section.name.is_empty() || section.name.eq_ignore_ascii_case("general");
             if general {
@@ -189,10 +201,7 @@ impl BeaconConfig {
                     match raw.key.as_str() {
                         "enabled" => cfg.enabled = v.boolean()?,
                         "private_name" => cfg.private_name = v.optional(),
-                        "statefile" => {
-                            let file = PathBuf::from(v.nonempty()?);
-                            cfg.state_file = path.parent().map(|d| d.join(&file)).unwrap_or(file);
-                        }
+                        "statefile" => cfg.state_file = dir.join(v.nonempty()?),
                         _ => warnings.push(v.unknown()),
                     }
                 }
@@ -220,7 +229,7 @@ impl BeaconConfig {
                     "interval" => t.interval = interval(&v, &mut warnings)?,
                     "start_time" => t.start_time = v.optional().map(|_| start_time(&v)).transpose()?,
                     "verify_cert" => t.verify_cert = v.boolean()?,
-                    "ca_path" => t.ca_path = v.optional().map(PathBuf::from),
+                    "ca_path" => t.ca_path = v.optional().map(|p| dir.join(p)),
                     "jitter" => t.jitter = Duration::from_secs(v.parse("a number of seconds")?),
                     "timeout" => t.timeout = seconds(&v)?,
                     "retry_min" => t.retry_min = seconds(&v)?,

@@ -115,3 +115,20 @@ fn syntax_errors_and_unknown_keys() {
     assert_eq!(warnings[0].to_string(), "beacon.conf:2: unknown key \"colour\" ignored");
     assert!(BeaconConfig::load(Path::new("/nonexistent/beacon.conf"), true).unwrap().0 == BeaconConfig::default());
 }
+
+#[test]
+fn file_names_are_relative_to_the_file_and_ca_path_is_read() {
+    let dir = std::env::temp_dir().join(format!("astmanproxy-beacon-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("beacon.conf");
+    std::fs::write(&path, "[general]\nenabled = yes\nstatefile = s.json\n[t]\nurl = https://x\nca_path = ca.pem\n")
+        .unwrap();
+    let err = BeaconConfig::load(&path, true).unwrap_err().to_string();
+    assert!(err.contains("beacon.conf: target [t]: ca_path") && err.contains("ca.pem"), "{err}");
+    std::fs::write(dir.join("ca.pem"), "not a certificate\n").unwrap();
+    assert!(BeaconConfig::load(&path, true).is_err());
+    let (cfg, _) = BeaconConfig::parse(&std::fs::read_to_string(&path).unwrap(), &path, true).unwrap();
+    assert_eq!(cfg.state_file, dir.join("s.json"));
+    assert_eq!(cfg.targets[0].ca_path.as_deref(), Some(dir.join("ca.pem").as_path()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

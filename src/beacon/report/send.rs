@@ -79,15 +79,7 @@ impl Sender {
             builder = builder.danger_accept_invalid_certs(true);
         }
         if let Some(path) = &target.ca_path {
-            let ca_error = |message: String| SendError::CaPath { path: path.display().to_string(), message };
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ca_error(e.to_string()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ca_error(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(ca_error("no certificate in this file".to_string()));
-            }
-            for cert in certs {
+            for cert in load_roots(path)? {
                 builder = builder.add_root_certificate(reqwest::Certificate::from_der(&cert)?);
             }
         }
@@ -120,6 +112,22 @@ impl Sender {
         url.query_pairs_mut().append_pair("tokenId", token);
         answer(self.client.put(url).json(report)).await
     }
+}
+
+/// The certificates of a `ca_path` PEM file.
+///
+/// # Errors
+/// The file cannot be read, is not PEM, or holds no certificate.
+pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, SendError> {
+    let ca_error = |message: String| SendError::CaPath { path: path.display().to_string(), message };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| ca_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(ca_error("no certificate in this file".to_string()));
+    }
+    Ok(certs)
 }
 
 async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Answer<T>, String> {

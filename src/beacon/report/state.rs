@@ -130,7 +130,7 @@ pub fn save(path: &Path, state: &StateFile) -> Result<(), StateError> {
 }
 
 /// The reporters' live state, shared with `BeaconShowServer`, plus a trigger that makes every
-/// reporter report now (tests, and an operator's way to send at once). Cheap to clone.
+/// reporter report now (tests). Cheap to clone.
 #[derive(Clone)]
 pub struct Board {
     inner: Arc<BoardInner>,

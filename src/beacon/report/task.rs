@@ -31,16 +31,26 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// shutdown. A reporter whose server is dropped ends; re-adding the server starts a new one.
 pub async fn watch_servers(hub: Hub, clock: Arc<dyn Clock>) {
     let running: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
+    // One client per target, shared by its servers' reporters; a target whose client cannot be
+    // built is reported once and skipped.
+    let mut targets = Vec::new();
+    for target in &hub.config().beacon.targets {
+        match Sender::new(target) {
+            Ok(sender) => targets.push((Arc::new(target.clone()), sender)),
+            Err(e) => tracing::error!(target = %target.name, "Beacon reporting to {} not started: {e}", target.url),
+        }
+    }
     loop {
         for server in hub.servers() {
-            for target in &hub.config().beacon.targets {
+            for (target, sender) in &targets {
                 let key = (target.url.clone(), server.name().to_ascii_lowercase());
                 if !running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.clone()) {
                     continue;
                 }
                 let reporter = Reporter {
                     hub: hub.clone(),
-                    target: Arc::new(target.clone()),
+                    target: target.clone(),
+                    sender: sender.clone(),
                     server: server.name().to_string(),
                     clock: clock.clone(),
                 };
@@ -63,19 +73,13 @@ pub async fn watch_servers(hub: Hub, clock: Arc<dyn Clock>) {
 struct Reporter {
     hub: Hub,
     target: Arc<Target>,
+    sender: Sender,
     server: String,
     clock: Arc<dyn Clock>,
 }
 
 impl Reporter {
     async fn run(self) {
-        let sender = match Sender::new(&self.target) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("Beacon reporting to {} not started: {e}", self.target.url);
-                return;
-            }
-        };
         let plan = Plan {
             interval: self.target.interval,
             start_time: self.target.start_time,
@@ -100,7 +104,7 @@ impl Reporter {
             self.set_next(Some(next));
             tracing::debug!(%next, "next Beacon report");
             self.wait_until(next, &mut triggers).await;
-            match self.report(&sender, &policy).await {
+            match self.report(&policy).await {
                 Some(at) => anchor = Some(at),
                 None => return,
             }
@@ -160,7 +164,7 @@ impl Reporter {
 
     /// Sends one report, with retries. Returns the time to count the next interval from (the
     /// accepted report, or a refused one that is not retried), `None` when the server is gone.
-    async fn report(&self, sender: &Sender, policy: &RetryPolicy) -> Option<DateTime<Utc>> {
+    async fn report(&self, policy: &RetryPolicy) -> Option<DateTime<Utc>> {
         let mut failures = 0u32;
         loop {
             let handle = self.connected().await?;
@@ -181,12 +185,12 @@ impl Reporter {
             let private_name = self.hub.config().beacon.private_name.as_deref();
             let report = data.to_report(registered.as_ref().map(|(id, _)| id.as_str()), private_name);
             let outcome = match &registered {
-                Some((id, token)) => match sender.update(id, token, &report).await {
+                Some((id, token)) => match self.sender.update(id, token, &report).await {
                     Ok(Answer::Ok(token)) => return Some(self.accepted(id, token).await),
                     Ok(Answer::Status { code, retry_after, detail }) => (code, retry_after, detail),
                     Err(e) => (None, None, e),
                 },
-                None => match sender.register(&report).await {
+                None => match self.sender.register(&report).await {
                     Ok(Answer::Ok(answer)) => match answer.server.id.filter(|id| !id.is_empty()) {
                         Some(id) => {
                             tracing::info!(server_id = %id, "registered with Beacon server {}", self.target.url);
