@@ -42,7 +42,8 @@ impl Drop for TempDir {
     }
 }
 
-/// A CA (written to `ca.pem`) and a certificate for 127.0.0.1 and localhost it signed.
+/// A CA (written to `ca.pem`) and a certificate for 127.0.0.1 and localhost it signed
+/// (`cert.pem`, `key.pem`).
 pub fn tls_server_config(dir: &Path) -> Arc<rustls::ServerConfig> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -54,6 +55,8 @@ pub fn tls_server_config(dir: &Path) -> Arc<rustls::ServerConfig> {
         .signed_by(&key, &ca, &ca_key)
         .unwrap();
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
     let certs = vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap()];
     let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
