@@ -181,7 +181,7 @@ impl BeaconConfig {
     ///
     /// # Errors
     /// A syntax error or invalid value (file and line), an `http://` url, an interval of 48 hours
-    /// or more, a target without `url`, two targets with the same name.
+    /// or more, a target without `url`, two targets with the same name or url.
     pub fn parse(text: &str, path: &Path, dev_mode: bool) -> Result<(BeaconConfig, Vec<ConfigWarning>), ConfigError> {
         let sections = parse_sections(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
@@ -243,6 +243,13 @@ impl BeaconConfig {
                     path: path.to_path_buf(),
                     line: section.line,
                     message: format!("target [{}] has no url", section.name),
+                });
+            }
+            if let Some(other) = cfg.targets.iter().find(|t| t.url == target.url) {
+                return Err(ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    line: section.line,
+                    message: format!("target [{}] has the url of [{}]", section.name, other.name),
                 });
             }
             target.retry_max = target.retry_max.max(target.retry_min);

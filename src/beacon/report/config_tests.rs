@@ -67,6 +67,8 @@ fn only_https_urls() {
     assert_eq!(err, "beacon.conf:1: target [t] has no url");
     let err = parse("[t]\nurl = https://a\n[T]\nurl = https://b\n").unwrap_err().to_string();
     assert!(err.starts_with("beacon.conf:3:"), "{err}");
+    let err = parse("[a]\nurl = https://x/\n[b]\nurl = https://x\n").unwrap_err().to_string();
+    assert_eq!(err, "beacon.conf:3: target [b] has the url of [a]");
 }
 
 #[test]
