@@ -204,6 +204,24 @@ async fn retry_after_is_respected_and_server_errors_back_off() {
 }
 
 #[tokio::test]
+async fn a_silent_collector_times_out_and_is_retried() {
+    let dir = TempDir::new("timeout");
+    let sim = sim().await;
+    let mut collector = FakeCollector::start(&dir.0).await;
+    collector.script(&[(0, None)]);
+    let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
+    cfg.beacon.targets[0].timeout = Duration::from_secs(1);
+    let board = cfg.beacon_board.clone();
+    let proxy = spawn_proxy(cfg).await;
+    let hung = collector.next().await;
+    let retried = collector.next().await;
+    assert!(retried.at - hung.at >= Duration::from_secs(1), "retried before the request timeout");
+    assert_eq!(retried.method, "POST");
+    wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn each_asterisk_server_is_its_own_beacon_server() {
     let dir = TempDir::new("two");
     let (sim1, sim2) = (sim().await, sim().await);

@@ -124,7 +124,8 @@ impl FakeCollector {
         format!("https://127.0.0.1:{}/api/v1", self.addr.port())
     }
 
-    /// The next answers are these statuses (with `Retry-After`), whatever the request.
+    /// The next answers are these statuses (with `Retry-After`), whatever the request; status 0
+    /// never answers.
     pub fn script(&self, answers: &[(u16, Option<&str>)]) {
         let mut script = self.state.script.lock().unwrap();
         script.extend(answers.iter().map(|(c, r)| (*c, r.map(str::to_owned))));
@@ -165,6 +166,10 @@ async fn answer(
     };
     let scripted = state.script.lock().unwrap().pop_front();
     if let Some((code, retry_after)) = scripted {
+        if code == 0 {
+            // Status 0: never answer (a hung collector).
+            std::future::pending::<()>().await;
+        }
         let mut response = reply(code, serde_json::json!({"error": "scripted"}));
         if let Some(r) = retry_after {
             response.headers_mut().insert("retry-after", r.parse().unwrap());
