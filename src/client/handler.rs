@@ -237,11 +237,7 @@ impl ClientSession {
             }
             match crate::beacon::gather::data_for(&self.hub, &server).await {
                 Ok(mut d) => {
-                    let config = self.hub.config();
-                    let urls: Vec<&str> = config.beacon.targets.iter().map(|t| t.url.as_str()).collect();
-                    if let Some(entry) = config.beacon_board.first(&urls, server.name()) {
-                        d.posting = crate::beacon::Posting::from_entry(&entry);
-                    }
+                    d.posting = crate::beacon::report::posting(self.hub.config(), server.name());
                     data.push(d)
                 }
                 Err(e) => tracing::info!(server = %server.name(), "no Beacon data: {e}"),

@@ -84,9 +84,11 @@ impl Config {
         let dir = path.parent().unwrap_or(Path::new(""));
         let beacon_path = dir.join(cfg.beacon_config.as_deref().unwrap_or(Path::new("beacon.conf")));
         if cfg.beacon_config.is_some() && !beacon_path.exists() {
+            let line =
+                parse_lines(&text).ok().and_then(|l| l.iter().rev().find(|r| r.key == "beaconconfig").map(|r| r.line));
             warnings.push(ConfigWarning {
                 path: path.to_path_buf(),
-                line: 0,
+                line: line.unwrap_or(0),
                 message: format!("beaconconfig {} not found: Beacon reporting is off", beacon_path.display()),
             });
         }

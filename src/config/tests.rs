@@ -81,6 +81,7 @@ fn the_beacon_file_sits_next_to_the_main_file_or_where_beaconconfig_says() {
     let (cfg, warnings) = Config::load(&tmp.join("main.conf")).unwrap();
     assert!(cfg.beacon.source.is_none(), "missing file: off");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].line, 2);
     std::fs::write(tmp.join("b/my-beacon.conf"), "[general]\nenabled = yes\nstatefile = s.json\n[t]\nurl = http://x\n")
         .unwrap();
     let err = Config::load(&tmp.join("main.conf")).unwrap_err().to_string();

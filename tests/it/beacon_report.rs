@@ -13,7 +13,7 @@ use astmanproxy_handlers::{Kind, Message};
 use crate::support::*;
 
 mod fake;
-use fake::{connect_proxy, FakeCollector, TempDir};
+use fake::{connect_proxy, saved, FakeCollector, TempDir};
 
 /// A proxy config reporting every server to `collector`, quickly retrying, state in `state`.
 fn beacon_config(sims: &[(&str, SocketAddr)], collector: &FakeCollector, state: &Path) -> Config {
@@ -117,9 +117,10 @@ async fn first_report_is_a_post_with_the_design_body_then_puts_with_the_token() 
     assert!(text.contains("Next Posting: 20"), "{text}");
 
     // The state file: 0600, with the id and token.
-    let state = astmanproxy::beacon::report::state::load(&dir.path("state.json")).unwrap();
+    let state =
+        saved(&dir.path("state.json"), |s| s.servers.first().is_some_and(|e| e.token.as_deref() == Some("tok-2")))
+            .await;
     assert_eq!(state.servers[0].server_id.as_deref(), Some("srv-1"));
-    assert_eq!(state.servers[0].token.as_deref(), Some("tok-2"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -142,6 +143,7 @@ async fn a_restart_keeps_the_server_id_and_puts() {
     let proxy = spawn_proxy(cfg).await;
     assert_eq!(collector.next().await.method, "POST");
     wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
+    saved(&state, |s| s.servers.first().is_some_and(|e| e.server_id.as_deref() == Some("srv-1"))).await;
     proxy.stop().await;
 
     let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &state);
@@ -175,8 +177,8 @@ async fn a_401_registers_a_new_server_id() {
     assert_eq!((again.method.as_str(), again.path.as_str()), ("POST", "/api/v1/servers"));
     assert!(again.body.get("id").is_none(), "a new registration carries no old id");
     wait_posted(&board, &collector.url(), "pbx1", "srv-2").await;
-    let state = astmanproxy::beacon::report::state::load(&dir.path("state.json")).unwrap();
-    assert_eq!(state.servers[0].server_id.as_deref(), Some("srv-2"));
+    saved(&dir.path("state.json"), |s| s.servers.first().is_some_and(|e| e.server_id.as_deref() == Some("srv-2")))
+        .await;
     proxy.stop().await;
 }
 
@@ -243,8 +245,7 @@ async fn each_asterisk_server_is_its_own_beacon_server() {
         ["pbx1", "pbx2"].iter().map(|s| board.get(&url, s).unwrap().server_id.unwrap()).collect()
     };
     assert_ne!(ids[0], ids[1]);
-    let state = astmanproxy::beacon::report::state::load(&dir.path("s.json")).unwrap();
-    assert_eq!(state.servers.len(), 2);
+    saved(&dir.path("s.json"), |s| s.servers.len() == 2 && s.servers.iter().all(|e| e.last_posting.is_some())).await;
     proxy.stop().await;
 }
 

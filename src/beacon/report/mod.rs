@@ -46,6 +46,13 @@ pub fn dev_mode() -> bool {
         || std::env::var(DEV_ENV).is_ok_and(|v| crate::config::parse_bool(&v).unwrap_or(false))
 }
 
+/// The reporter state of `server` at the first target (what `BeaconShowServer` shows); empty
+/// while reporting is off or before the first report.
+pub fn posting(config: &crate::config::Config, server: &str) -> crate::beacon::Posting {
+    let urls: Vec<&str> = config.beacon.targets.iter().map(|t| t.url.as_str()).collect();
+    config.beacon_board.first(&urls, server).map(|e| crate::beacon::Posting::from_entry(&e)).unwrap_or_default()
+}
+
 /// Starts reporting when the configuration asks for it, after saying loudly (WARN) what is sent
 /// where and how often; otherwise logs that nothing is sent. Loads the state file into the
 /// board first, so that a restart keeps its server ids.

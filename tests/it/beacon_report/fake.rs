@@ -42,6 +42,23 @@ impl Drop for TempDir {
     }
 }
 
+/// The state file once `done` holds for it (it is written after the board is updated).
+pub async fn saved(
+    path: &Path,
+    done: impl Fn(&astmanproxy::beacon::report::StateFile) -> bool,
+) -> astmanproxy::beacon::report::StateFile {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(state) = astmanproxy::beacon::report::state::load(path) {
+            if done(&state) {
+                return state;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "state file {} never as expected", path.display());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A CA (written to `ca.pem`) and a certificate for 127.0.0.1 and localhost it signed
 /// (`cert.pem`, `key.pem`).
 pub fn tls_server_config(dir: &Path) -> Arc<rustls::ServerConfig> {
