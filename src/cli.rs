@@ -38,6 +38,10 @@ pub struct Cli {
     /// Check the configuration and users file, print the result, and exit.
     #[arg(long = "check-config")]
     pub check_config: bool,
+    /// Beacon dev mode: the public Beacon server is refused (a configuration error) and never
+    /// contacted. Also `ASTMANPROXY_BEACON_DEV=1`; always on in debug builds.
+    #[arg(long = "beacon-dev")]
+    pub beacon_dev: bool,
     /// Tools that talk to a running proxy (without one: run the proxy).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -85,6 +89,7 @@ pub enum BeaconShow {
         #[arg(long)]
         secret: Option<String>,
     },
-    /// The Beacon reporting configuration.
+    /// The Beacon reporting configuration, read from the configuration files (`-c` and its
+    /// `beaconconfig`), as the proxy reads them at start.
     Configuration,
 }

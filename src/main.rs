@@ -20,13 +20,14 @@ async fn main() -> ExitCode {
         println!("astmanproxy {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if cli.beacon_dev {
+        astmanproxy::beacon::report::set_dev_mode();
+    }
     if let Some(Command::Beacon { what: BeaconCommand::Serve(args) }) = &cli.command {
         return beacon_serve(&cli, args).await;
     }
     if let Some(Command::Beacon { what: BeaconCommand::Show { what } }) = &cli.command {
-        // The configuration only supplies defaults (the proxy's address) here.
-        let config = Config::load(&cli.config).map(|(c, _)| c).unwrap_or_default();
-        return beacon_show(what, &config).await;
+        return beacon_show(what, &cli.config).await;
     }
     let (mut config, warnings) = match Config::load(&cli.config) {
         Ok(loaded) => loaded,
@@ -53,6 +54,14 @@ async fn main() -> ExitCode {
     }
     if cli.check_config {
         println!("{}: OK ({} servers, {} users)", cli.config.display(), config.servers.len(), config.users.len());
+        let beacon = &config.beacon;
+        match (&beacon.source, beacon.sending()) {
+            (Some(file), true) => {
+                println!("{}: OK (Beacon reporting ON, {} targets)", file.display(), beacon.targets.len())
+            }
+            (Some(file), false) => println!("{}: OK (Beacon reporting off)", file.display()),
+            (None, _) => println!("no Beacon file: Beacon reporting off"),
+        }
         return ExitCode::SUCCESS;
     }
     let listeners = match astmanproxy::Listeners::bind(&config).await {
@@ -116,16 +125,23 @@ async fn beacon_serve(cli: &Cli, args: &astmanproxy::beacon::collector::ServeArg
     }
 }
 
-/// `astmanproxy beacon show ...`: asks the running proxy and prints the answer.
-async fn beacon_show(what: &BeaconShow, config: &Config) -> ExitCode {
+/// `astmanproxy beacon show ...`: the configuration from the files, or the server data from the
+/// running proxy.
+async fn beacon_show(what: &BeaconShow, config_path: &std::path::Path) -> ExitCode {
     match what {
-        BeaconShow::Configuration => {
-            println!("Beacon reporting: disabled");
-            println!("Targets: none (the reporter is not built yet; nothing is ever sent)");
-            println!("Gathering: on request (BeaconShowServer), cached 60 s per server");
-            ExitCode::SUCCESS
-        }
+        BeaconShow::Configuration => match Config::load(config_path) {
+            Ok((config, _)) => {
+                print!("{}", config.beacon.render());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("astmanproxy: {e}");
+                ExitCode::from(2)
+            }
+        },
         BeaconShow::Server { server, proxy, user, secret } => {
+            // The configuration only supplies defaults (the proxy's address) here.
+            let config = Config::load(config_path).map(|(c, _)| c).unwrap_or_default();
             let host = if config.listen_address.is_unspecified() {
                 std::net::IpAddr::from([127, 0, 0, 1])
             } else {

@@ -103,6 +103,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
         // Names are unique: the configuration was validated.
         let _ = hub.spawn_server(server);
     }
+    crate::beacon::report::start(&hub, Arc::new(crate::beacon::clock::SystemClock));
     #[cfg(unix)]
     if let Some((config_path, users_path)) = hub.config().sources.clone() {
         let reload_hub = hub.clone();

@@ -81,6 +81,7 @@ pub async fn gather(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, St
         processed_calls: count_before(&call_lines, "processed"),
         os_name: os,
         os_machine: machine,
+        posting: super::Posting::default(),
     })
 }
 

@@ -4,8 +4,8 @@
 //! [`ServerData`] is gathered over AMI ([`gather`]) from `CoreSettings`, `CoreStatus`,
 //! `Command: core show version`, `Command: module show` and `Command: core show calls`, and is
 //! the single struct that both the AMI answer ([`show_server_events`]) and the report body
-//! ([`ServerData::to_report`]) render from. Reporting to Beacon servers and the collector are not
-//! built yet.
+//! ([`ServerData::to_report`]) render from. [`report`] sends it to Beacon servers (opt-in,
+//! `beacon.conf`) and fills the [`Posting`] fields.
 
 use serde::Serialize;
 
@@ -16,6 +16,7 @@ pub mod clock;
 pub mod collector;
 pub mod gather;
 mod parse;
+pub mod report;
 pub mod wire;
 
 pub use parse::{parse_modules, version_number};
@@ -31,6 +32,37 @@ pub struct Module {
     pub status: String,
     /// `core`, `extended`, `deprecated`, ... (empty on versions without the column).
     pub support_level: String,
+}
+
+/// What the reporter knows of one server at its first target (empty until it has reported).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Posting {
+    /// The id the Beacon server issued.
+    pub server_id: String,
+    /// The current token.
+    pub token_id: String,
+    /// When the token was issued (RFC 3339).
+    pub token_issued: String,
+    /// The last accepted report (RFC 3339).
+    pub last_posting: String,
+    /// When the next report is due (RFC 3339).
+    pub next_posting: String,
+}
+
+impl Posting {
+    /// From a reporter state entry.
+    pub fn from_entry(entry: &report::Entry) -> Posting {
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default()
+        };
+        Posting {
+            server_id: entry.server_id.clone().unwrap_or_default(),
+            token_id: entry.token.clone().unwrap_or_default(),
+            token_issued: time(entry.token_issued),
+            last_posting: time(entry.last_posting),
+            next_posting: time(entry.next_posting),
+        }
+    }
 }
 
 /// Everything Beacon knows of one Asterisk server.
@@ -56,6 +88,8 @@ pub struct ServerData {
     pub os_name: String,
     /// Machine from `core show version` (`x86_64`).
     pub os_machine: String,
+    /// The reporter's id, token and posting times (not part of the report body).
+    pub posting: Posting,
 }
 
 impl ServerData {
@@ -119,6 +153,13 @@ impl ServerData {
             processed_calls: m.get("ProcessedCalls").and_then(|v| v.parse().ok()).unwrap_or(0),
             os_name: get("OperatingSystemName"),
             os_machine: get("OperatingSystemMachine"),
+            posting: Posting {
+                server_id: get("ServerId"),
+                token_id: get("TokenId"),
+                token_issued: get("TokenIssuedDate"),
+                last_posting: get("LastPosting"),
+                next_posting: get("NextPosting"),
+            },
         }
     }
 
@@ -127,10 +168,12 @@ impl ServerData {
         use std::fmt::Write;
         let mut out = String::new();
         let _ = writeln!(out, "Server: {}", self.server);
-        let _ = writeln!(out, "Server ID: ");
-        let _ = writeln!(out, "Token: ");
-        let _ = writeln!(out, "Last Posting: ");
-        let _ = writeln!(out, "Next Posting: ");
+        let p = &self.posting;
+        let _ = writeln!(out, "Server ID: {}", p.server_id);
+        let _ = writeln!(out, "Token: {}", p.token_id);
+        let _ = writeln!(out, "Token Issued: {}", p.token_issued);
+        let _ = writeln!(out, "Last Posting: {}", p.last_posting);
+        let _ = writeln!(out, "Next Posting: {}", p.next_posting);
         let _ = writeln!(out);
         let _ = writeln!(out, "Asterisk Information:");
         let _ = writeln!(out, "  Version: {} ({})", self.version_name, self.version_number);
@@ -160,10 +203,12 @@ pub fn show_server_event(data: &ServerData, action_id: Option<&str>) -> Message 
         m.push("ActionID", id);
     }
     m.push("Server", &data.server);
-    // Not registered with a Beacon server yet: the reporter is not built.
-    for key in ["ServerId", "TokenId", "TokenIssuedDate", "LastPosting", "NextPosting"] {
-        m.push(key, "");
-    }
+    let p = &data.posting;
+    m.push("ServerId", &p.server_id);
+    m.push("TokenId", &p.token_id);
+    m.push("TokenIssuedDate", &p.token_issued);
+    m.push("LastPosting", &p.last_posting);
+    m.push("NextPosting", &p.next_posting);
     for (i, module) in data.modules.iter().enumerate() {
         let n = i + 1;
         m.push(format!("Module{n}Name"), &module.name);
@@ -226,6 +271,13 @@ mod tests {
             processed_calls: 7,
             os_name: "Linux".into(),
             os_machine: "x86_64".into(),
+            posting: Posting {
+                server_id: "sid".into(),
+                token_id: "tok".into(),
+                token_issued: "2026-12-01T08:00:00Z".into(),
+                last_posting: "2026-12-01T08:00:00Z".into(),
+                next_posting: "2026-12-01T14:00:00Z".into(),
+            },
         }
     }
 
@@ -248,10 +300,10 @@ mod tests {
         assert_eq!(ServerData::from_event(&show_server_event(&data, Some("x"))), data);
         let text = data.render();
         for line in [
-            "Server ID: ",
-            "Token: ",
-            "Last Posting: ",
-            "Next Posting: ",
+            "Server ID: sid",
+            "Token: tok",
+            "Last Posting: 2026-12-01T08:00:00Z",
+            "Next Posting: 2026-12-01T14:00:00Z",
             "Asterisk Information:",
             "Operating System:",
             "  Machine: x86_64",

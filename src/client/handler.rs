@@ -76,6 +76,7 @@ impl ClientSession {
             _ if !self.authenticated() => self.reply("Error", id, Some("Permission denied")),
             "events" => self.events(&message, id),
             "beaconshowserver" => self.beacon_show_server(&message, id).await,
+            "beaconshowconfiguration" => self.beacon_show_configuration(id),
             _ => self.forward(message, action_id),
         }
         Flow::Continue
@@ -235,13 +236,26 @@ impl ClientSession {
                 continue;
             }
             match crate::beacon::gather::data_for(&self.hub, &server).await {
-                Ok(d) => data.push(d),
+                Ok(mut d) => {
+                    d.posting = crate::beacon::report::posting(self.hub.config(), server.name());
+                    data.push(d)
+                }
                 Err(e) => tracing::info!(server = %server.name(), "no Beacon data: {e}"),
             }
         }
         for m in crate::beacon::show_server_events(&data, id) {
             self.sink.send_message(m);
         }
+    }
+
+    /// `Action: BeaconShowConfiguration`: the running Beacon configuration (proxy passwords
+    /// masked), answered by the proxy.
+    fn beacon_show_configuration(&mut self, id: Option<&str>) {
+        let mut answer = Message::response_with("Success", id, None);
+        for (key, value) in self.hub.config().beacon.describe() {
+            answer.push(key, value);
+        }
+        self.sink.send_message(answer);
     }
 
     fn challenge(&mut self, message: &Message, id: Option<&str>) {

@@ -61,6 +61,9 @@ impl Default for Config {
             admin_users: Vec::new(),
             auth_limit: 10,
             auth_timeout: Duration::from_secs(30),
+            beacon_config: None,
+            beacon: crate::beacon::report::BeaconConfig::default(),
+            beacon_board: crate::beacon::report::Board::default(),
             sources: None,
             ready_share: 0.5,
             shutdown_grace: Duration::from_secs(5),
@@ -77,7 +80,23 @@ impl Config {
     pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-        Self::parse(&text, path)
+        let (mut cfg, mut warnings) = Self::parse(&text, path)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let beacon_path = dir.join(cfg.beacon_config.as_deref().unwrap_or(Path::new("beacon.conf")));
+        if cfg.beacon_config.is_some() && !beacon_path.exists() {
+            let line =
+                parse_lines(&text).ok().and_then(|l| l.iter().rev().find(|r| r.key == "beaconconfig").map(|r| r.line));
+            warnings.push(ConfigWarning {
+                path: path.to_path_buf(),
+                line: line.unwrap_or(0),
+                message: format!("beaconconfig {} not found: Beacon reporting is off", beacon_path.display()),
+            });
+        }
+        let (beacon, beacon_warnings) =
+            crate::beacon::report::BeaconConfig::load(&beacon_path, crate::beacon::report::dev_mode())?;
+        cfg.beacon = beacon;
+        warnings.extend(beacon_warnings);
+        Ok((cfg, warnings))
     }
 
     /// Validates configuration text; `path` names the file in errors and warnings.
@@ -158,14 +177,11 @@ impl Config {
                 "httpmaxbody" => c.http.max_body = v.positive::<usize>()?,
                 "adminlisten" => c.admin_listen = v.optional_parse("an address:port like 127.0.0.1:9180")?,
                 "readyshare" => c.ready_share = v.share()?,
+                "beaconconfig" => c.beacon_config = v.optional().map(PathBuf::from),
                 "shutdowngrace" => c.shutdown_grace = Duration::from_secs(v.parse("a number of seconds")?),
                 // 1.x keys with no effect here: `filterlocal` never worked in 1.x, `debug` is `-d`.
                 "filterlocal" | "debug" => {}
-                other => warnings.push(ConfigWarning {
-                    path: path.to_path_buf(),
-                    line: raw.line,
-                    message: format!("unknown key {other:?} ignored"),
-                }),
+                _ => warnings.push(v.unknown()),
             }
         }
         name_servers(&mut cfg.servers, path)?;
@@ -206,14 +222,23 @@ fn name_servers(servers: &mut [ServerConfig], path: &Path) -> Result<(), ConfigE
     Ok(())
 }
 
-/// One value being validated, with what an error needs to name it.
-struct Value<'a> {
-    raw: &'a RawLine,
-    path: &'a Path,
+/// One value being validated, with what an error needs to name it (shared with `beacon.conf`).
+pub(crate) struct Value<'a> {
+    pub(crate) raw: &'a RawLine,
+    pub(crate) path: &'a Path,
 }
 
 impl Value<'_> {
-    fn invalid(&self, value: &str, reason: impl Into<String>) -> ConfigError {
+    /// The "unknown key ignored" warning of this line.
+    pub(crate) fn unknown(&self) -> ConfigWarning {
+        ConfigWarning {
+            path: self.path.to_path_buf(),
+            line: self.raw.line,
+            message: format!("unknown key {:?} ignored", self.raw.key),
+        }
+    }
+
+    pub(crate) fn invalid(&self, value: &str, reason: impl Into<String>) -> ConfigError {
         ConfigError::InvalidValue {
             path: self.path.to_path_buf(),
             line: self.raw.line,
@@ -223,15 +248,15 @@ impl Value<'_> {
         }
     }
 
-    fn parse_with<T>(&self, f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+    pub(crate) fn parse_with<T>(&self, f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
         f(&self.raw.value).map_err(|reason| self.invalid(&self.raw.value, reason))
     }
 
-    fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, ConfigError> {
+    pub(crate) fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, ConfigError> {
         self.parse_with(|s| s.parse::<T>().map_err(|_| format!("not {what}")))
     }
 
-    fn positive<T: std::str::FromStr + PartialOrd + Default>(&self) -> Result<T, ConfigError> {
+    pub(crate) fn positive<T: std::str::FromStr + PartialOrd + Default>(&self) -> Result<T, ConfigError> {
         let n: T = self.parse("a positive number")?;
         if n <= T::default() {
             return Err(self.invalid(&self.raw.value, "must be greater than 0"));
@@ -243,11 +268,11 @@ impl Value<'_> {
         Ok(Duration::from_millis(self.positive::<u64>()?))
     }
 
-    fn boolean(&self) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self) -> Result<bool, ConfigError> {
         self.parse_with(|s| parse_bool(s).ok_or_else(|| "not yes/no, on/off, true/false or 1/0".to_string()))
     }
 
-    fn optional(&self) -> Option<String> {
+    pub(crate) fn optional(&self) -> Option<String> {
         (!self.raw.value.is_empty()).then(|| self.raw.value.clone())
     }
 
@@ -265,7 +290,7 @@ impl Value<'_> {
         })
     }
 
-    fn nonempty(&self) -> Result<String, ConfigError> {
+    pub(crate) fn nonempty(&self) -> Result<String, ConfigError> {
         self.optional().ok_or_else(|| self.invalid("", "must not be empty"))
     }
 

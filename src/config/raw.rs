@@ -46,6 +46,45 @@ pub fn parse_lines(text: &str) -> Result<Vec<RawLine>, SyntaxError> {
     Ok(out)
 }
 
+/// One `[name]` section of a sectioned file (`beacon.conf`) and its `key = value` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSection {
+    /// The section name as written (`general`, a target name); empty for lines before the first
+    /// header.
+    pub name: String,
+    /// 1-based line of the `[name]` header (0 for lines before the first header).
+    pub line: usize,
+    /// Its lines.
+    pub lines: Vec<RawLine>,
+}
+
+/// Splits sectioned `key = value` text (`[section]` headers, as Asterisk's own `.conf` files).
+///
+/// # Errors
+/// The first line that is neither a header nor `key = value`, or a header with an empty name.
+pub fn parse_sections(text: &str) -> Result<Vec<RawSection>, SyntaxError> {
+    let mut sections = vec![RawSection { name: String::new(), line: 0, lines: Vec::new() }];
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let content = strip_comment(line).trim();
+        if let Some(header) = content.strip_prefix('[') {
+            let Some(name) = header.strip_suffix(']').map(str::trim).filter(|n| !n.is_empty()) else {
+                return Err(SyntaxError { line: line_no, message: format!("expected `[section]`, found {content:?}") });
+            };
+            sections.push(RawSection { name: name.to_string(), line: line_no, lines: Vec::new() });
+            continue;
+        }
+        let mut parsed = parse_lines(content).map_err(|e| SyntaxError { line: line_no, message: e.message })?;
+        for raw in &mut parsed {
+            raw.line = line_no;
+        }
+        if let Some(current) = sections.last_mut() {
+            current.lines.extend(parsed);
+        }
+    }
+    Ok(sections)
+}
+
 /// Removes a comment that starts with `;` or `#` outside double quotes.
 pub fn strip_comment(line: &str) -> &str {
     let mut quoted = false;
@@ -82,5 +121,17 @@ mod tests {
     fn line_without_equals_is_an_error() {
         let err = parse_lines("a = 1\nnonsense\n").unwrap_err();
         assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn sections_keep_their_lines() {
+        let sections = parse_sections("top = 1\n[general] ; c\nenabled = yes\n\n[ pub ]\nurl = x\n").unwrap();
+        assert_eq!(sections.len(), 3);
+        assert_eq!((sections[0].name.as_str(), sections[0].lines.len()), ("", 1));
+        assert_eq!((sections[1].name.as_str(), sections[1].line), ("general", 2));
+        assert_eq!(sections[1].lines[0], RawLine { line: 3, key: "enabled".into(), value: "yes".into() });
+        assert_eq!((sections[2].name.as_str(), sections[2].lines[0].line), ("pub", 6));
+        assert_eq!(parse_sections("[x\n").unwrap_err().line, 1);
+        assert_eq!(parse_sections("[a]\nnonsense\n").unwrap_err().line, 2);
     }
 }

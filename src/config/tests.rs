@@ -21,6 +21,14 @@ fn every_shipped_and_valid_file_loads() {
         if ext != "conf" && ext != "users" {
             continue; // the systemd unit, the Containerfile, packaging scripts
         }
+        if path.file_name().is_some_and(|n| n == "beacon.conf") {
+            // The Beacon file has its own format; the sample must send nothing.
+            let (beacon, warnings) =
+                crate::beacon::report::BeaconConfig::load(&path, true).unwrap_or_else(|e| panic!("{e}"));
+            assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
+            assert!(!beacon.sending(), "the shipped beacon.conf must be disabled");
+            continue;
+        }
         if ext == "users" {
             Users::load(&path).unwrap_or_else(|e| panic!("{e}"));
         } else {
@@ -60,6 +68,33 @@ fn a_1x_file_keeps_its_meaning_and_its_case() {
     assert_eq!(cfg.proc_user.as_deref(), Some("asterisk"));
     assert_eq!(cfg.proxy_key, None);
     assert!(cfg.tls.accept_encrypted);
+}
+
+#[test]
+fn the_beacon_file_sits_next_to_the_main_file_or_where_beaconconfig_says() {
+    let (cfg, _) = Config::load(&dir("conf/astmanproxy.conf")).unwrap();
+    assert_eq!(cfg.beacon.source.as_deref(), Some(dir("conf/beacon.conf").as_path()));
+    assert!(!cfg.beacon.sending());
+    let tmp = std::env::temp_dir().join(format!("astmanproxy-beaconconfig-{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("b")).unwrap();
+    std::fs::write(tmp.join("main.conf"), "host = h, 1, u, s, on, off\nbeaconconfig = b/my-beacon.conf\n").unwrap();
+    let (cfg, warnings) = Config::load(&tmp.join("main.conf")).unwrap();
+    assert!(cfg.beacon.source.is_none(), "missing file: off");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].line, 2);
+    std::fs::write(tmp.join("b/my-beacon.conf"), "[general]\nenabled = yes\nstatefile = s.json\n[t]\nurl = http://x\n")
+        .unwrap();
+    let err = Config::load(&tmp.join("main.conf")).unwrap_err().to_string();
+    assert!(err.contains("my-beacon.conf:5: invalid value for url"), "{err}");
+    std::fs::write(
+        tmp.join("b/my-beacon.conf"),
+        "[general]\nenabled = yes\nstatefile = s.json\n[t]\nurl = https://x\n",
+    )
+    .unwrap();
+    let (cfg, _) = Config::load(&tmp.join("main.conf")).unwrap();
+    assert!(cfg.beacon.sending());
+    assert_eq!(cfg.beacon.state_file, tmp.join("b/s.json"));
+    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod support;
 mod ajam;
 mod beacon;
 mod beacon_collector;
+mod beacon_report;
 mod binary;
 mod browser;
 mod bugs_1x;
