@@ -54,3 +54,36 @@ pub fn check_decode(data: &[u8]) {
         assert_eq!(back, sanitized(&m), "encode/decode changed a message");
     }
 }
+
+/// Reads `data` as `key=value&...` pairs (an HTTP query), writes the message as an AJAM `/mxml`
+/// body, and checks that the body is well-formed XML whose attributes read back, in order, as the
+/// message's values (control characters as spaces). Panics on a violation.
+pub fn check_mxml(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let pairs: Vec<(String, String)> = text
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let message = Message::from_pairs(pairs);
+    let mut out = BytesMut::new();
+    crate::ajam::encode_mxml(std::slice::from_ref(&message), &mut out);
+    let body = std::str::from_utf8(&out).expect("mxml is UTF-8");
+    let mut reader = quick_xml::Reader::from_str(body);
+    let mut values = Vec::new();
+    loop {
+        match reader.read_event().expect("mxml is well formed") {
+            quick_xml::events::Event::Empty(e) => {
+                for a in e.attributes() {
+                    let a = a.expect("well-formed attribute");
+                    values.push(a.unescape_value().expect("escaped value").to_string());
+                }
+            }
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    let expected: Vec<String> =
+        message.headers().map(|(_, v)| v.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()).collect();
+    assert_eq!(values, expected, "mxml changed a value: {body}");
+}

@@ -43,3 +43,18 @@ fn every_recorded_stream() {
     }
     assert!(n >= 60, "{n} streams");
 }
+
+#[test]
+fn mxml_bodies_stay_well_formed() {
+    for input in [
+        &b""[..],
+        b"=",
+        b"&&&",
+        b"Action=Ping&ActionID=<x>&'\"=&amp;",
+        b"9lives=\x01\x02\x1f&Output=a&Output=b&output-2=c",
+        b"\xff\xfe=\xc3\x28&key=]]>&<!--=-->",
+        b"Message=\r\nInjected: yes",
+    ] {
+        astmanproxy_handlers::fuzzing::check_mxml(input);
+    }
+}

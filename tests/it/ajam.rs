@@ -51,7 +51,11 @@ async fn exchange(addr: SocketAddr, request: &str) -> Answer {
     s.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.expect("no answer").unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
+    parse_answer(&String::from_utf8_lossy(&raw))
+}
+
+/// Splits a whole HTTP response into status, headers (names lowercased) and body.
+fn parse_answer(text: &str) -> Answer {
     let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
     let mut lines = head.lines();
     let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -91,14 +95,7 @@ fn recorded(file: &str) -> Vec<(String, bool, Answer)> {
             let request = String::from_utf8(cap.stream(conn, Direction::ClientToServer)).unwrap();
             let path = request.split_whitespace().nth(1).unwrap().to_string();
             let response = String::from_utf8(cap.stream(conn, Direction::ServerToClient)).unwrap();
-            let (head, body) = response.split_once("\r\n\r\n").unwrap();
-            let mut lines = head.lines();
-            let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-            let headers = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect();
-            (path, request.contains("\r\nCookie: mansession_id="), Answer { status, headers, body: body.to_string() })
+            (path, request.contains("\r\nCookie: mansession_id="), parse_answer(&response))
         })
         .collect()
 }
