@@ -184,6 +184,12 @@ async fn use_the_page(c: &Client, addr: SocketAddr, sim: &astmanproxy::sim::AmiS
     // The server goes away: its state follows `Event: ProxyServerStatus`.
     sim.shutdown().await;
     wait_text(c, "#servers tr[data-server='pbx1'] td.state", "Disconnected").await?;
+
+    // Log out: back to the login form, with no error on it.
+    c.find(Locator::Id("logout")).await?.click().await?;
+    wait_displayed(c, "#login-form", true).await?;
+    wait_displayed(c, "#app", false).await?;
+    ensure(text_of(c, "#login-error").await?.is_empty(), "no error after logging out")?;
     Ok(())
 }
 

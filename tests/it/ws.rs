@@ -417,3 +417,36 @@ async fn throughput() {
         tcp_got as f64 / tcp_secs
     );
 }
+
+/// WebSocket sessions count as `kind="ws"` in the metrics.
+#[tokio::test]
+async fn sessions_count_as_ws_in_the_metrics() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.listen_address = "127.0.0.1".parse().unwrap();
+    let (ami, front, admin) = (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let (http_addr, admin_addr) = (front.local_addr().unwrap(), admin.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listeners = astmanproxy::Listeners { ami, tls: None, admin: Some(admin), http: Some(front) };
+    let task = tokio::spawn(astmanproxy::serve(cfg, listeners, async {
+        let _ = stopped.await;
+    }));
+    let mut ws = open(http_addr, Some(("alice", "alicepw"))).await.unwrap();
+    send(&mut ws, json!({"Action": "Ping", "ActionID": "m"})).await;
+    answer(&mut ws, "m").await;
+    let (_, metrics) = http(admin_addr, "GET", "/metrics").await;
+    assert!(metrics.contains("clients_connected{kind=\"ws\"} 1"), "{metrics}");
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !http(admin_addr, "GET", "/metrics").await.1.contains("clients_connected{kind=\"ws\"} 0") {
+        assert!(tokio::time::Instant::now() < deadline, "the ws session is still counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+}
