@@ -78,6 +78,15 @@ enum What {
         #[arg(long, value_delimiter = ',', default_value = "1,10")]
         connections: Vec<usize>,
     },
+    /// Event fan-out to WebSocket clients (`/ws` on the AMI port, JSON frames).
+    Ws {
+        /// Client counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,10")]
+        clients: Vec<usize>,
+        /// Events flooded per run.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
     /// Everything, with the default figures.
     All,
     /// (internal) Run a plain TCP relay to ADDR in this process and print its address.
@@ -132,9 +141,17 @@ async fn main() {
             for c in [1, 10] {
                 http(&proxy, 20_000, c).await;
             }
+            for n in [1, 10] {
+                ws_fanout(&sim, &proxy, n, 200_000).await;
+            }
             reconnect(&sim, &proxy, 5).await;
         }
         What::Reconnect { rounds } => reconnect(&sim, &proxy, rounds).await,
+        What::Ws { clients, events } => {
+            for n in clients {
+                ws_fanout(&sim, &proxy, n, events).await;
+            }
+        }
         What::Http { requests, connections } => {
             for c in connections {
                 http(&proxy, requests, c).await;
@@ -413,6 +430,52 @@ async fn fanout(sim: &AmiSim, proxy: &Proxy, n: usize, events: usize, format: &s
     println!(
         "fanout clients={n:>5} events={events} format={format}: {rate:>12.0} deliveries/s through the proxy, \
          {cpu_per:.3} us proxy CPU per delivery ({elapsed:.2?}); direct from the simulator to {dn} clients: {direct_rate:.0}/s"
+    );
+}
+
+/// Event fan-out to `n` WebSocket clients logged in with Basic on the upgrade.
+async fn ws_fanout(sim: &AmiSim, proxy: &Proxy, n: usize, events: usize) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut request = format!("ws://{}/ws", proxy.addr).into_client_request().expect("request");
+        let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{USER}:{SECRET}"));
+        request.headers_mut().insert("Authorization", format!("Basic {basic}").parse().expect("header"));
+        let tcp = TcpStream::connect(proxy.addr).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async(request, tcp).await.expect("WebSocket upgrade");
+        sockets.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cpu0 = proxy.cpu_time();
+    let t0 = Instant::now();
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut seen = 0;
+                while seen < events {
+                    match ws.next().await {
+                        Some(Ok(Frame::Text(t))) if t.as_str().contains("BenchEvent") => seen += 1,
+                        Some(Ok(_)) => {}
+                        other => panic!("WebSocket ended after {seen} events: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    sim.emit_many(&bench_event(), events);
+    for r in readers {
+        r.await.expect("reader");
+    }
+    let elapsed = t0.elapsed();
+    let cpu = proxy.cpu_time().saturating_sub(cpu0);
+    let deliveries = (n * events) as f64;
+    println!(
+        "ws fanout clients={n:>3} events={events}: {:>10.0} deliveries/s, {:.3} us proxy CPU per delivery ({elapsed:.2?})",
+        deliveries / elapsed.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / deliveries
     );
 }
 

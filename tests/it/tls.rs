@@ -297,3 +297,32 @@ async fn https_requests_on_the_ami_port() {
     let mut ami = tls_connect(&pki, proxy.addr).await;
     assert_eq!(login_and_ping(&mut ami).await, "Asterisk Call Manager/11.0.0");
 }
+
+#[tokio::test]
+async fn websocket_over_tls_on_the_ami_port() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let pki = Pki::new("wss");
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.tls.accept_encrypted = true;
+    cfg.tls.cert_file = Some(pki.path("both.pem"));
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let tls = tls_connect(&pki, proxy.addr).await;
+    let mut request = "wss://localhost/ws".into_client_request().unwrap();
+    request.headers_mut().insert("Authorization", "Basic YWxpY2U6YWxpY2Vwdw==".parse().unwrap()); // alice:alicepw
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tls).await.expect("wss upgrade");
+    ws.send(Frame::text(r#"{"Action":"Ping","ActionID":"s"}"#)).await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("no frame") {
+            Some(Ok(Frame::Text(t))) if t.as_str().contains("\"ActionID\":\"s\"") => {
+                assert!(t.as_str().contains("\"Ping\":\"Pong\""), "{t}");
+                break;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("closed: {other:?}"),
+        }
+    }
+}

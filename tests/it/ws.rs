@@ -378,46 +378,6 @@ async fn upgrades_from_another_origin_are_refused() {
     assert!(tokio_tungstenite::client_async(request, stream).await.is_ok());
 }
 
-/// Not a check: events per second to one WebSocket client and, for comparison, to one TCP
-/// client, on this machine. `cargo test --release --test it ws::throughput -- --ignored --nocapture`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, run by hand"]
-async fn throughput() {
-    let (sim, proxy, addr) = ws_proxy(|c| c.client_event_queue = 1 << 20).await;
-    let n = 200_000;
-    let flood =
-        Message::new().with("Event", "UserEvent").with("Privilege", "user,all").with("Padding", "x".repeat(200));
-    let mut ws = open(addr, Some(("alice", "alicepw"))).await.unwrap();
-    send(&mut ws, json!({"Action": "Ping", "ActionID": "go"})).await;
-    answer(&mut ws, "go").await;
-    let started = std::time::Instant::now();
-    sim.emit_many(&flood, n);
-    sim.emit(event("Sentinel", "user,all"));
-    let mut got = 0;
-    loop {
-        match try_frame(&mut ws, Duration::from_secs(60)).await.expect("nothing for 60 s") {
-            WsMessage::Text(t) if t.as_str().starts_with("{\"Event\":\"Sentinel\"") => break,
-            WsMessage::Text(_) => got += 1,
-            other => panic!("closed: {other:?}"),
-        }
-    }
-    let ws_secs = started.elapsed().as_secs_f64();
-    drop(ws);
-    let mut tcp = AmiClient::login(proxy.addr, "bob", "bobpw").await;
-    tcp.action("Ping", "go", &[]).await;
-    let started = std::time::Instant::now();
-    sim.emit_many(&flood, n);
-    sim.emit(event("Sentinel", "user,all"));
-    let (tcp_got, done, _) = tcp.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", None).await;
-    let tcp_secs = started.elapsed().as_secs_f64();
-    assert!(done);
-    println!(
-        "ws: {got} events in {ws_secs:.2} s ({:.0}/s); tcp: {tcp_got} in {tcp_secs:.2} s ({:.0}/s)",
-        f64::from(got) / ws_secs,
-        tcp_got as f64 / tcp_secs
-    );
-}
-
 /// WebSocket sessions count as `kind="ws"` in the metrics.
 #[tokio::test]
 async fn sessions_count_as_ws_in_the_metrics() {
