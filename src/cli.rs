@@ -67,6 +67,8 @@ pub enum BeaconCommand {
         #[command(subcommand)]
         what: BeaconShow,
     },
+    /// Run the Beacon collector: the HTTPS REST API that reporters post to.
+    Serve(crate::beacon::collector::ServeArgs),
 }
 
 /// `beacon show ...`

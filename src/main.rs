@@ -23,6 +23,9 @@ async fn main() -> ExitCode {
     if cli.beacon_dev {
         astmanproxy::beacon::report::set_dev_mode();
     }
+    if let Some(Command::Beacon { what: BeaconCommand::Serve(args) }) = &cli.command {
+        return beacon_serve(&cli, args).await;
+    }
     if let Some(Command::Beacon { what: BeaconCommand::Show { what } }) = &cli.command {
         return beacon_show(what, &cli.config).await;
     }
@@ -105,6 +108,21 @@ fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
         (None, false) => builder.with_ansi(ansi).with_writer(std::io::stderr).init(),
     }
     Ok(())
+}
+
+/// `astmanproxy beacon serve ...`: the Beacon collector, until SIGINT or SIGTERM.
+async fn beacon_serve(cli: &Cli, args: &astmanproxy::beacon::collector::ServeArgs) -> ExitCode {
+    if let Err(e) = init_tracing(cli, &Config::default()) {
+        eprintln!("astmanproxy: {e}");
+        return ExitCode::from(2);
+    }
+    match astmanproxy::beacon::collector::cli::run(args, astmanproxy::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `astmanproxy beacon show ...`: the configuration from the files, or the server data from the

@@ -43,7 +43,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 /// A boxed stream.
 pub type BoxStream = Box<dyn Stream>;
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -51,7 +51,7 @@ fn pem_error(path: &Path, message: impl Into<String>) -> TlsError {
     TlsError::Pem { path: path.display().to_string(), message: message.into() }
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_error(path, e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -62,7 +62,7 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, format!("no usable private key ({e})")))
 }
 

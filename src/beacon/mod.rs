@@ -13,6 +13,7 @@ use astmanproxy_handlers::Message;
 
 pub mod cli;
 pub mod clock;
+pub mod collector;
 pub mod gather;
 mod parse;
 pub mod report;

@@ -68,6 +68,16 @@ enum What {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// HTTP requests per second with keep-alive, on the AMI port: an AJAM session on
+    /// `/rawman`, and one action per request with Basic on `/json`.
+    Http {
+        /// Requests per run.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent keep-alive connections.
+        #[arg(long, value_delimiter = ',', default_value = "1,10")]
+        connections: Vec<usize>,
+    },
     /// Everything, with the default figures.
     All,
     /// (internal) Run a plain TCP relay to ADDR in this process and print its address.
@@ -119,9 +129,17 @@ async fn main() {
                 fanout(&sim, &proxy, 10, 200_000, format).await;
             }
             ping(&sim, &proxy, 20_000).await;
+            for c in [1, 10] {
+                http(&proxy, 20_000, c).await;
+            }
             reconnect(&sim, &proxy, 5).await;
         }
         What::Reconnect { rounds } => reconnect(&sim, &proxy, rounds).await,
+        What::Http { requests, connections } => {
+            for c in connections {
+                http(&proxy, requests, c).await;
+            }
+        }
         What::Relay { .. } => {}
     }
     drop(proxy);
@@ -525,6 +543,57 @@ async fn reconnect(sim: &AmiSim, proxy: &Proxy, rounds: usize) {
         p50.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3
     );
+}
+
+/// Ping over HTTP/1.1 keep-alive: `connections` clients share `requests`, on an AJAM session
+/// (`/rawman` with its cookie) and one action per request (`/json` with Basic).
+async fn http(proxy: &Proxy, requests: usize, connections: usize) {
+    let base = format!("http://{}", proxy.addr);
+    let login = reqwest::Client::new()
+        .get(format!("{base}/rawman?action=login&username={USER}&secret={SECRET}"))
+        .send()
+        .await
+        .expect("HTTP login");
+    let cookie = login.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let cookie = cookie.split(';').next().unwrap_or_default().to_string();
+    for (label, path, basic) in
+        [("rawman session", "/rawman?action=Ping", false), ("json + Basic", "/json?Action=Ping", true)]
+    {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            let (url, cookie) = (format!("{base}{path}"), cookie.clone());
+            let per = requests / connections;
+            tasks.push(tokio::spawn(async move {
+                // One client per task: its pool keeps one connection alive.
+                let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
+                let mut times = Vec::with_capacity(per);
+                for _ in 0..per {
+                    let t = Instant::now();
+                    let mut req = client.get(&url);
+                    req = if basic { req.basic_auth(USER, Some(SECRET)) } else { req.header("Cookie", &cookie) };
+                    let body = req.send().await.expect("request").text().await.expect("body");
+                    assert!(body.contains("Pong"), "unexpected answer: {body}");
+                    times.push(t.elapsed());
+                }
+                times
+            }));
+        }
+        let mut times = Vec::new();
+        for t in tasks {
+            times.extend(t.await.expect("client task"));
+        }
+        let elapsed = start.elapsed();
+        let (p50, p99) = percentiles(&mut times);
+        println!(
+            "http {label}: {connections} connections, {} requests in {:.2} s = {:.0} req/s, p50 {:.0} us, p99 {:.0} us",
+            times.len(),
+            elapsed.as_secs_f64(),
+            times.len() as f64 / elapsed.as_secs_f64(),
+            us(p50),
+            us(p99)
+        );
+    }
 }
 
 fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {

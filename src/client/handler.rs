@@ -144,7 +144,7 @@ impl ClientSession {
         let ip = self.peer.ip();
         if self.hub.auth_limiter().is_blocked(ip) {
             tracing::warn!(user = %username, "login refused: too many failed logins from this address (authlimit)");
-            self.hub.metrics().auth_failures.get_or_create(&crate::metrics::AMI).inc();
+            self.hub.metrics().auth_failures.get_or_create(&self.shared.labels()).inc();
             self.reply("Error", id, Some("Authentication failed: too many failed logins, try again later"));
             self.sink.send(ToClient::Close);
             return Flow::Close;
@@ -173,7 +173,7 @@ impl ClientSession {
         self.challenge = None;
         if !accepted {
             tracing::info!(user = %username, "client login failed");
-            self.hub.metrics().auth_failures.get_or_create(&crate::metrics::AMI).inc();
+            self.hub.metrics().auth_failures.get_or_create(&self.shared.labels()).inc();
             self.hub.auth_limiter().record_failure(ip);
             self.user = None;
             tokio::time::sleep(self.hub.config().auth_fail_delay).await;

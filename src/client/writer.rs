@@ -20,7 +20,7 @@ use super::sink::{SinkReceiver, ToClient};
 use crate::config::LagPolicy;
 use crate::event::{ClassMask, SharedEvent};
 use crate::hub::Hub;
-use crate::metrics::AMI;
+use crate::metrics::KindLabels;
 use crate::policy::Policy;
 
 /// Gather at most this many bytes before writing (one syscall for many small events).
@@ -32,16 +32,24 @@ pub struct ClientShared {
     mask: AtomicU32,
     dropped: AtomicU64,
     format: AtomicU8,
+    kind: &'static str,
 }
 
 impl ClientShared {
-    /// Events on, nothing dropped, the given format.
-    pub fn new(format: OutputFormat) -> Self {
+    /// Events on, nothing dropped, the given format; `kind` labels the client's metrics (`ami`,
+    /// `ws`, ...).
+    pub fn new(format: OutputFormat, kind: &'static str) -> Self {
         Self {
             mask: AtomicU32::new(ClassMask::ALL.0),
             dropped: AtomicU64::new(0),
             format: AtomicU8::new(format.index() as u8),
+            kind,
         }
+    }
+
+    /// The metrics labels of this client's kind.
+    pub fn labels(&self) -> KindLabels {
+        KindLabels { kind: self.kind }
     }
 
     /// The client's event mask.
@@ -121,7 +129,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 }
                 Err(_) => {
                     tracing::info!(timeout = ?cfg.client_write_timeout, "client stopped reading; disconnecting");
-                    hub.metrics().lag_disconnects.get_or_create(&AMI).inc();
+                    hub.metrics().lag_disconnects.get_or_create(&shared.labels()).inc();
                     break;
                 }
             }
@@ -178,13 +186,13 @@ fn on_event(
         Err(RecvError::Lagged(missed)) => match hub.config().lag_policy {
             LagPolicy::Drop => {
                 shared.dropped.fetch_add(missed, Ordering::Relaxed);
-                hub.metrics().events_dropped.get_or_create(&AMI).inc_by(missed);
+                hub.metrics().events_dropped.get_or_create(&shared.labels()).inc_by(missed);
                 tracing::debug!(missed, "slow client: events dropped");
                 Step::Continue
             }
             LagPolicy::Disconnect => {
                 tracing::warn!(missed, "slow client fell behind the event stream; disconnecting");
-                hub.metrics().lag_disconnects.get_or_create(&AMI).inc();
+                hub.metrics().lag_disconnects.get_or_create(&shared.labels()).inc();
                 let notice = Message::new()
                     .with("Event", "ProxyClientLagged")
                     .with("Privilege", "system,all")

@@ -195,6 +195,23 @@ pub async fn check_credentials(
     Ok(users.get(name).map_or_else(Policy::open, Policy::for_user))
 }
 
+/// HTTP Basic on `req` checked as [`check_credentials`] does, with the name of the user (`None`
+/// on an open proxy without credentials).
+///
+/// # Errors
+/// 401 without credentials (unless the proxy is open) or with wrong ones, 429 while blocked.
+pub async fn authenticate_user(
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    hub: &Hub,
+) -> Result<(Option<String>, std::sync::Arc<Policy>), Response<Full<Bytes>>> {
+    match basic_credentials(req.headers()) {
+        Some((name, secret)) => check_credentials(&name, &secret, peer, hub).await.map(|p| (Some(name), p)),
+        None if hub.config().auth_required => Err(unauthorized()),
+        None => Ok((None, Policy::open())),
+    }
+}
+
 /// Routes one action and collects its complete answer (response, or list to its Complete event).
 pub async fn run_action(mut action: Message, policy: &Policy, hub: &Hub) -> Result<Vec<Message>, StatusCode> {
     let original_id = action.action_id().map(str::to_owned);

@@ -32,7 +32,9 @@ use session::Sessions;
 pub mod actions;
 pub mod ajam;
 pub mod detect;
+pub mod page;
 pub mod session;
+pub mod ws;
 
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,7 +119,9 @@ where
         async move { Ok::<_, Infallible>(response.await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // Title-case header names (`Set-Cookie`), as Asterisk writes them: some AJAM clients match
+    // them case-sensitively.
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).title_case_headers(true);
     let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
@@ -130,6 +134,8 @@ where
 async fn route(req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let render = match path.as_str() {
+        "/ws" => return ws::handle(req, peer, front).await,
+        "/" if *req.method() == Method::GET && page::wants_page(req.uri().query()) => return page::handle(),
         "/rawman" | "/arawman" => Some(Render::Rawman),
         "/mxml" | "/amxml" => Some(Render::Mxml),
         "/" | "/json" | "/xml" => None,

@@ -5,8 +5,10 @@ mod support;
 
 mod ajam;
 mod beacon;
+mod beacon_collector;
 mod beacon_report;
 mod binary;
+mod browser;
 mod bugs_1x;
 mod formats;
 mod http;
@@ -18,3 +20,4 @@ mod permissions;
 mod proxy_actions;
 mod tls;
 mod upstream;
+mod ws;

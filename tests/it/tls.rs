@@ -273,3 +273,27 @@ async fn tls_to_asterisk_verifies_the_certificate() {
     let proxy = spawn_proxy(cfg).await;
     wait_ready(proxy.addr, None).await;
 }
+
+#[tokio::test]
+async fn https_requests_on_the_ami_port() {
+    let pki = Pki::new("https");
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.tls.accept_encrypted = true;
+    cfg.tls.cert_file = Some(pki.path("both.pem"));
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    // An HTTP request inside TLS on the AMI port is served as HTTPS...
+    let mut tls = tls_connect(&pki, proxy.addr).await;
+    let request = "GET /rawman?action=login&username=alice&secret=alicepw HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    // A TLS peer may close without close_notify; what was read before counts.
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut raw)).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("Set-Cookie: mansession_id=") && text.contains("Authentication accepted"), "{text}");
+    // ... and an AMI client inside TLS still gets AMI.
+    let mut ami = tls_connect(&pki, proxy.addr).await;
+    assert_eq!(login_and_ping(&mut ami).await, "Asterisk Call Manager/11.0.0");
+}

@@ -1,0 +1,99 @@
+//! `astmanproxy beacon serve`: the command line of the collector and the function that runs it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{serve, tls_config, Collector, CollectorConfig, CollectorError, Limits};
+use crate::beacon::clock::SystemClock;
+
+/// `beacon serve` flags (defaults in `docs/beacon-collector.md`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the bound address is logged).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// SQLite database file (created if missing).
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+    /// Certificate chain (PEM).
+    #[arg(long = "tls-cert", value_name = "PEM")]
+    pub tls_cert: PathBuf,
+    /// Private key (PEM).
+    #[arg(long = "tls-key", value_name = "PEM")]
+    pub tls_key: PathBuf,
+    /// Registrations (POST /servers) per hour and client address (0: unlimited).
+    #[arg(long, value_name = "N", default_value_t = CollectorConfig::default().register_per_hour)]
+    pub register_per_hour: u32,
+    /// Updates (PUT /servers/{id}) per hour and client address (0: unlimited).
+    #[arg(long, value_name = "N", default_value_t = CollectorConfig::default().update_per_hour)]
+    pub update_per_hour: u32,
+    /// GET /stats requests per hour and client address (0: unlimited).
+    #[arg(long, value_name = "N", default_value_t = CollectorConfig::default().stats_per_hour)]
+    pub stats_per_hour: u32,
+    /// Largest request body in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = CollectorConfig::default().max_body)]
+    pub max_body: usize,
+    /// Most modules in one report.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_modules)]
+    pub max_modules: usize,
+    /// Longest string field of a report, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_string)]
+    pub max_string: usize,
+    /// /stats groups with fewer servers are folded into "other".
+    #[arg(long, value_name = "N", default_value_t = CollectorConfig::default().min_group)]
+    pub min_group: u64,
+    /// Seconds a /stats answer is reused for the same window (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = CollectorConfig::default().stats_cache.as_secs())]
+    pub stats_cache_secs: u64,
+    /// Largest /stats window in days.
+    #[arg(long, value_name = "DAYS", default_value_t = CollectorConfig::default().max_stats_days)]
+    pub max_stats_days: u32,
+    /// Connections served at once.
+    #[arg(long, value_name = "N", default_value_t = CollectorConfig::default().max_connections)]
+    pub max_connections: usize,
+    /// Seconds for a TLS handshake, and for a request's headers and again its body.
+    #[arg(long, value_name = "SECS", default_value_t = CollectorConfig::default().request_timeout.as_secs())]
+    pub request_timeout: u64,
+}
+
+impl ServeArgs {
+    /// The collector configuration these flags describe.
+    pub fn config(&self) -> CollectorConfig {
+        let timeout = Duration::from_secs(self.request_timeout.max(1));
+        CollectorConfig {
+            db: self.db.clone(),
+            max_body: self.max_body,
+            limits: Limits { max_modules: self.max_modules, max_string: self.max_string },
+            register_per_hour: self.register_per_hour,
+            update_per_hour: self.update_per_hour,
+            stats_per_hour: self.stats_per_hour,
+            min_group: self.min_group,
+            stats_cache: Duration::from_secs(self.stats_cache_secs),
+            max_stats_days: self.max_stats_days.max(1),
+            max_connections: self.max_connections.max(1),
+            handshake_timeout: timeout,
+            request_timeout: timeout,
+            ..CollectorConfig::default()
+        }
+    }
+}
+
+/// Loads the certificate, opens the database, binds, logs `beacon collector listening on ADDR`
+/// and serves until `shutdown`.
+///
+/// # Errors
+/// Unusable certificate or key, database, or listen address.
+pub async fn run(args: &ServeArgs, shutdown: impl Future<Output = ()>) -> Result<(), CollectorError> {
+    let tls = tls_config(&args.tls_cert, &args.tls_key)?;
+    let collector = Collector::open(args.config(), Arc::new(SystemClock))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| CollectorError::Bind { addr: args.listen, source })?;
+    let bound = listener.local_addr().map_err(|source| CollectorError::Bind { addr: args.listen, source })?;
+    // The address ends the line, so that scripts (and tests) can read it after "listening on ".
+    tracing::info!("beacon collector (database {}) listening on {bound}", args.db.display());
+    serve(collector, listener, tls, shutdown).await
+}
