@@ -13,6 +13,7 @@ use astmanproxy_handlers::{Kind, Message};
 use crate::support::*;
 
 mod fake;
+mod real;
 use fake::{connect_proxy, saved, FakeCollector, TempDir};
 
 /// A proxy config reporting every server to `collector`, quickly retrying, state in `state`.
