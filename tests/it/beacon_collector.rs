@@ -402,6 +402,23 @@ async fn slow_clients_are_cut_off() {
     c.stop().await;
 }
 
+#[tokio::test]
+async fn binary_refuses_a_missing_certificate_naming_it() {
+    let pki = Pki::new("nocert");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
+        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--tls-cert", "/nonexistent/cert.pem"])
+        .arg("--db")
+        .arg(pki.path("x.db"))
+        .arg("--tls-key")
+        .arg(pki.path("key.pem"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+}
+
 /// Not a check: prints how fast updates go over HTTPS and how long a `/stats` scan of many
 /// servers takes. `cargo test --test it measure_collector -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
