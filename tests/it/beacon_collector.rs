@@ -367,8 +367,9 @@ async fn slow_clients_are_cut_off() {
     let pki = Pki::new("slow");
     let clock = ManualClock::new(t0());
     let cfg = CollectorConfig {
-        request_timeout: Duration::from_millis(300),
-        handshake_timeout: Duration::from_millis(300),
+        // Short, yet with room for this client's own handshake on a loaded machine.
+        request_timeout: Duration::from_secs(1),
+        handshake_timeout: Duration::from_secs(2),
         ..config(&pki)
     };
     let c = Running::start(&pki, cfg, &clock).await;
@@ -400,6 +401,23 @@ async fn slow_clients_are_cut_off() {
     let n = tokio::time::timeout(WAIT, idle.read(&mut buf)).await.unwrap().unwrap_or(0);
     assert_eq!(n, 0);
     c.stop().await;
+}
+
+#[tokio::test]
+async fn binary_refuses_a_missing_certificate_naming_it() {
+    let pki = Pki::new("nocert");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
+        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--tls-cert", "/nonexistent/cert.pem"])
+        .arg("--db")
+        .arg(pki.path("x.db"))
+        .arg("--tls-key")
+        .arg(pki.path("key.pem"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
 }
 
 /// Not a check: prints how fast updates go over HTTPS and how long a `/stats` scan of many

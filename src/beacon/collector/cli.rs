@@ -97,3 +97,71 @@ pub async fn run(args: &ServeArgs, shutdown: impl Future<Output = ()>) -> Result
     tracing::info!("beacon collector (database {}) listening on {bound}", args.db.display());
     serve(collector, listener, tls, shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let base = ["x", "--db", "b.db", "--tls-cert", "c.pem", "--tls-key", "k.pem"];
+        Wrapper::try_parse_from(base.iter().chain(extra)).map(|w| w.args)
+    }
+
+    #[test]
+    fn flag_defaults_are_the_config_defaults() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.listen, "0.0.0.0:8443".parse().unwrap());
+        let expected = CollectorConfig {
+            db: "b.db".into(),
+            handshake_timeout: CollectorConfig::default().request_timeout,
+            ..CollectorConfig::default()
+        };
+        assert_eq!(args.config(), expected);
+    }
+
+    #[test]
+    fn flags_set_every_limit() {
+        let args = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--register-per-hour",
+            "1",
+            "--update-per-hour",
+            "2",
+            "--stats-per-hour",
+            "0",
+            "--max-body",
+            "100",
+            "--max-modules",
+            "3",
+            "--max-string",
+            "4",
+            "--min-group",
+            "5",
+            "--stats-cache-secs",
+            "0",
+            "--max-stats-days",
+            "7",
+            "--max-connections",
+            "8",
+            "--request-timeout",
+            "9",
+        ])
+        .unwrap();
+        let c = args.config();
+        assert_eq!((c.register_per_hour, c.update_per_hour, c.stats_per_hour), (1, 2, 0));
+        assert_eq!((c.max_body, c.limits, c.min_group), (100, Limits { max_modules: 3, max_string: 4 }, 5));
+        assert_eq!((c.stats_cache, c.max_stats_days, c.max_connections), (Duration::ZERO, 7, 8));
+        assert_eq!((c.request_timeout, c.handshake_timeout), (Duration::from_secs(9), Duration::from_secs(9)));
+        assert!(parse(&["--register-per-hour", "-1"]).is_err());
+        assert!(Wrapper::try_parse_from(["x", "--db", "b.db"]).is_err(), "certificate and key are required");
+    }
+}

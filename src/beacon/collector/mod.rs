@@ -39,7 +39,7 @@ pub use cli::ServeArgs;
 pub use validate::Limits;
 
 /// Everything the collector can be told; every limit has a documented default.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectorConfig {
     /// The SQLite database file (created if missing).
     pub db: PathBuf,

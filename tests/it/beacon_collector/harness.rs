@@ -158,8 +158,12 @@ impl Running {
     pub async fn call(&self, method: Method, route: &str, path: &str, body: Option<Body>) -> Answer {
         let url = format!("https://{}{path}", self.addr);
         let mut req = self.client.request(method.clone(), url);
+        let mut sent = None;
         match body {
-            Some(Body::Json(v)) => req = req.json(&v),
+            Some(Body::Json(v)) => {
+                req = req.json(&v);
+                sent = Some(v);
+            }
             Some(Body::Raw(text)) => req = req.header("content-type", "application/json").body(text),
             None => {}
         }
@@ -170,6 +174,12 @@ impl Running {
         let body: Value =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path} {status}: not JSON ({e}): {text}"));
         check_against_spec(route, &method, status, &headers, &body);
+        // What the collector accepted is a body the spec describes.
+        if let (Some(sent), true) = (sent, status.is_success()) {
+            let schema = &SPEC["paths"][route][method.as_str().to_lowercase()]["requestBody"]["content"]
+                ["application/json"]["schema"];
+            validate(schema, &sent).unwrap_or_else(|e| panic!("{method} {route}: accepted a body off the spec: {e}"));
+        }
         Answer { status, headers, body }
     }
 
