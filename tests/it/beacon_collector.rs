@@ -16,9 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::WAIT;
 
-mod harness;
-
-use harness::*;
+use crate::support::collector::*;
 
 #[tokio::test]
 async fn token_lifecycle_follows_the_48_hour_rule() {

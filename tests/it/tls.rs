@@ -2,83 +2,17 @@
 //! with certificates made by rcgen.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use astmanproxy_handlers::{standard, AmiDecoder, Message};
 use bytes::BytesMut;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::support::pki::Pki;
 use crate::support::*;
-
-/// A CA and a `localhost` certificate it signed, written to a temporary directory.
-struct Pki {
-    dir: PathBuf,
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl Pki {
-    fn new(tag: &str) -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert =
-            CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
-        let dir = std::env::temp_dir().join(format!("astmanproxy-tls-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = Pki { dir, ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() };
-        std::fs::write(pki.path("ca.pem"), &pki.ca_pem).unwrap();
-        std::fs::write(pki.path("cert.pem"), &pki.cert_pem).unwrap();
-        std::fs::write(pki.path("key.pem"), &pki.key_pem).unwrap();
-        // The 1.x style: key and certificate in one file.
-        std::fs::write(pki.path("both.pem"), format!("{}{}", pki.key_pem, pki.cert_pem)).unwrap();
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn connector(&self) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    }
-
-    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let certs = vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        tokio_rustls::TlsAcceptor::from(Arc::new(config))
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Reads the banner, logs in and pings over any stream; returns the banner and whether the Ping
 /// was answered with success.

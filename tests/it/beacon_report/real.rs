@@ -14,10 +14,7 @@ use serde_json::json;
 use super::fake::{saved, FakeCollector, TempDir};
 use crate::support::*;
 
-// The collector tests' harness, compiled here a second time (it is private to their module).
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../beacon_collector/harness.rs"]
-mod harness;
+use crate::support::collector as harness;
 
 fn proxy_config(sim: std::net::SocketAddr, url: &str, ca: &Path, state: &Path) -> Config {
     let mut cfg = config(vec![server("pbx1", sim)]);

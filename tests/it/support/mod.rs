@@ -15,6 +15,9 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod collector;
+pub mod pki;
+
 /// How long any single expected message may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 

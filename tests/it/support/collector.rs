@@ -1,63 +1,17 @@
-//! The harness of the collector tests: test certificates, a collector served on 127.0.0.1:0,
+//! The harness of the collector tests (and the reporter's end-to-end ones): a collector served on 127.0.0.1:0,
 //! and the checks of every answer against `docs/beacon-openapi.yaml`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
 use astmanproxy::beacon::clock::ManualClock;
 use astmanproxy::beacon::collector::{self, Collector, CollectorConfig, CollectorError};
 use chrono::{DateTime, Utc};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::WAIT;
-
-/// A CA and a certificate for 127.0.0.1 and localhost, written to a temporary directory that
-/// also holds the database.
-pub struct Pki {
-    pub dir: PathBuf,
-    pub ca_pem: String,
-}
-
-impl Pki {
-    pub fn new(tag: &str) -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let dir = std::env::temp_dir().join(format!("astmanproxy-collector-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-        Pki { dir, ca_pem: ca.pem() }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
-            .timeout(WAIT)
-            .build()
-            .unwrap()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+pub use super::pki::Pki;
+use super::WAIT;
 
 /// The OpenAPI document, as JSON.
 pub static SPEC: LazyLock<Value> = LazyLock::new(|| {
