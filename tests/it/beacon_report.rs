@@ -18,14 +18,23 @@ use fake::{connect_proxy, saved, FakeCollector, TempDir};
 
 /// A proxy config reporting every server to `collector`, quickly retrying, state in `state`.
 fn beacon_config(sims: &[(&str, SocketAddr)], collector: &FakeCollector, state: &Path) -> Config {
+    let mut cfg = reporting_config(sims, &collector.url(), &collector.ca, state);
+    for target in &mut cfg.beacon.targets {
+        target.interval = Duration::from_secs(3600);
+        target.timeout = Duration::from_secs(5);
+    }
+    cfg
+}
+
+/// Proxy configuration for `sims`, reporting to `url` (trusting `ca`) with no jitter and quick
+/// retries, its state in `state`.
+fn reporting_config(sims: &[(&str, SocketAddr)], url: &str, ca: &Path, state: &Path) -> Config {
     let mut cfg = config(sims.iter().map(|(name, addr)| server(name, *addr)).collect());
-    let mut target = Target::new("test", collector.url());
-    target.ca_path = Some(collector.ca.clone());
+    let mut target = Target::new("test", url);
+    target.ca_path = Some(ca.to_path_buf());
     target.jitter = Duration::ZERO;
-    target.interval = Duration::from_secs(3600);
     target.retry_min = Duration::from_millis(50);
     target.retry_max = Duration::from_millis(200);
-    target.timeout = Duration::from_secs(5);
     cfg.beacon = BeaconConfig {
         enabled: true,
         private_name: Some("lab".to_string()),

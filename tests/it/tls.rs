@@ -57,6 +57,17 @@ async fn login_and_ping<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> St
     banner
 }
 
+/// A proxy taking TLS and plain clients on its AMI port, with `pki`'s certificate.
+async fn same_port_tls_proxy(pki: &Pki) -> (astmanproxy::sim::AmiSim, TestProxy) {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.tls.accept_encrypted = true;
+    cfg.tls.cert_file = Some(pki.path("both.pem"));
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    (sim, proxy)
+}
+
 async fn tls_connect(pki: &Pki, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     pki.connector().connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
@@ -211,12 +222,7 @@ async fn tls_to_asterisk_verifies_the_certificate() {
 #[tokio::test]
 async fn https_requests_on_the_ami_port() {
     let pki = Pki::new("https");
-    let sim = sim().await;
-    let mut cfg = config(vec![server("pbx1", sim.addr())]);
-    cfg.tls.accept_encrypted = true;
-    cfg.tls.cert_file = Some(pki.path("both.pem"));
-    let proxy = spawn_proxy(cfg).await;
-    wait_ready(proxy.addr, None).await;
+    let (_sim, proxy) = same_port_tls_proxy(&pki).await;
     // An HTTP request inside TLS on the AMI port is served as HTTPS...
     let mut tls = tls_connect(&pki, proxy.addr).await;
     let request = "GET /rawman?action=login&username=alice&secret=alicepw HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
@@ -238,12 +244,7 @@ async fn websocket_over_tls_on_the_ami_port() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message as Frame;
     let pki = Pki::new("wss");
-    let sim = sim().await;
-    let mut cfg = config(vec![server("pbx1", sim.addr())]);
-    cfg.tls.accept_encrypted = true;
-    cfg.tls.cert_file = Some(pki.path("both.pem"));
-    let proxy = spawn_proxy(cfg).await;
-    wait_ready(proxy.addr, None).await;
+    let (_sim, proxy) = same_port_tls_proxy(&pki).await;
     let tls = tls_connect(&pki, proxy.addr).await;
     let mut request = "wss://localhost/ws".into_client_request().unwrap();
     request.headers_mut().insert("Authorization", "Basic YWxpY2U6YWxpY2Vwdw==".parse().unwrap()); // alice:alicepw

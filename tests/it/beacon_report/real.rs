@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use astmanproxy::beacon::clock::ManualClock;
-use astmanproxy::beacon::report::{state, BeaconConfig, Board, Target};
+use astmanproxy::beacon::report::{state, Board};
 use astmanproxy::config::Config;
 use serde_json::json;
 
@@ -17,20 +17,7 @@ use crate::support::*;
 use crate::support::collector as harness;
 
 fn proxy_config(sim: std::net::SocketAddr, url: &str, ca: &Path, state: &Path) -> Config {
-    let mut cfg = config(vec![server("pbx1", sim)]);
-    let mut target = Target::new("real", url);
-    target.ca_path = Some(ca.to_path_buf());
-    target.jitter = Duration::ZERO;
-    target.retry_min = Duration::from_millis(50);
-    target.retry_max = Duration::from_millis(200);
-    cfg.beacon = BeaconConfig {
-        enabled: true,
-        private_name: Some("lab".to_string()),
-        state_file: state.to_path_buf(),
-        targets: vec![target],
-        ..BeaconConfig::default()
-    };
-    cfg
+    super::reporting_config(&[("pbx1", sim)], url, ca, state)
 }
 
 /// Waits until the board's entry of pbx1 satisfies `done`; returns it.
