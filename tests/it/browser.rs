@@ -254,9 +254,9 @@ async fn live_page_in_headless_chromium() {
         "goog:chromeOptions".to_string(),
         serde_json::json!({ "binary": chromium.to_string_lossy(), "args": args }),
     );
-    // fantoccini's hyper-rustls brings a second crypto provider: pick ring, as the proxy does.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let connect = ClientBuilder::rustls().expect("rustls").capabilities(caps).connect(&driver.url).await;
+    // chromedriver is plain HTTP on loopback: no TLS stack needed.
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let connect = ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await;
     let client = connect.expect("a Chromium session through chromedriver");
     let outcome = tokio::time::timeout(Duration::from_secs(120), use_the_page(&client, addr, &sim)).await;
     let _ = client.close().await;
