@@ -97,9 +97,9 @@ pub fn list_servers(hub: &Hub, action_id: Option<&str>) -> Message {
     m
 }
 
-/// The input formats: standard AMI, and XML and JSON actions (recognised per message by their
-/// first byte, `<` or `{`).
-pub const INPUT_FORMATS: &[&str] = &["standard", "xml", "json"];
+/// The input formats: standard AMI, XML and JSON actions (recognised per message by their first
+/// byte, `<` or `{`), and HTTP requests (recognised per connection on the AMI port).
+pub const INPUT_FORMATS: &[&str] = &["standard", "xml", "json", "http"];
 
 /// The answer to `ListIOHandlers`.
 pub fn list_io_handlers(action_id: Option<&str>) -> Message {

@@ -122,7 +122,7 @@ async fn list_io_handlers_and_unknown_format() {
     c.send(&Message::new().with("ProxyAction", "ListIOHandlers").with("ActionID", "io")).await;
     let io = c.recv_until(|m| m.action_id() == Some("io")).await;
     assert_eq!(io.get_all("OutputHandler").collect::<Vec<_>>(), ["standard", "xml", "csv", "json"]);
-    assert_eq!(io.get_all("InputHandler").collect::<Vec<_>>(), ["standard", "xml", "json"]);
+    assert_eq!(io.get_all("InputHandler").collect::<Vec<_>>(), ["standard", "xml", "json", "http"]);
     c.send(&Message::new().with("ProxyAction", "SetOutputFormat").with("OutputFormat", "yaml").with("ActionID", "y"))
         .await;
     let no = c.recv_until(|m| m.action_id() == Some("y")).await;
