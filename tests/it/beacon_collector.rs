@@ -3,8 +3,6 @@
 //! against `docs/beacon-openapi.yaml`: its status must be documented for the route, its
 //! documented required headers present, and its body valid against the documented schema.
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +10,6 @@ use astmanproxy::beacon::clock::ManualClock;
 use astmanproxy::beacon::collector::CollectorConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::WAIT;
 
@@ -264,37 +261,13 @@ async fn binary_serves_a_registration_and_stops_on_sigterm() {
 
     let pki = Pki::new("binary");
     let db = pki.path("bin.db");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
-        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--register-per-hour", "3"])
-        .arg("--db")
-        .arg(&db)
-        .arg("--tls-cert")
-        .arg(pki.path("cert.pem"))
-        .arg("--tls-key")
-        .arg(pki.path("key.pem"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.trim().parse().unwrap();
-            }
-        }
-        panic!("the collector exited without listening");
-    })
-    .await
-    .unwrap();
-    let log = tokio::spawn(async move {
-        let mut all = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            all.push(line);
-        }
-        all
-    });
+    let (cert, key) = (pki.path("cert.pem"), pki.path("key.pem"));
+    let args = ["beacon", "serve", "--listen", "127.0.0.1:0", "--register-per-hour", "3", "--db"];
+    let tls = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    let mut args: Vec<&str> = args.to_vec();
+    args.push(db.to_str().unwrap());
+    args.extend_from_slice(&tls);
+    let crate::binary::Binary { mut child, addr, mut log } = crate::binary::start_binary_with(&args).await;
     let c = Running { addr, client: pki.client(), stop: None, task: tokio::spawn(async { Ok(()) }) };
     let reg = c.register(server("22.10.1", "Linux", &["chan_pjsip.so"], None)).await;
     assert_eq!(reg.status, StatusCode::CREATED);
@@ -306,7 +279,11 @@ async fn binary_serves_a_registration_and_stops_on_sigterm() {
     kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
     let status = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
-    let log = tokio::time::timeout(Duration::from_secs(5), log).await.unwrap().unwrap().join("\n");
+    let mut lines = Vec::new();
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), log.recv()).await {
+        lines.push(line);
+    }
+    let log = lines.join("\n");
     assert!(log.contains("SIGTERM received") && log.contains("beacon collector stopped"), "{log}");
     assert!(!log.contains(reg.body["token"]["id"].as_str().unwrap()), "a token reached the log");
     assert!(db.exists());

@@ -18,9 +18,16 @@ pub struct Binary {
 
 /// Starts the binary and waits for its "listening on" line.
 pub async fn start_binary(conf: &std::path::Path, users: &std::path::Path, extra: &[&str]) -> Binary {
+    let mut args = vec!["-c", conf.to_str().unwrap(), "-u", users.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    start_binary_with(&args).await
+}
+
+/// Starts the binary with `args` and waits for its "listening on" line (the proxy's, or the
+/// Beacon collector's).
+pub async fn start_binary_with(args: &[&str]) -> Binary {
     let mut child = Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
-        .args(["-c", conf.to_str().unwrap(), "-u", users.to_str().unwrap()])
-        .args(extra)
+        .args(args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .kill_on_drop(true)
