@@ -92,6 +92,17 @@ enum What {
     },
     /// Everything, with the default figures.
     All,
+    /// Run only the AMI simulator (it answers like Asterisk 22 from the recorded captures, as
+    /// `admin`/`adminpass`) until Ctrl-C, to try the proxy without an Asterisk. With `--events`,
+    /// it also sends a `UserEvent` every that many milliseconds.
+    Sim {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:5038")]
+        listen: SocketAddr,
+        /// Milliseconds between generated `UserEvent`s (0: none).
+        #[arg(long, default_value_t = 0)]
+        events: u64,
+    },
     /// (internal) Run a plain TCP relay to ADDR in this process and print its address.
     #[command(hide = true)]
     Relay {
@@ -110,6 +121,25 @@ async fn main() {
         let addr = relay(to).await;
         println!("relay listening on {addr}");
         std::future::pending::<()>().await;
+    }
+    if let What::Sim { listen, events } = args.what {
+        let sim = AmiSim::start_on(listen, SimOptions::default()).await.expect("start the simulator");
+        println!("AMI simulator listening on {} (user admin, secret adminpass); Ctrl-C stops it", sim.addr());
+        let mut n = 0u64;
+        loop {
+            if events == 0 {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(events)).await;
+            n += 1;
+            sim.emit(
+                Message::new()
+                    .with("Event", "UserEvent")
+                    .with("Privilege", "user,all")
+                    .with("UserEvent", "SimTick")
+                    .with("Count", n.to_string()),
+            );
+        }
     }
     let bin = args.proxy_bin.clone().unwrap_or_else(default_proxy_bin);
     let sim = AmiSim::start(SimOptions::default()).await.expect("start the simulator");
@@ -160,7 +190,7 @@ async fn main() {
                 http(&proxy, requests, c).await;
             }
         }
-        What::Relay { .. } => {}
+        What::Relay { .. } | What::Sim { .. } => {}
     }
     drop(proxy);
 }
