@@ -99,13 +99,14 @@ impl ActionRequest {
             .unwrap_or(default)
     }
 
-    /// The action the parameters make, or 400 when there is no `Action`.
+    /// The action the parameters make, or 400 when there is neither `Action` nor `ProxyAction`.
     ///
     /// # Errors
-    /// 400 without an `Action` parameter.
+    /// 400 without an `Action` (or `ProxyAction`) parameter.
     pub fn action(&self) -> Result<Message, Response<Full<Bytes>>> {
         let action = Message::from_pairs(self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        if action.action().is_none_or(|a| a.trim().is_empty()) {
+        let named = |key: &str| action.get(key).is_some_and(|a| !a.trim().is_empty());
+        if !named("Action") && !named("ProxyAction") {
             return Err(plain(StatusCode::BAD_REQUEST, "missing Action parameter"));
         }
         Ok(action)
@@ -212,9 +213,27 @@ pub async fn authenticate_user(
     }
 }
 
+/// Whether a client session answers `action` itself (ProxyActions, Login, Logoff, Challenge,
+/// Events, WaitEvent, the Beacon actions): such actions never go to Asterisk, so over HTTP they
+/// run on a session.
+pub fn answered_by_proxy(action: &Message) -> bool {
+    let name = action.action().unwrap_or_default().trim().to_ascii_lowercase();
+    action.contains("ProxyAction")
+        || matches!(
+            name.as_str(),
+            "login" | "logoff" | "challenge" | "events" | "waitevent" | "beaconshowserver" | "beaconshowconfiguration"
+        )
+}
+
 /// Routes one action and collects its complete answer (response, or list to its Complete event).
+/// Actions of the proxy's own session ([`answered_by_proxy`]) are refused, never forwarded: a
+/// `Login` reaching Asterisk on the proxy's connection would end it.
 pub async fn run_action(mut action: Message, policy: &Policy, hub: &Hub) -> Result<Vec<Message>, StatusCode> {
     let original_id = action.action_id().map(str::to_owned);
+    if answered_by_proxy(&action) {
+        let text = "This action is answered by the proxy on a session: log in first (cookie) or use /rawman";
+        return Ok(vec![Message::response_with("Error", original_id.as_deref(), Some(text))]);
+    }
     let wanted = action.get("Server").map(str::to_owned).or_else(|| policy.default_server().map(str::to_owned));
     let Some(server) = hub.server(wanted.as_deref()) else {
         let text = wanted.map_or("No Asterisk server is configured".to_string(), |n| format!("Unknown server {n}"));

@@ -20,7 +20,7 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use super::actions::{body, check_credentials, run_action, unauthorized, ActionRequest};
+use super::actions::{answered_by_proxy, body, check_credentials, run_action, unauthorized, ActionRequest};
 use super::session::{new_session_id, Session, SessionError};
 use super::{plain, Front};
 use crate::policy::Policy;
@@ -53,6 +53,9 @@ pub async fn handle(
     let name = action.action().unwrap_or_default().trim().to_ascii_lowercase();
     let original_id = action.action_id().map(str::to_owned);
     let mut session = request.session.as_deref().and_then(|id| front.sessions.get(id));
+    // A session opened only to answer this one request (HTTP Basic, no cookie, not a Login or a
+    // WaitEvent) is closed again after it.
+    let mut transient = false;
     if let Some((user, secret)) = &request.basic {
         if let Err(response) = check_credentials(user, secret, peer, hub).await {
             return response;
@@ -62,14 +65,17 @@ pub async fn handle(
             if session.is_none() {
                 return too_many_sessions();
             }
+            transient = request.session.is_none() && name != "login" && name != "waitevent";
         }
     } else if basic_required {
         return unauthorized();
     }
     let session = match session {
         Some(s) => s,
-        // A Login opens a session; so does WaitEvent on an open proxy (`authrequired = no`).
-        None if name == "login" || (name == "waitevent" && !hub.config().auth_required) => {
+        // A Login opens a session; on an open proxy (`authrequired = no`) so does any action the
+        // proxy answers itself (only for this request, but for WaitEvent).
+        None if name == "login" || (!hub.config().auth_required && answered_by_proxy(&action)) => {
+            transient = name != "login" && name != "waitevent";
             match front.sessions.open(peer, None) {
                 Some(s) => s,
                 None => return too_many_sessions(),
@@ -110,7 +116,7 @@ pub async fn handle(
             }
         }
     };
-    if name == "logoff" {
+    if name == "logoff" || transient {
         session.close();
     }
     answer(&messages, render, session.id(), front)

@@ -150,9 +150,11 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Respo
     };
     match render {
         Some(render) => ajam::handle(request, peer, front, Some(render), path.starts_with("/a")).await,
-        // The 1.x style: one action per request with Basic (or on an open proxy); with a session
-        // cookie, or to log in without Basic, an AJAM session answered in the chosen format.
-        None if request.basic.is_none() && (request.session.is_some() || is_login(&request)) => {
+        // The 1.x style: one action per request with Basic (or on an open proxy). With a session
+        // cookie, to log in, or for an action the proxy answers itself (ProxyActions,
+        // BeaconShowServer, ...): an AJAM session (with Basic, one opened for this request only),
+        // answered in the chosen format.
+        None if request.session.is_some() || is_login(&request) || answered_by_proxy(&request) => {
             ajam::handle(request, peer, front, None, false).await
         }
         None => actions::handle(request, peer, &front.hub).await,
@@ -161,6 +163,10 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Respo
 
 fn is_login(request: &ActionRequest) -> bool {
     request.pairs.iter().any(|(k, v)| k.eq_ignore_ascii_case("action") && v.trim().eq_ignore_ascii_case("login"))
+}
+
+fn answered_by_proxy(request: &ActionRequest) -> bool {
+    request.action().is_ok_and(|a| actions::answered_by_proxy(&a))
 }
 
 fn method_not_allowed() -> Response<Full<Bytes>> {

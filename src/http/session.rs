@@ -358,12 +358,13 @@ impl Session {
     }
 }
 
-/// Whether `m` ends an answer: a response that does not start a list, or a list's Complete event.
+/// Whether `m` ends an answer: a response (or a ProxyAction's `ProxyResponse`) that does not
+/// start a list, or a list's Complete event.
 pub fn is_final(m: &Message) -> bool {
     let list = m.get("EventList");
     let is_list_start = list.is_some_and(|v| v.eq_ignore_ascii_case("start"));
     let is_complete = list.is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
-    let is_response = m.response().is_some() && m.event().is_none();
+    let is_response = (m.response().is_some() || m.contains("ProxyResponse")) && m.event().is_none();
     (is_response && !is_list_start) || is_complete
 }
 
@@ -414,5 +415,6 @@ mod tests {
         assert!(!is_final(&Message::new().with("Response", "Success").with("EventList", "start")));
         assert!(is_final(&Message::new().with("Event", "StatusComplete").with("EventList", "Complete")));
         assert!(!is_final(&Message::new().with("Event", "OriginateResponse").with("Response", "Success")));
+        assert!(is_final(&Message::new().with("ProxyResponse", "Success")));
     }
 }

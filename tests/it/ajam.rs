@@ -390,3 +390,37 @@ async fn http_and_ami_share_the_ami_port() {
     }
     assert!(String::from_utf8_lossy(&seen).starts_with("Asterisk Call Manager/"));
 }
+
+#[tokio::test]
+async fn actions_the_proxy_answers_never_reach_asterisk_over_http() {
+    let (sim, proxy, addr) = http_proxy(|_| {}).await;
+    let logins = sim.login_count();
+    let basic = "Authorization: Basic YWxpY2U6YWxpY2Vwdw==\r\n"; // alice:alicepw
+    let ask = |path: String| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n{basic}Connection: close\r\n\r\n");
+        async move { exchange(addr, &request).await }
+    };
+    // A Login with Basic runs on a session of the proxy: it never logs the proxy's own Asterisk
+    // connection in as somebody else (which would end that connection).
+    let login = ask("/?Action=Login&Username=mallory&Secret=x&ActionID=l".to_string()).await;
+    assert!(login.body.contains("Authentication failed"), "{}", login.body);
+    // ProxyActions and the Beacon actions are answered at once, in the chosen format.
+    let sessions = ask("/json?ProxyAction=ListSessions&ActionID=s".to_string()).await;
+    let json: serde_json::Value = serde_json::from_str(&sessions.body).unwrap();
+    assert_eq!(json[0]["ProxyResponse"], "Success", "{}", sessions.body);
+    assert_eq!(json[0]["ActionID"], "s");
+    let beacon = ask("/?Action=BeaconShowServer&ActionID=b".to_string()).await;
+    assert!(beacon.body.contains("Event: BeaconShowServerComplete"), "{}", beacon.body);
+    let cookie = get(addr, "/rawman?action=login&username=bob&secret=bobpw", None).await.cookie();
+    let servers = get(addr, "/rawman?ProxyAction=ListServers&ActionID=v", Some(&cookie)).await;
+    assert!(
+        servers.body.contains("ProxyResponse: Success") && servers.body.contains("ActionID: v"),
+        "{}",
+        servers.body
+    );
+    // The proxy's Asterisk session is untouched and still serves.
+    assert!(!sim.received().iter().any(|m| m.get("Username") == Some("mallory")));
+    assert_eq!(sim.login_count(), logins, "the proxy logged in to Asterisk again");
+    let mut client = AmiClient::login(proxy.addr, "carol", "carolpw").await;
+    assert_eq!(client.action("Ping", "after", &[]).await.get("Ping"), Some("Pong"));
+}
