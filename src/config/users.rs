@@ -113,6 +113,15 @@ impl User {
         ct_eq(expected.as_bytes(), key_hex.trim().to_ascii_lowercase().as_bytes())
     }
 
+    /// HTTP Digest's `HA1` (`md5(name:realm:secret)`, hex) for this user logging in as `name`;
+    /// `None` when the secret is stored hashed (Digest needs the plain secret).
+    pub fn digest_ha1(&self, name: &str, realm: &str) -> Option<String> {
+        if self.is_hashed() {
+            return None;
+        }
+        Some(format!("{:x}", Md5::digest(format!("{name}:{realm}:{}", self.secret.expose()))))
+    }
+
     /// Whether the stored secret is a hash (`$...`).
     pub fn is_hashed(&self) -> bool {
         self.secret.expose().starts_with('$')

@@ -42,6 +42,12 @@ pub struct ActionRequest {
     pub session: Option<String>,
     /// HTTP Basic credentials.
     pub basic: Option<(String, String)>,
+    /// HTTP Digest credentials.
+    pub digest: Option<super::digest::DigestCredentials>,
+    /// The request method (for Digest).
+    pub method: String,
+    /// The path and query as sent (for Digest).
+    pub uri: String,
 }
 
 impl ActionRequest {
@@ -54,6 +60,9 @@ impl ActionRequest {
         let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let session = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(session_cookie);
         let basic = basic_credentials(headers);
+        let digest = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(super::digest::parse);
+        let method = req.method().as_str().to_string();
+        let uri = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
         let path = req.uri().path().to_string();
         let mut pairs: Vec<(String, String)> =
             form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
@@ -70,7 +79,7 @@ impl ActionRequest {
             };
             pairs.extend(form_urlencoded::parse(&body).into_owned());
         }
-        Ok(ActionRequest { path, pairs, accept, session, basic })
+        Ok(ActionRequest { path, pairs, accept, session, basic, digest, method, uri })
     }
 
     /// Takes out the `format` parameter and picks the answer's format: `?format=`, else the path

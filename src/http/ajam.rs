@@ -21,6 +21,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::actions::{answered_by_proxy, body, check_credentials, run_action, unauthorized, ActionRequest};
+use super::digest;
 use super::session::{new_session_id, Session, SessionError};
 use super::{plain, Front};
 use crate::policy::Policy;
@@ -36,13 +37,14 @@ pub enum Render {
     Format(OutputFormat),
 }
 
-/// Answers one request of a session endpoint. `basic_required` for `/arawman` and `/amxml`.
+/// Answers one request of a session endpoint. `auth_required` for `/arawman` and `/amxml`,
+/// which take HTTP Digest (as Asterisk does) or Basic on every request.
 pub async fn handle(
     mut request: ActionRequest,
     peer: SocketAddr,
     front: &Front,
     render: Option<Render>,
-    basic_required: bool,
+    auth_required: bool,
 ) -> Response<Full<Bytes>> {
     let hub = &front.hub;
     let render = render.unwrap_or_else(|| Render::Format(request.take_format(hub.config().output_format)));
@@ -56,10 +58,22 @@ pub async fn handle(
     // A session opened only to answer this one request (HTTP Basic, no cookie, not a Login or a
     // WaitEvent) is closed again after it.
     let mut transient = false;
-    if let Some((user, secret)) = &request.basic {
+    let transport_user = if let Some((user, secret)) = &request.basic {
         if let Err(response) = check_credentials(user, secret, peer, hub).await {
             return response;
         }
+        Some(user.clone())
+    } else if let Some(creds) = &request.digest {
+        match check_digest(creds, &request, peer, hub).await {
+            Ok(()) => Some(creds.username.clone()),
+            Err(response) => return response,
+        }
+    } else if auth_required {
+        return unauthorized_any(false);
+    } else {
+        None
+    };
+    if let Some(user) = &transport_user {
         if session.as_ref().and_then(|s| s.user()).as_deref() != Some(user.as_str()) {
             session = front.sessions.open(peer, Some(user.clone()));
             if session.is_none() {
@@ -67,8 +81,6 @@ pub async fn handle(
             }
             transient = request.session.is_none() && name != "login" && name != "waitevent";
         }
-    } else if basic_required {
-        return unauthorized();
     }
     let session = match session {
         Some(s) => s,
@@ -140,6 +152,49 @@ async fn wait_event(session: &Arc<Session>, action: &Message, id: Option<&str>, 
     }
     out.push(complete);
     out
+}
+
+/// Checks HTTP Digest credentials like any login: `permit`/`deny`, `authlimit`, the failure
+/// delay.
+async fn check_digest(
+    creds: &digest::DigestCredentials,
+    request: &ActionRequest,
+    peer: SocketAddr,
+    front_hub: &crate::hub::Hub,
+) -> Result<(), Response<Full<Bytes>>> {
+    let ip = peer.ip();
+    if front_hub.auth_limiter().is_blocked(ip) {
+        return Err(plain(StatusCode::TOO_MANY_REQUESTS, "too many failed logins, try again later"));
+    }
+    let users = front_hub.users();
+    let result = match users.get(&creds.username) {
+        Some(user) if user.address_allowed(ip) => digest::verify(creds, user, &request.method, &request.uri),
+        _ => Err(digest::DigestError::Wrong),
+    };
+    match result {
+        Ok(()) => {
+            front_hub.auth_limiter().record_success(ip);
+            Ok(())
+        }
+        // An old nonce is no failed login: the client retries with the new one.
+        Err(digest::DigestError::Stale) => Err(unauthorized_any(true)),
+        Err(_) => {
+            front_hub.auth_limiter().record_failure(ip);
+            front_hub.metrics().auth_failures.get_or_create(&crate::metrics::KindLabels { kind: "http" }).inc();
+            tokio::time::sleep(front_hub.config().auth_fail_delay).await;
+            Err(unauthorized_any(false))
+        }
+    }
+}
+
+/// 401 offering HTTP Digest (with a fresh nonce, `stale` when the last one expired) and Basic.
+fn unauthorized_any(stale: bool) -> Response<Full<Bytes>> {
+    let mut r = unauthorized();
+    if let Ok(value) = HeaderValue::from_str(&digest::challenge(stale)) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        r.headers_mut().append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"asterisk\""));
+    }
+    r
 }
 
 fn too_many_sessions() -> Response<Full<Bytes>> {

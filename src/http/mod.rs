@@ -32,6 +32,7 @@ use session::Sessions;
 pub mod actions;
 pub mod ajam;
 pub mod detect;
+pub mod digest;
 pub mod page;
 pub mod session;
 pub mod ws;

@@ -59,10 +59,15 @@ fn parse_answer(text: &str) -> Answer {
     let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
     let mut lines = head.lines();
     let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let mut headers: HashMap<String, String> = HashMap::new();
+    for (k, v) in lines.filter_map(|l| l.split_once(':')) {
+        // A repeated header (WWW-Authenticate) keeps every value, one per line.
+        let entry = headers.entry(k.trim().to_ascii_lowercase()).or_default();
+        if !entry.is_empty() {
+            entry.push('\n');
+        }
+        entry.push_str(v.trim());
+    }
     Answer { status, headers, body: body.to_string() }
 }
 
@@ -423,4 +428,29 @@ async fn actions_the_proxy_answers_never_reach_asterisk_over_http() {
     assert_eq!(sim.login_count(), logins, "the proxy logged in to Asterisk again");
     let mut client = AmiClient::login(proxy.addr, "carol", "carolpw").await;
     assert_eq!(client.action("Ping", "after", &[]).await.get("Ping"), Some("Pong"));
+}
+
+#[tokio::test]
+async fn digest_authentication_on_amxml_as_asterisk_asks_for_it() {
+    use astmanproxy::http::digest;
+    let (_sim, _proxy, addr) = http_proxy(|_| {}).await;
+    let path = "/amxml?action=Ping&actionid=d";
+    let first = get(addr, path, None).await;
+    assert_eq!(first.status, 401);
+    let challenge = first.header("www-authenticate").to_string();
+    assert!(challenge.starts_with("Digest realm=\"asterisk\"") && challenge.contains("qop=\"auth\""), "{challenge}");
+    let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let ask = |secret: &str| {
+        let response = digest::client_response("alice", secret, "GET", path, &nonce, "00000001", "c0ffee");
+        let header = format!(
+            "Authorization: Digest username=\"alice\", realm=\"asterisk\", nonce=\"{nonce}\", uri=\"{path}\", \
+             response=\"{response}\", qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+        );
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n{header}Connection: close\r\n\r\n");
+        async move { exchange(addr, &request).await }
+    };
+    let ok = ask("alicepw").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.body.contains("ping='Pong'") && ok.body.contains("actionid='d'"), "{}", ok.body);
+    assert_eq!(ask("wrong").await.status, 401);
 }
