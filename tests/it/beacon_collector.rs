@@ -473,3 +473,43 @@ async fn measure_collector_updates_and_stats_scan() {
     );
     Arc::into_inner(c).unwrap().stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_answers_does_not_keep_its_connection_slot() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use tokio::io::AsyncWriteExt;
+
+    let pki = Pki::new("noread");
+    let clock = ManualClock::new(t0());
+    // One slot: while a stuck connection holds it, nobody else is served.
+    let cfg = CollectorConfig {
+        max_connections: 1,
+        request_timeout: Duration::from_secs(1),
+        handshake_timeout: Duration::from_secs(2),
+        ..config(&pki)
+    };
+    let c = Running::start(&pki, cfg, &clock).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(c.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
+    // Pipelined requests, answers never read: the collector's writes to it stall for good.
+    let flood = tokio::spawn(async move {
+        let requests = b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n".repeat(64);
+        while s.write_all(&requests).await.is_ok() {}
+    });
+    // Another client still gets its answer once the stuck one is cut off.
+    let a = c.stats("").await;
+    assert_eq!(a.status, StatusCode::OK);
+    flood.abort();
+    c.stop().await;
+}

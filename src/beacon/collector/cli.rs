@@ -54,7 +54,8 @@ pub struct ServeArgs {
     /// Connections served at once.
     #[arg(long, value_name = "N", default_value_t = CollectorConfig::default().max_connections)]
     pub max_connections: usize,
-    /// Seconds for a TLS handshake, and for a request's headers and again its body.
+    /// Seconds for a TLS handshake, for a request's headers and again its body, and for a stalled
+    /// answer.
     #[arg(long, value_name = "SECS", default_value_t = CollectorConfig::default().request_timeout.as_secs())]
     pub request_timeout: u64,
 }
