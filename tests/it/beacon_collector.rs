@@ -513,3 +513,35 @@ async fn a_client_that_stops_reading_answers_does_not_keep_its_connection_slot()
     flood.abort();
     c.stop().await;
 }
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_slot() {
+    use tokio::io::AsyncReadExt;
+
+    let pki = Pki::new("peraddr");
+    let clock = ManualClock::new(t0());
+    let cfg = CollectorConfig {
+        max_connections: 4,
+        max_connections_per_address: 2,
+        // Longer than the client's own wait: a held slot stays held for the whole test.
+        handshake_timeout: Duration::from_secs(60),
+        ..config(&pki)
+    };
+    let c = Running::start(&pki, cfg, &clock).await;
+    // Another loopback address opens as many TCP connections as there are slots, and never
+    // starts TLS.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        held.push(socket.connect(c.addr).await.unwrap());
+    }
+    // Past its share, its connections are closed at once.
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, held[3].read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0);
+    // Everyone else is still served.
+    assert_eq!(c.stats("").await.status, StatusCode::OK);
+    drop(held);
+    c.stop().await;
+}

@@ -61,6 +61,10 @@ pub struct CollectorConfig {
     pub max_stats_days: u32,
     /// Connections served at once; more wait in the listen backlog. Default 1024.
     pub max_connections: usize,
+    /// Connections served at once per client address (IPv6: per /64, as the rate limits); more
+    /// are closed as soon as they are accepted, so that one address cannot take every slot of
+    /// `max_connections`. 0: no limit. Default 32.
+    pub max_connections_per_address: usize,
     /// Time for a TLS handshake. Default 10 s.
     pub handshake_timeout: Duration,
     /// Time for a client to send a request's headers, and again for its body; also the longest
@@ -83,6 +87,7 @@ impl Default for CollectorConfig {
             stats_cache: Duration::from_secs(60),
             max_stats_days: 3650,
             max_connections: 1024,
+            max_connections_per_address: 32,
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
@@ -208,6 +213,7 @@ pub async fn serve(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(collector.config().max_connections.max(1)));
+    let per_address = PerAddress::new(collector.config().max_connections_per_address);
     let mut forget = tokio::time::interval(FORGET_IDLE_EVERY);
     tokio::pin!(shutdown);
     loop {
@@ -232,10 +238,14 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(address_slot) = per_address.enter(peer.ip()) else {
+            tracing::debug!(%peer, "beacon collector: too many connections from this address, closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (collector, acceptor, cancel) = (collector.clone(), acceptor.clone(), cancel.clone());
         tracker.spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, address_slot);
             let timeout = collector.config().handshake_timeout;
             let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -278,6 +288,49 @@ where
         () = cancel.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
+        }
+    }
+}
+
+/// Open connections per client address ([`rate::key`]), within a limit.
+#[derive(Clone)]
+struct PerAddress {
+    limit: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One open connection of an address; dropping it frees its place.
+struct AddressSlot {
+    of: PerAddress,
+    key: std::net::IpAddr,
+}
+
+impl PerAddress {
+    fn new(limit: usize) -> Self {
+        PerAddress { limit, open: Arc::default() }
+    }
+
+    /// A place for one more connection of `peer`, `None` when it has its limit already.
+    fn enter(&self, peer: std::net::IpAddr) -> Option<AddressSlot> {
+        let key = rate::key(peer);
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(key).or_insert(0);
+        if self.limit > 0 && *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot { of: self.clone(), key })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
         }
     }
 }
