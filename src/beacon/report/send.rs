@@ -84,7 +84,9 @@ impl Sender {
             }
         }
         if let Some(proxy) = &target.proxy {
-            let mut p = reqwest::Proxy::https(format!("http://{}:{}", proxy.host, proxy.port))?;
+            // An IPv6 address goes in brackets (`[::1]:3128`).
+            let host = if proxy.host.contains(':') { format!("[{}]", proxy.host) } else { proxy.host.clone() };
+            let mut p = reqwest::Proxy::https(format!("http://{host}:{}", proxy.port))?;
             if let Some((user, pass)) = &proxy.auth {
                 p = p.basic_auth(user, pass.expose());
             }
@@ -188,5 +190,13 @@ mod tests {
         let err = sender.update("srv-1", "SecretToken42", &ServerReport::default()).await.unwrap_err();
         assert!(err.contains("127.0.0.1"), "{err}");
         assert!(!err.contains("SecretToken42"), "the token reached the error text: {err}");
+    }
+
+    #[test]
+    fn a_proxy_on_an_ipv6_address_is_usable() {
+        let mut target = Target::new("t", "https://127.0.0.1:1/api/v1");
+        target.proxy = Some(super::super::ProxySetting::parse("user:pw@[::1]:3128").unwrap());
+        assert_eq!(target.proxy.as_ref().unwrap().host, "::1");
+        Sender::new(&target).unwrap();
     }
 }
