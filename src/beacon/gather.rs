@@ -37,7 +37,8 @@ pub async fn data_for(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, 
 /// Asks the five actions and builds the data.
 ///
 /// # Errors
-/// The server is down or an answer does not come within 10 s.
+/// The server is down, an action is answered `Response: Error`, or an answer does not come
+/// within 10 s.
 pub async fn gather(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, String> {
     let (reply, mut rx) = sink::channel(hub.next_client_id(), QUEUE_BYTES, CancellationToken::new());
     let ask = |action: Message| {
@@ -46,9 +47,15 @@ pub async fn gather(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, St
         server.submit(request).map_err(|r| r.reason)
     };
     let mut answer = async |action: Message| -> Result<Message, String> {
+        let what = action.get("Command").or(action.action()).unwrap_or_default().to_string();
         ask(action)?;
         loop {
             match tokio::time::timeout(ACTION_TIMEOUT, rx.recv()).await {
+                // An error (the server dropped or timed out, permission denied) is no data: a
+                // report is never made of some answers and some blanks.
+                Ok(Some(ToClient::Message(m))) if m.response().is_some_and(|r| r.eq_ignore_ascii_case("Error")) => {
+                    return Err(format!("{what}: {}", m.get("Message").unwrap_or("error")));
+                }
                 Ok(Some(ToClient::Message(m))) if m.response().is_some() => return Ok(m),
                 Ok(Some(_)) => continue,
                 Ok(None) => return Err("gathering queue closed".to_string()),

@@ -473,3 +473,75 @@ async fn measure_collector_updates_and_stats_scan() {
     );
     Arc::into_inner(c).unwrap().stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_answers_does_not_keep_its_connection_slot() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use tokio::io::AsyncWriteExt;
+
+    let pki = Pki::new("noread");
+    let clock = ManualClock::new(t0());
+    // One slot: while a stuck connection holds it, nobody else is served.
+    let cfg = CollectorConfig {
+        max_connections: 1,
+        request_timeout: Duration::from_secs(1),
+        handshake_timeout: Duration::from_secs(2),
+        ..config(&pki)
+    };
+    let c = Running::start(&pki, cfg, &clock).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(c.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
+    // Pipelined requests, answers never read: the collector's writes to it stall for good.
+    let flood = tokio::spawn(async move {
+        let requests = b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n".repeat(64);
+        while s.write_all(&requests).await.is_ok() {}
+    });
+    // Another client still gets its answer once the stuck one is cut off.
+    let a = c.stats("").await;
+    assert_eq!(a.status, StatusCode::OK);
+    flood.abort();
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_slot() {
+    use tokio::io::AsyncReadExt;
+
+    let pki = Pki::new("peraddr");
+    let clock = ManualClock::new(t0());
+    let cfg = CollectorConfig {
+        max_connections: 4,
+        max_connections_per_address: 2,
+        // Longer than the client's own wait: a held slot stays held for the whole test.
+        handshake_timeout: Duration::from_secs(60),
+        ..config(&pki)
+    };
+    let c = Running::start(&pki, cfg, &clock).await;
+    // Another loopback address opens as many TCP connections as there are slots, and never
+    // starts TLS.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        held.push(socket.connect(c.addr).await.unwrap());
+    }
+    // Past its share, its connections are closed at once.
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, held[3].read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0);
+    // Everyone else is still served.
+    assert_eq!(c.stats("").await.status, StatusCode::OK);
+    drop(held);
+    c.stop().await;
+}

@@ -435,3 +435,27 @@ async fn the_binary_reports_says_so_loudly_and_shows_it() {
     }
     assert!(!out.contains("TopSecret"), "{out}");
 }
+
+#[tokio::test]
+async fn an_action_that_fails_mid_gather_sends_nothing_until_a_whole_gather_succeeds() {
+    let dir = TempDir::new("midgather");
+    let sim = sim().await;
+    // CoreStatus is never answered: the proxy answers it `Response: Error` (timeout) while the
+    // server stays connected and the other actions are answered.
+    sim.set_hold(Some("CoreStatus"));
+    let mut collector = FakeCollector::start(&dir.0).await;
+    let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
+    cfg.action_timeout = Duration::from_millis(200);
+    let proxy = spawn_proxy(cfg).await;
+    // A failed gather is retried (after the backoff), not sent half empty.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sim.received().iter().filter(|m| m.action() == Some("CoreStatus")).count() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the failed gather was not retried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sim.set_hold(None);
+    let first = collector.next().await;
+    assert_eq!(first.method, "POST");
+    assert_eq!(first.body["asterisk"]["stats"]["run_time"]["startup_time"], "2026-11-22 10:39:23", "{}", first.body);
+    proxy.stop().await;
+}

@@ -229,8 +229,9 @@ async fn stats(collector: &Collector, req: &Request<Incoming>, peer: SocketAddr)
         return json_bytes(StatusCode::OK, body);
     }
     let since = now(collector) - chrono::Duration::days(i64::from(days));
-    let report = match collector.inner.db.aggregate_since(since).await {
-        Ok(a) => a.finish(days, since, collector.config().min_group),
+    let min_group = collector.config().min_group;
+    let report = match collector.inner.db.aggregate_since(since, min_group).await {
+        Ok(a) => a.finish(days, since, min_group),
         Err(e) => return internal(&e),
     };
     match serde_json::to_vec(&report) {

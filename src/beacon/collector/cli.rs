@@ -54,7 +54,11 @@ pub struct ServeArgs {
     /// Connections served at once.
     #[arg(long, value_name = "N", default_value_t = CollectorConfig::default().max_connections)]
     pub max_connections: usize,
-    /// Seconds for a TLS handshake, and for a request's headers and again its body.
+    /// Connections served at once per client address (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = CollectorConfig::default().max_connections_per_address)]
+    pub max_connections_per_address: usize,
+    /// Seconds for a TLS handshake, for a request's headers and again its body, and for a stalled
+    /// answer.
     #[arg(long, value_name = "SECS", default_value_t = CollectorConfig::default().request_timeout.as_secs())]
     pub request_timeout: u64,
 }
@@ -74,6 +78,7 @@ impl ServeArgs {
             stats_cache: Duration::from_secs(self.stats_cache_secs),
             max_stats_days: self.max_stats_days.max(1),
             max_connections: self.max_connections.max(1),
+            max_connections_per_address: self.max_connections_per_address,
             handshake_timeout: timeout,
             request_timeout: timeout,
             ..CollectorConfig::default()
@@ -152,6 +157,8 @@ mod tests {
             "7",
             "--max-connections",
             "8",
+            "--max-connections-per-address",
+            "6",
             "--request-timeout",
             "9",
         ])
@@ -160,6 +167,7 @@ mod tests {
         assert_eq!((c.register_per_hour, c.update_per_hour, c.stats_per_hour), (1, 2, 0));
         assert_eq!((c.max_body, c.limits, c.min_group), (100, Limits { max_modules: 3, max_string: 4 }, 5));
         assert_eq!((c.stats_cache, c.max_stats_days, c.max_connections), (Duration::ZERO, 7, 8));
+        assert_eq!(c.max_connections_per_address, 6);
         assert_eq!((c.request_timeout, c.handshake_timeout), (Duration::from_secs(9), Duration::from_secs(9)));
         assert!(parse(&["--register-per-hour", "-1"]).is_err());
         assert!(Wrapper::try_parse_from(["x", "--db", "b.db"]).is_err(), "certificate and key are required");

@@ -216,19 +216,33 @@ impl Db {
     }
 
     /// Counts the servers seen at or after `since`, one row at a time, from their stored facts,
-    /// on the reading connection (WAL lets it run beside writes).
+    /// on the reading connection (WAL lets it run beside writes); a second pass over the module
+    /// lists, in the same read transaction, counts the servers running a module folded at
+    /// `min_group`.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn aggregate_since(&self, since: DateTime<Utc>) -> Result<Aggregator, CollectorError> {
+    pub async fn aggregate_since(&self, since: DateTime<Utc>, min_group: u64) -> Result<Aggregator, CollectorError> {
         self.run_on(&self.reader, move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT version_name, os_name, machine, modules FROM servers WHERE last_seen >= ?1")?;
-            let mut rows = stmt.query([millis(since)])?;
+            let tx = c.transaction()?;
             let mut aggregator = Aggregator::default();
-            while let Some(row) = rows.next()? {
-                let text = |i: usize| row.get_ref(i).map(|v| v.as_str().unwrap_or_default());
-                aggregator.add(text(0)?, text(1)?, text(2)?, text(3)?);
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT version_name, os_name, machine, modules FROM servers WHERE last_seen >= ?1",
+                )?;
+                let mut rows = stmt.query([millis(since)])?;
+                while let Some(row) = rows.next()? {
+                    let text = |i: usize| row.get_ref(i).map(|v| v.as_str().unwrap_or_default());
+                    aggregator.add(text(0)?, text(1)?, text(2)?, text(3)?);
+                }
+            }
+            let folded = aggregator.folded_modules(min_group);
+            if !folded.is_empty() {
+                let mut stmt = tx.prepare_cached("SELECT modules FROM servers WHERE last_seen >= ?1")?;
+                let mut rows = stmt.query([millis(since)])?;
+                while let Some(row) = rows.next()? {
+                    aggregator.add_folded(row.get_ref(0)?.as_str().unwrap_or_default(), &folded);
+                }
             }
             Ok(aggregator)
         })

@@ -61,9 +61,14 @@ pub struct CollectorConfig {
     pub max_stats_days: u32,
     /// Connections served at once; more wait in the listen backlog. Default 1024.
     pub max_connections: usize,
+    /// Connections served at once per client address (IPv6: per /64, as the rate limits); more
+    /// are closed as soon as they are accepted, so that one address cannot take every slot of
+    /// `max_connections`. 0: no limit. Default 32.
+    pub max_connections_per_address: usize,
     /// Time for a TLS handshake. Default 10 s.
     pub handshake_timeout: Duration,
-    /// Time for a client to send a request's headers, and again for its body. Default 30 s.
+    /// Time for a client to send a request's headers, and again for its body; also the longest
+    /// a write to a client may make no progress. Default 30 s.
     pub request_timeout: Duration,
     /// At shutdown, how long requests in flight may take to finish. Default 10 s.
     pub shutdown_grace: Duration,
@@ -82,6 +87,7 @@ impl Default for CollectorConfig {
             stats_cache: Duration::from_secs(60),
             max_stats_days: 3650,
             max_connections: 1024,
+            max_connections_per_address: 32,
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
@@ -207,6 +213,7 @@ pub async fn serve(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(collector.config().max_connections.max(1)));
+    let per_address = PerAddress::new(collector.config().max_connections_per_address);
     let mut forget = tokio::time::interval(FORGET_IDLE_EVERY);
     tokio::pin!(shutdown);
     loop {
@@ -231,16 +238,21 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(address_slot) = per_address.enter(peer.ip()) else {
+            tracing::debug!(%peer, "beacon collector: too many connections from this address, closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (collector, acceptor, cancel) = (collector.clone(), acceptor.clone(), cancel.clone());
         tracker.spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, address_slot);
             let timeout = collector.config().handshake_timeout;
             let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "beacon collector: TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "beacon collector: TLS handshake timed out"),
             };
+            let tls = StallLimit::new(tls, collector.config().request_timeout);
             serve_connection(collector, tls, peer, cancel).await;
         });
     }
@@ -277,6 +289,126 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// Open connections per client address ([`rate::key`]), within a limit.
+#[derive(Clone)]
+struct PerAddress {
+    limit: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One open connection of an address; dropping it frees its place.
+struct AddressSlot {
+    of: PerAddress,
+    key: std::net::IpAddr,
+}
+
+impl PerAddress {
+    fn new(limit: usize) -> Self {
+        PerAddress { limit, open: Arc::default() }
+    }
+
+    /// A place for one more connection of `peer`, `None` when it has its limit already.
+    fn enter(&self, peer: std::net::IpAddr) -> Option<AddressSlot> {
+        let key = rate::key(peer);
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(key).or_insert(0);
+        if self.limit > 0 && *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot { of: self.clone(), key })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A connection whose writes fail once they have made no progress for `limit`: a client that
+/// stops reading its answers (its window closed) would otherwise keep its connection, and its
+/// slot of [`CollectorConfig::max_connections`], forever; hyper has no write timeout.
+struct StallLimit<I> {
+    io: I,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> StallLimit<I> {
+    fn new(io: I, limit: Duration) -> Self {
+        StallLimit { io, limit, stalled: None }
+    }
+
+    /// After a write that did not go through: pending until `limit` has passed since the first
+    /// such write, then an error.
+    fn check<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client has not read its answer in time",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallLimit<I> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallLimit<I> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.check(cx, poll)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.check(cx, poll)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
+        this.check(cx, poll)
     }
 }
 

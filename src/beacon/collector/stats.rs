@@ -6,7 +6,7 @@
 //! `"other"` group, so a rare version or module cannot point at one installation. Empty values
 //! count as `"unknown"`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,9 @@ pub struct Aggregator {
     modules: HashMap<String, u64>,
     systems: HashMap<String, u64>,
     machines: HashMap<String, u64>,
+    /// Servers running at least one module that is folded into `"other"` (a second pass, see
+    /// [`Aggregator::add_folded`]): a server with three rare modules is one server there.
+    module_other: u64,
 }
 
 fn bump(map: &mut HashMap<String, u64>, key: &str) {
@@ -124,6 +127,24 @@ impl Aggregator {
         self.add(&f.version, &f.os, &f.machine, &f.modules);
     }
 
+    /// After every server was added: the module names [`Aggregator::finish`] folds into
+    /// `"other"` at `min_group`.
+    pub fn folded_modules(&self, min_group: u64) -> HashSet<String> {
+        self.modules
+            .iter()
+            .filter(|(name, n)| **n < min_group || *name == OTHER)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The second pass: counts one server (its `modules`, one name a line) in the modules'
+    /// `"other"` group when it runs any of `folded`.
+    pub fn add_folded(&mut self, modules: &str, folded: &HashSet<String>) {
+        if !folded.is_empty() && modules.lines().any(|n| folded.contains(n.trim())) {
+            self.module_other += 1;
+        }
+    }
+
     /// The answer, with groups under `min_group` servers folded.
     pub fn finish(self, days: u32, since: DateTime<Utc>, min_group: u64) -> StatsReport {
         StatsReport {
@@ -132,7 +153,7 @@ impl Aggregator {
             min_group,
             servers: self.servers,
             asterisk_versions: fold(self.versions, min_group),
-            modules: fold(self.modules, min_group),
+            modules: fold_servers(self.modules, min_group, self.module_other),
             operating_systems: fold(self.systems, min_group),
             machines: fold(self.machines, min_group),
         }
@@ -142,10 +163,25 @@ impl Aggregator {
 /// Aggregates `reports` (the latest report of each server seen since `since`).
 pub fn aggregate(days: u32, since: DateTime<Utc>, min_group: u64, reports: &[ServerReport]) -> StatsReport {
     let mut a = Aggregator::default();
-    for r in reports {
-        a.add_facts(&Facts::of(r));
+    let facts: Vec<Facts> = reports.iter().map(Facts::of).collect();
+    for f in &facts {
+        a.add_facts(f);
+    }
+    let folded = a.folded_modules(min_group);
+    for f in &facts {
+        a.add_folded(&f.modules, &folded);
     }
     a.finish(days, since, min_group)
+}
+
+/// [`fold`] for groups that a server can be in several of (modules): `"other"` is
+/// `other_servers`, the servers in any folded group, not the sum of the folded groups.
+fn fold_servers(groups: HashMap<String, u64>, min_group: u64, other_servers: u64) -> Vec<Group> {
+    let mut out = fold(groups, min_group);
+    if let Some(other) = out.last_mut().filter(|g| g.name == OTHER) {
+        other.servers = other_servers;
+    }
+    out
 }
 
 /// Folds the groups under `min_group` servers into `"other"`; largest first, then by name, with
@@ -224,6 +260,19 @@ mod tests {
         let all = aggregate(30, DateTime::default(), 1, &reports);
         assert!(all.asterisk_versions.contains(&g(UNKNOWN, 1)));
         assert!(aggregate(30, DateTime::default(), 3, &[]).modules.is_empty());
+    }
+
+    #[test]
+    fn the_other_module_group_counts_servers_not_modules() {
+        let common = [("chan_pjsip.so", "Running")];
+        let mut reports: Vec<_> = (0..3).map(|_| report("22.1.0", "Linux", &common)).collect();
+        // One server with three rare modules, one with a module literally named "other".
+        reports.push(report("22.1.0", "Linux", &[("chan_pjsip.so", ""), ("a.so", ""), ("b.so", ""), ("c.so", "")]));
+        reports.push(report("22.1.0", "Linux", &[("other", "")]));
+        let s = aggregate(30, DateTime::default(), 3, &reports);
+        assert_eq!(s.servers, 5);
+        let g = |name: &str, servers| Group { name: name.into(), servers };
+        assert_eq!(s.modules, vec![g("chan_pjsip.so", 4), g(OTHER, 2)]);
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl BeaconConfig {
                 match raw.key.as_str() {
                     "url" => {
                         t.url = url(&v)?;
-                        if t.url == PUBLIC_URL {
+                        if reqwest::Url::parse(&t.url).is_ok_and(|u| super::is_public_host(&u)) {
                             public_line = Some(raw.line);
                         }
                     }

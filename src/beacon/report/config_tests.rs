@@ -107,6 +107,27 @@ fn dev_mode_refuses_the_public_server() {
     assert!(parse("[asterisk]\nurl = public\n").is_ok());
     let (cfg, _) = BeaconConfig::parse(text, Path::new("beacon.conf"), false).unwrap();
     assert_eq!(cfg.targets[0].url, PUBLIC_URL);
+    // The public host under any path, in any case, or as a fully qualified name (trailing dot).
+    for url in [
+        "https://beacon.asterisk.org/api/v2",
+        "https://BEACON.Asterisk.org/api/v1",
+        "https://beacon.asterisk.org./api/v1",
+        "https://beacon.asterisk.org:443/",
+    ] {
+        let err = parse(&format!("[general]\nenabled = yes\n[asterisk]\nurl = {url}\n")).unwrap_err().to_string();
+        assert!(err.starts_with("beacon.conf:4:") && err.contains("dev mode"), "{url}: {err}");
+    }
+    assert!(parse("[general]\nenabled = yes\n[t]\nurl = https://beacon.asterisk.org.example/api\n").is_ok());
+}
+
+#[test]
+fn dev_mode_clients_refuse_the_public_host_however_written() {
+    for url in
+        ["https://beacon.asterisk.org/api/v1", "https://beacon.asterisk.org./api/v1", "https://Beacon.Asterisk.Org.."]
+    {
+        let err = super::super::send::Sender::new(&Target::new("t", url)).unwrap_err();
+        assert!(matches!(err, super::super::send::SendError::DevMode), "{url}: {err}");
+    }
 }
 
 #[test]

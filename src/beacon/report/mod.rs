@@ -27,6 +27,12 @@ pub const PUBLIC_URL: &str = "https://beacon.asterisk.org/api/v1";
 /// The host of [`PUBLIC_URL`], refused in dev mode whatever the path.
 pub const PUBLIC_HOST: &str = "beacon.asterisk.org";
 
+/// Whether `url` is on the public Beacon server's host ([`PUBLIC_HOST`]), whatever its path, port
+/// or case, and also written as a fully qualified name (`beacon.asterisk.org.`).
+pub fn is_public_host(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|h| h.trim_end_matches('.').eq_ignore_ascii_case(PUBLIC_HOST))
+}
+
 /// The environment variable that turns dev mode on (`1`, `yes`, `true`).
 pub const DEV_ENV: &str = "ASTMANPROXY_BEACON_DEV";
 

@@ -64,7 +64,7 @@ impl Sender {
     pub fn new(target: &Target) -> Result<Sender, SendError> {
         let url = reqwest::Url::parse(&target.url)
             .map_err(|e| SendError::CaPath { path: target.url.clone(), message: format!("not a URL: {e}") })?;
-        if dev_mode() && url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(PUBLIC_HOST)) {
+        if dev_mode() && super::is_public_host(&url) {
             return Err(SendError::DevMode);
         }
         let mut builder = reqwest::Client::builder()
@@ -84,7 +84,9 @@ impl Sender {
             }
         }
         if let Some(proxy) = &target.proxy {
-            let mut p = reqwest::Proxy::https(format!("http://{}:{}", proxy.host, proxy.port))?;
+            // An IPv6 address goes in brackets (`[::1]:3128`).
+            let host = if proxy.host.contains(':') { format!("[{}]", proxy.host) } else { proxy.host.clone() };
+            let mut p = reqwest::Proxy::https(format!("http://{host}:{}", proxy.port))?;
             if let Some((user, pass)) = &proxy.auth {
                 p = p.basic_auth(user, pass.expose());
             }
@@ -131,12 +133,12 @@ pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>
 }
 
 async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Answer<T>, String> {
-    let mut response = request.send().await.map_err(|e| describe(&e))?;
+    let mut response = request.send().await.map_err(describe)?;
     let status = response.status();
     let retry_after =
         response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+    while let Some(chunk) = response.chunk().await.map_err(describe)? {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Ok(Answer::Status {
                 code: None,
@@ -158,14 +160,43 @@ async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result
     }
 }
 
-/// The error with its causes (reqwest's own text is only the outermost).
-fn describe(e: &reqwest::Error) -> String {
+/// The error with its causes (reqwest's own text is only the outermost), for the log. The url
+/// it names loses its query: `tokenId` is a secret.
+fn describe(mut e: reqwest::Error) -> String {
+    if let Some(url) = e.url_mut() {
+        url.set_query(None);
+    }
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_update_does_not_put_the_token_in_its_error() {
+        // A port nothing listens on: the request fails before any answer.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut target = Target::new("t", format!("https://127.0.0.1:{port}/api/v1"));
+        target.timeout = std::time::Duration::from_secs(5);
+        let sender = Sender::new(&target).unwrap();
+        let err = sender.update("srv-1", "SecretToken42", &ServerReport::default()).await.unwrap_err();
+        assert!(err.contains("127.0.0.1"), "{err}");
+        assert!(!err.contains("SecretToken42"), "the token reached the error text: {err}");
+    }
+
+    #[test]
+    fn a_proxy_on_an_ipv6_address_is_usable() {
+        let mut target = Target::new("t", "https://127.0.0.1:1/api/v1");
+        target.proxy = Some(super::super::ProxySetting::parse("user:pw@[::1]:3128").unwrap());
+        assert_eq!(target.proxy.as_ref().unwrap().host, "::1");
+        Sender::new(&target).unwrap();
+    }
 }
