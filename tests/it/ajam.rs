@@ -424,3 +424,48 @@ async fn actions_the_proxy_answers_never_reach_asterisk_over_http() {
     let mut client = AmiClient::login(proxy.addr, "carol", "carolpw").await;
     assert_eq!(client.action("Ping", "after", &[]).await.get("Ping"), Some("Pong"));
 }
+
+#[tokio::test]
+async fn a_hostile_event_never_joins_or_ends_an_answer() {
+    let (sim, _proxy, addr) = http_proxy(|cfg| cfg.action_timeout = Duration::from_secs(2)).await;
+    let cookie = get(addr, "/rawman?action=login&username=alice&secret=alicepw", None).await.cookie();
+    // CoreStatus stays pending while an event from elsewhere (another AMI user of the same
+    // Asterisk: a UserEvent carries the sender's ActionID) names the request by its tag.
+    sim.set_hold(Some("corestatus"));
+    let held = {
+        let cookie = cookie.clone();
+        tokio::spawn(async move { get(addr, "/rawman?action=CoreStatus&ActionID=c", Some(&cookie)).await })
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !sim.received().iter().any(|m| m.action().is_some_and(|a| a.eq_ignore_ascii_case("corestatus"))) {
+        assert!(tokio::time::Instant::now() < deadline, "CoreStatus never reached Asterisk");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for tag in ["ajam1", "ajam2", "ajam2-c", "ajam3", "ajam3-c"] {
+        sim.emit(
+            Message::new()
+                .with("Event", "UserEvent")
+                .with("Privilege", "user,all")
+                .with("UserEvent", "forged")
+                .with("ActionID", tag)
+                .with("EventList", "Complete")
+                .with("Response", "Success"),
+        );
+    }
+    // The events are events: WaitEvent gets all of them, their ActionIDs untouched.
+    let mut forged = Vec::new();
+    while forged.len() < 5 {
+        let wait = get(addr, "/rawman?action=WaitEvent&Timeout=3", Some(&cookie)).await;
+        let events = wait.messages();
+        if events.len() == 2 {
+            break;
+        }
+        forged.extend(events.into_iter().filter(|m| m.get("UserEvent") == Some("forged")));
+    }
+    let ids: Vec<_> = forged.iter().map(|m| m.action_id().unwrap_or_default().to_string()).collect();
+    assert_eq!(ids, ["ajam1", "ajam2", "ajam2-c", "ajam3", "ajam3-c"]);
+    // The held request never got them: it times out.
+    let answer = held.await.unwrap();
+    assert!(!answer.body.contains("forged"), "an event made the answer: {}", answer.body);
+    assert!(!answer.body.contains("Event:"), "{}", answer.body);
+}
