@@ -12,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -51,13 +53,16 @@ pub struct Front {
     pub tracker: TaskTracker,
     /// The AJAM cookie sessions.
     pub sessions: Sessions,
+    /// `maxclients`: shared by the AMI port's connections and the WebSocket sessions.
+    pub limit: Arc<Semaphore>,
 }
 
 impl Front {
     /// The HTTP front of `hub`; its sessions and connections end at `cancel`.
     pub fn new(hub: Hub, cancel: CancellationToken, tracker: TaskTracker) -> Self {
         let sessions = Sessions::new(hub.clone(), cancel.clone(), tracker.clone());
-        Self { hub, cancel, tracker, sessions }
+        let limit = Arc::new(Semaphore::new(hub.config().max_clients.max(1)));
+        Self { hub, cancel, tracker, sessions, limit }
     }
 }
 

@@ -68,6 +68,11 @@ pub async fn handle(mut req: Request<Incoming>, peer: SocketAddr, front: &Front)
     if !same_origin(&req) {
         return plain(StatusCode::FORBIDDEN, "cross-origin WebSocket refused");
     }
+    // A socket is a client connection: it holds a `maxclients` place as long as it is open.
+    let Ok(permit) = front.limit.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "connection limit reached (maxclients); refusing WebSocket");
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections to the proxy (maxclients)");
+    };
     let user = if req.headers().contains_key(header::AUTHORIZATION) {
         match actions::authenticate_user(&req, peer, &front.hub).await {
             Ok((user, _)) => user,
@@ -84,6 +89,7 @@ pub async fn handle(mut req: Request<Incoming>, peer: SocketAddr, front: &Front)
             Ok(upgraded) => bridge(TokioIo::new(upgraded), peer, user, bridge_front).await,
             Err(e) => tracing::debug!(%peer, error = %e, "WebSocket upgrade failed"),
         }
+        drop(permit);
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
