@@ -56,6 +56,8 @@ pub async fn handle(
     // A session opened only to answer this one request (HTTP Basic, no cookie, not a Login or a
     // WaitEvent) is closed again after it.
     let mut transient = false;
+    // A session opened by this request, whose cookie nobody has yet.
+    let mut opened = false;
     if let Some((user, secret)) = &request.basic {
         if let Err(response) = check_credentials(user, secret, peer, hub).await {
             return response;
@@ -65,6 +67,7 @@ pub async fn handle(
             if session.is_none() {
                 return too_many_sessions();
             }
+            opened = true;
             transient = request.session.is_none() && name != "login" && name != "waitevent";
         }
     } else if basic_required {
@@ -76,6 +79,7 @@ pub async fn handle(
         // proxy answers itself (only for this request, but for WaitEvent).
         None if name == "login" || (!hub.config().auth_required && answered_by_proxy(&action)) => {
             transient = name != "login" && name != "waitevent";
+            opened = true;
             match front.sessions.open(peer, None) {
                 Some(s) => s,
                 None => return too_many_sessions(),
@@ -95,6 +99,9 @@ pub async fn handle(
             return answer(&[denied], render, &new_session_id(), front);
         }
     };
+    // When the HTTP client goes away mid-request, hyper drops this future: a session it opened
+    // is closed then instead of waiting for the reaper.
+    let mut close_if_dropped = CloseOnDrop(opened.then(|| session.clone()));
     let authenticated = session.user().is_some() || !hub.config().auth_required;
     let messages = if name == "waitevent" {
         if !authenticated {
@@ -116,10 +123,22 @@ pub async fn handle(
             }
         }
     };
+    close_if_dropped.0 = None;
     if name == "logoff" || transient {
         session.close();
     }
     answer(&messages, render, session.id(), front)
+}
+
+/// Closes the session it holds when dropped.
+struct CloseOnDrop(Option<Arc<Session>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(session) = self.0.take() {
+            session.close();
+        }
+    }
 }
 
 /// `WaitEvent`: the queued events, or the first to come within `Timeout` seconds (at most

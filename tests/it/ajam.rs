@@ -469,3 +469,31 @@ async fn a_hostile_event_never_joins_or_ends_an_answer() {
     assert!(!answer.body.contains("forged"), "an event made the answer: {}", answer.body);
     assert!(!answer.body.contains("Event:"), "{}", answer.body);
 }
+
+#[tokio::test]
+async fn a_request_whose_client_went_away_leaves_no_session() {
+    let (sim, proxy, addr) = http_proxy(|cfg| cfg.http.session_timeout = Duration::from_secs(600)).await;
+    sim.set_hold(Some("corestatus"));
+    // Basic without a cookie: a session for this one request; the client hangs up before the
+    // answer.
+    let basic = "Authorization: Basic Y2Fyb2w6Y2Fyb2xwdw==\r\n"; // carol:carolpw
+    let mut held = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /rawman?action=CoreStatus HTTP/1.1\r\nHost: t\r\n{basic}\r\n");
+    held.write_all(request.as_bytes()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !sim.received().iter().any(|m| m.action().is_some_and(|a| a.eq_ignore_ascii_case("corestatus"))) {
+        assert!(tokio::time::Instant::now() < deadline, "CoreStatus never reached Asterisk");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(held);
+    let mut tcp = AmiClient::login(proxy.addr, "bob", "bobpw").await;
+    loop {
+        tcp.send(&Message::new().with("ProxyAction", "ListSessions").with("ActionID", "ls")).await;
+        let list = tcp.recv_until(|m| m.action_id() == Some("ls")).await;
+        if !list.get_all("ProxyClientUser").any(|u| u == "carol") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the session outlived its request: {list:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
