@@ -187,7 +187,7 @@ fn answer(messages: &[Message], render: Render, session_id: &str, front: &Front)
         Render::Format(format) => body(messages, format),
     };
     let max_age = front.hub.config().http.session_timeout.as_secs();
-    let cookie = format!("mansession_id=\"{session_id}\"; Version=1; Max-Age={max_age}; HttpOnly");
+    let cookie = format!("mansession_id=\"{session_id}\"; Version=1; Max-Age={max_age}; HttpOnly; SameSite=Strict");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }

@@ -123,7 +123,7 @@ fn websocket_key(req: &Request<Incoming>) -> Option<String> {
 /// A browser's upgrade must come from a page of this proxy (`Origin` matches `Host`): a page of
 /// another site cannot ride on credentials the browser keeps. Clients that send no `Origin`
 /// (not browsers) pass.
-fn same_origin(req: &Request<Incoming>) -> bool {
+pub(super) fn same_origin(req: &Request<Incoming>) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN) else { return true };
     let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let origin = origin.to_str().unwrap_or_default();

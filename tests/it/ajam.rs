@@ -497,3 +497,36 @@ async fn a_request_whose_client_went_away_leaves_no_session() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn requests_from_another_sites_pages_are_refused() {
+    let (_sim, _proxy, addr) = http_proxy(|_| {}).await;
+    let login = get(addr, "/rawman?action=login&username=alice&secret=alicepw", None).await;
+    // Browsers never add the cookie to a request another site's page makes.
+    assert!(login.header("set-cookie").ends_with("; HttpOnly; SameSite=Strict"), "{}", login.header("set-cookie"));
+    let cookie = login.cookie();
+    let basic = "Authorization: Basic YWxpY2U6YWxpY2Vwdw==\r\n"; // alice:alicepw
+                                                                 // A form on another site posting to the proxy: the browser adds the session cookie or the
+                                                                 // Basic credentials it keeps, and an Origin (or Sec-Fetch-Site) naming the other site.
+    let form = "action=Originate&Channel=PJSIP/premium&Exten=1&Context=x&Priority=1&ActionID=o";
+    for (path, credentials, site) in [
+        ("/rawman", format!("Cookie: {cookie}\r\n"), "Origin: http://evil.example\r\n"),
+        ("/", basic.to_string(), "Origin: http://evil.example\r\n"),
+        ("/json", basic.to_string(), "Origin: null\r\n"),
+        ("/mxml", format!("Cookie: {cookie}\r\n"), "Sec-Fetch-Site: cross-site\r\n"),
+    ] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\n{credentials}{site}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        );
+        let answer = exchange(addr, &request).await;
+        assert_eq!(answer.status, 403, "{path} {site}: {}", answer.body);
+    }
+    // The proxy's own page, and clients that are not browsers, are served.
+    for site in ["Origin: http://t\r\n", "Sec-Fetch-Site: same-origin\r\n", ""] {
+        let request =
+            format!("GET /rawman?action=Ping&ActionID=s HTTP/1.1\r\nHost: t\r\nCookie: {cookie}\r\n{site}Connection: close\r\n\r\n");
+        let answer = exchange(addr, &request).await;
+        assert!(answer.body.contains("Ping: Pong"), "{site}: {}", answer.body);
+    }
+}
