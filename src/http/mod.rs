@@ -9,9 +9,9 @@
 //! - `/` without an action: the live events page ([`page`]).
 //!
 //! HTTP-level problems get their status codes (400, 401, 403, 404, 405, 413, 504) and a short
-//! body. Actions from a page of another site (an `Origin` other than the proxy's, or
-//! `Sec-Fetch-Site: cross-site`) get 403: the browser would have added the user's cookie or Basic
-//! credentials.
+//! body. Actions from a page of another site (an `Origin` other than the proxy's, or a
+//! `Sec-Fetch-Site` other than `same-origin` or `none`) get 403: the browser would have added
+//! the user's cookie or Basic credentials.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -152,7 +152,9 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Respo
     if !matches!(*req.method(), Method::GET | Method::POST) {
         return method_not_allowed();
     }
-    if !ws::same_origin(&req) || req.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site") {
+    let other_site =
+        req.headers().get("sec-fetch-site").is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+    if !ws::same_origin(&req) || other_site {
         // A page of another site making the browser send an action: the browser would add the
         // session cookie or the Basic credentials it keeps (cross-site request forgery).
         return plain(StatusCode::FORBIDDEN, "cross-origin request refused");

@@ -514,6 +514,7 @@ async fn requests_from_another_sites_pages_are_refused() {
         ("/", basic.to_string(), "Origin: http://evil.example\r\n"),
         ("/json", basic.to_string(), "Origin: null\r\n"),
         ("/mxml", format!("Cookie: {cookie}\r\n"), "Sec-Fetch-Site: cross-site\r\n"),
+        ("/rawman", format!("Cookie: {cookie}\r\n"), "Sec-Fetch-Site: same-site\r\n"),
     ] {
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: t\r\n{credentials}{site}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
@@ -523,7 +524,7 @@ async fn requests_from_another_sites_pages_are_refused() {
         assert_eq!(answer.status, 403, "{path} {site}: {}", answer.body);
     }
     // The proxy's own page, and clients that are not browsers, are served.
-    for site in ["Origin: http://t\r\n", "Sec-Fetch-Site: same-origin\r\n", ""] {
+    for site in ["Origin: http://t\r\n", "Sec-Fetch-Site: same-origin\r\n", "Sec-Fetch-Site: none\r\n", ""] {
         let request =
             format!("GET /rawman?action=Ping&ActionID=s HTTP/1.1\r\nHost: t\r\nCookie: {cookie}\r\n{site}Connection: close\r\n\r\n");
         let answer = exchange(addr, &request).await;
