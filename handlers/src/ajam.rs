@@ -11,8 +11,8 @@
 //! characters other than ASCII letters and digits replaced by `_`, a leading digit prefixed with
 //! `_`, and a repeated name numbered (`output`, `output-2`, ...), as Asterisk's `xml_translate`
 //! does, so the result is always well formed. Values are escaped (`&`, `<`, `>`, `'`, `"`); control
-//! characters and the non-characters U+FFFE and U+FFFF, which XML 1.0 forbids, become spaces. A `Response: Follows` body becomes `output`
-//! attributes, one per line. `/rawman` bodies are plain AMI ([`crate::standard::encode`]).
+//! characters and the non-characters U+FFFE and U+FFFF, which XML 1.0 forbids, become spaces.
+//! A `Response: Follows` body becomes `output` attributes, one per line. `/rawman` bodies are plain AMI ([`crate::standard::encode`]).
 
 use std::collections::HashMap;
 
