@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -127,7 +126,8 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
     if let Some(tls) = &tls_listener {
         tracing::info!(addr = %tls.local_addr().map_err(|e| io_error("TLS listener address", e))?, "accepting TLS AMI clients");
     }
-    let limit = Arc::new(Semaphore::new(hub.config().max_clients.max(1)));
+    // WebSocket sessions take their room from the same `maxclients`.
+    let limit = front.limit.clone();
     tracing::info!(addr = %listener.local_addr().map_err(|e| io_error("listener address", e))?, "accepting AMI clients");
     tokio::pin!(shutdown);
     loop {

@@ -11,8 +11,8 @@
 //! characters other than ASCII letters and digits replaced by `_`, a leading digit prefixed with
 //! `_`, and a repeated name numbered (`output`, `output-2`, ...), as Asterisk's `xml_translate`
 //! does, so the result is always well formed. Values are escaped (`&`, `<`, `>`, `'`, `"`); control
-//! characters, which XML 1.0 forbids, become spaces. A `Response: Follows` body becomes `output`
-//! attributes, one per line. `/rawman` bodies are plain AMI ([`crate::standard::encode`]).
+//! characters and the non-characters U+FFFE and U+FFFF, which XML 1.0 forbids, become spaces.
+//! A `Response: Follows` body becomes `output` attributes, one per line. `/rawman` bodies are plain AMI ([`crate::standard::encode`]).
 
 use std::collections::HashMap;
 
@@ -74,7 +74,7 @@ fn escape_value(value: &str, out: &mut BytesMut) {
             '&' => out.put_slice(b"&amp;"),
             '\'' => out.put_slice(b"&apos;"),
             '"' => out.put_slice(b"&quot;"),
-            c if c.is_control() => out.put_u8(b' '),
+            c if c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}') => out.put_u8(b' '),
             c => {
                 let mut buf = [0u8; 4];
                 out.put_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -123,6 +123,20 @@ mod tests {
                 Err(e) => panic!("not well formed: {e}: {t}"),
             }
         }
+    }
+
+    /// Whether every character of `text` is one XML 1.0 allows (its `Char` production).
+    fn only_xml_chars(text: &str) -> bool {
+        text.chars()
+            .all(|c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..))
+    }
+
+    #[test]
+    fn values_forbidden_in_xml_become_spaces() {
+        let m = Message::new().with("Event", "UserEvent").with("Note", "a\u{FFFE}b\u{FFFF}c\u{1}d\u{10FFFF}");
+        let t = text(&[m]);
+        assert!(only_xml_chars(&t), "{t:?}");
+        assert!(t.contains("note='a b c d\u{10FFFF}'"), "{t:?}");
     }
 
     #[test]

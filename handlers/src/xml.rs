@@ -44,9 +44,10 @@ fn element(out: &mut BytesMut, name: &str, value: &str) {
     out.put_slice(b" <");
     out.put_slice(name.as_bytes());
     out.put_slice(b" Value=\"");
-    // Control characters are not allowed in XML 1.0 at all: they become spaces.
-    if value.chars().any(char::is_control) {
-        let clean: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    // Control characters and U+FFFE, U+FFFF are not allowed in XML 1.0 at all: they become spaces.
+    let forbidden = |c: char| c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}');
+    if value.chars().any(forbidden) {
+        let clean: String = value.chars().map(|c| if forbidden(c) { ' ' } else { c }).collect();
         out.put_slice(escape(clean.as_str()).as_bytes());
     } else {
         out.put_slice(escape(value).as_bytes());
@@ -141,6 +142,15 @@ mod tests {
         let mut out = BytesMut::new();
         encode(m, &mut out);
         String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn values_forbidden_in_xml_become_spaces() {
+        let t = text(&Message::new().with("Event", "UserEvent").with("Note", "a\u{FFFE}b\u{FFFF}c\u{1}d"));
+        let xml_char =
+            |c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+        assert!(t.chars().all(xml_char), "{t:?}");
+        assert!(t.contains("<Note Value=\"a b c d\"/>"), "{t:?}");
     }
 
     #[test]

@@ -142,6 +142,10 @@ pub struct HttpConfig {
     pub detect_timeout: Duration,
     /// `httpmaxbody` (bytes): the largest request body accepted (413 beyond).
     pub max_body: usize,
+    /// `httpallowedorigins`: browser origins (`https://crm.example.com`) allowed to send actions
+    /// and open WebSockets besides the proxy's own pages (a reverse proxy's public name, a web
+    /// app of yours).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -152,6 +156,7 @@ impl Default for HttpConfig {
             event_queue: 1000,
             detect_timeout: Duration::from_millis(100),
             max_body: 64 * 1024,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -175,6 +175,10 @@ impl Config {
                 "httpeventqueue" => c.http.event_queue = v.positive::<usize>()?,
                 "httpdetecttimeout" => c.http.detect_timeout = Duration::from_millis(v.parse("a number of ms")?),
                 "httpmaxbody" => c.http.max_body = v.positive::<usize>()?,
+                "httpallowedorigins" => {
+                    c.http.allowed_origins =
+                        raw.value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect()
+                }
                 "adminlisten" => c.admin_listen = v.optional_parse("an address:port like 127.0.0.1:9180")?,
                 "readyshare" => c.ready_share = v.share()?,
                 "beaconconfig" => c.beacon_config = v.optional().map(PathBuf::from),

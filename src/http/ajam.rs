@@ -58,6 +58,8 @@ pub async fn handle(
     // A session opened only to answer this one request (HTTP Basic, no cookie, not a Login or a
     // WaitEvent) is closed again after it.
     let mut transient = false;
+    // A session opened by this request, whose cookie nobody has yet.
+    let mut opened = false;
     let transport_user = if let Some((user, secret)) = &request.basic {
         if let Err(response) = check_credentials(user, secret, peer, hub).await {
             return response;
@@ -79,6 +81,7 @@ pub async fn handle(
             if session.is_none() {
                 return too_many_sessions();
             }
+            opened = true;
             transient = request.session.is_none() && name != "login" && name != "waitevent";
         }
     }
@@ -88,6 +91,7 @@ pub async fn handle(
         // proxy answers itself (only for this request, but for WaitEvent).
         None if name == "login" || (!hub.config().auth_required && answered_by_proxy(&action)) => {
             transient = name != "login" && name != "waitevent";
+            opened = true;
             match front.sessions.open(peer, None) {
                 Some(s) => s,
                 None => return too_many_sessions(),
@@ -107,6 +111,9 @@ pub async fn handle(
             return answer(&[denied], render, &new_session_id(), front);
         }
     };
+    // When the HTTP client goes away mid-request, hyper drops this future: a session it opened
+    // is closed then instead of waiting for the reaper.
+    let mut close_if_dropped = CloseOnDrop(opened.then(|| session.clone()));
     let authenticated = session.user().is_some() || !hub.config().auth_required;
     let messages = if name == "waitevent" {
         if !authenticated {
@@ -128,10 +135,22 @@ pub async fn handle(
             }
         }
     };
+    close_if_dropped.0 = None;
     if name == "logoff" || transient {
         session.close();
     }
     answer(&messages, render, session.id(), front)
+}
+
+/// Closes the session it holds when dropped.
+struct CloseOnDrop(Option<Arc<Session>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(session) = self.0.take() {
+            session.close();
+        }
+    }
 }
 
 /// `WaitEvent`: the queued events, or the first to come within `Timeout` seconds (at most
@@ -223,7 +242,7 @@ fn answer(messages: &[Message], render: Render, session_id: &str, front: &Front)
         Render::Format(format) => body(messages, format),
     };
     let max_age = front.hub.config().http.session_timeout.as_secs();
-    let cookie = format!("mansession_id=\"{session_id}\"; Version=1; Max-Age={max_age}; HttpOnly");
+    let cookie = format!("mansession_id=\"{session_id}\"; Version=1; Max-Age={max_age}; HttpOnly; SameSite=Strict");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }

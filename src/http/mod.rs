@@ -8,10 +8,14 @@
 //! - `/ws`: a WebSocket carrying JSON actions and events ([`ws`]);
 //! - `/` without an action: the live events page ([`page`]).
 //!
-//! HTTP-level problems get their status codes (400, 401, 404, 405, 413, 504) and a short body.
+//! HTTP-level problems get their status codes (400, 401, 403, 404, 405, 413, 504) and a short
+//! body. Actions from a page of another site (an `Origin` other than the proxy's, or a
+//! `Sec-Fetch-Site` other than `same-origin` or `none`) get 403: the browser would have added
+//! the user's cookie or Basic credentials.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +25,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -52,13 +57,16 @@ pub struct Front {
     pub tracker: TaskTracker,
     /// The AJAM cookie sessions.
     pub sessions: Sessions,
+    /// `maxclients`: shared by the AMI port's connections and the WebSocket sessions.
+    pub limit: Arc<Semaphore>,
 }
 
 impl Front {
     /// The HTTP front of `hub`; its sessions and connections end at `cancel`.
     pub fn new(hub: Hub, cancel: CancellationToken, tracker: TaskTracker) -> Self {
         let sessions = Sessions::new(hub.clone(), cancel.clone(), tracker.clone());
-        Self { hub, cancel, tracker, sessions }
+        let limit = Arc::new(Semaphore::new(hub.config().max_clients.max(1)));
+        Self { hub, cancel, tracker, sessions, limit }
     }
 }
 
@@ -144,6 +152,18 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Respo
     };
     if !matches!(*req.method(), Method::GET | Method::POST) {
         return method_not_allowed();
+    }
+    let allowed = &front.hub.config().http.allowed_origins;
+    let listed =
+        req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).is_some_and(|o| {
+            allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o.trim_end_matches('/')))
+        });
+    let other_site = !listed
+        && req.headers().get("sec-fetch-site").is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+    if !ws::allowed_origin(&req, allowed) || other_site {
+        // A page of another site making the browser send an action: the browser would add the
+        // session cookie or the Basic credentials it keeps (cross-site request forgery).
+        return plain(StatusCode::FORBIDDEN, "cross-origin request refused");
     }
     let request = match ActionRequest::read(req, front.hub.config().http.max_body).await {
         Ok(r) => r,

@@ -4,7 +4,9 @@
 //! in-process pipe, so an HTTP user gets exactly what a TCP client gets: the same login, the same
 //! permissions and event filters, ProxyActions, isolation of answers. A reader task drains the
 //! session's output continuously: answers go to the HTTP request that asked (matched by a tag
-//! put in front of the request's ActionID and taken off again), events go to a bounded queue
+//! put in front of the request's ActionID and taken off again; the tag starts with a random
+//! prefix of the session, so that an event from elsewhere naming a tag, such as a UserEvent
+//! with its sender's ActionID, cannot join or end an answer), events go to a bounded queue
 //! (`httpeventqueue`, the oldest dropped first) that `WaitEvent` returns. Idle sessions are closed
 //! after `httpsessiontimeout`.
 
@@ -29,7 +31,8 @@ use crate::hub::Hub;
 /// Bytes buffered in each direction of a session's pipe.
 const PIPE_BYTES: usize = 64 * 1024;
 
-/// Prefix of the tag put in front of each HTTP request's ActionID.
+/// Start of the tag put in front of each HTTP request's ActionID (then the session's random
+/// part, `-`, the request number).
 const TAG: &str = "ajam";
 
 /// Why a request to a session got no answer.
@@ -59,6 +62,8 @@ struct SessionsInner {
 /// One AJAM session.
 pub struct Session {
     id: String,
+    /// `ajam<random>-`: the start of this session's tags, never seen outside the proxy.
+    tag: String,
     input: tokio::sync::Mutex<WriteHalf<DuplexStream>>,
     state: Mutex<State>,
     events_ready: Notify,
@@ -119,6 +124,7 @@ impl Sessions {
         let (output, input) = tokio::io::split(ours);
         let session = Arc::new(Session {
             id: new_session_id(),
+            tag: format!("{TAG}{:016x}-", rand::random::<u64>()),
             input: tokio::sync::Mutex::new(input),
             state: Mutex::new(State { user: user.clone(), last_used: Some(Instant::now()), ..State::default() }),
             events_ready: Notify::new(),
@@ -207,8 +213,8 @@ impl Session {
         self.touch();
         let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
         let tagged = match action.action_id() {
-            Some(id) => format!("{TAG}{n}-{id}"),
-            None => format!("{TAG}{n}"),
+            Some(id) => format!("{}{n}-{id}", self.tag),
+            None => format!("{}{n}", self.tag),
         };
         action.set("ActionID", tagged);
         let (done, answer) = oneshot::channel();
@@ -323,7 +329,7 @@ impl Session {
     }
 
     fn dispatch(&self, mut message: Message) {
-        let tag = message.action_id().and_then(untag).map(|(n, id)| (n, id.map(str::to_owned)));
+        let tag = message.action_id().and_then(|id| untag(&self.tag, id)).map(|(n, id)| (n, id.map(str::to_owned)));
         let mut state = self.lock();
         if let Some((n, original)) = tag {
             match original {
@@ -368,9 +374,10 @@ pub fn is_final(m: &Message) -> bool {
     (is_response && !is_list_start) || is_complete
 }
 
-/// Splits a tagged ActionID (`ajam7-abc`) into the request number and the client's own id.
-fn untag(action_id: &str) -> Option<(u64, Option<&str>)> {
-    let rest = action_id.strip_prefix(TAG)?;
+/// Splits an ActionID tagged with `tag` (`<tag>7-abc`) into the request number and the
+/// client's own id.
+fn untag<'a>(tag: &str, action_id: &'a str) -> Option<(u64, Option<&'a str>)> {
+    let rest = action_id.strip_prefix(tag)?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let n = rest[..digits].parse().ok()?;
     match &rest[digits..] {
@@ -401,12 +408,15 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        assert_eq!(untag("ajam7"), Some((7, None)));
-        assert_eq!(untag("ajam7-http-orig"), Some((7, Some("http-orig"))));
-        assert_eq!(untag("ajam7--x"), Some((7, Some("-x"))));
-        assert_eq!(untag("ajamx"), None);
-        assert_eq!(untag("ajam7x"), None);
-        assert_eq!(untag("other"), None);
+        let tag = "ajam0123456789abcdef-";
+        assert_eq!(untag(tag, "ajam0123456789abcdef-7"), Some((7, None)));
+        assert_eq!(untag(tag, "ajam0123456789abcdef-7-http-orig"), Some((7, Some("http-orig"))));
+        assert_eq!(untag(tag, "ajam0123456789abcdef-7--x"), Some((7, Some("-x"))));
+        assert_eq!(untag(tag, "ajam0123456789abcdef-x"), None);
+        assert_eq!(untag(tag, "ajam0123456789abcdef-7x"), None);
+        assert_eq!(untag(tag, "ajam7"), None);
+        assert_eq!(untag(tag, "ajamffffffffffffffff-7"), None);
+        assert_eq!(untag(tag, "other"), None);
     }
 
     #[test]

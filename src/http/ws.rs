@@ -65,9 +65,14 @@ pub async fn handle(mut req: Request<Incoming>, peer: SocketAddr, front: &Front)
         r.headers_mut().insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
         return r;
     };
-    if !same_origin(&req) {
+    if !allowed_origin(&req, &front.hub.config().http.allowed_origins) {
         return plain(StatusCode::FORBIDDEN, "cross-origin WebSocket refused");
     }
+    // A socket is a client connection: it holds a `maxclients` place as long as it is open.
+    let Ok(permit) = front.limit.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "connection limit reached (maxclients); refusing WebSocket");
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections to the proxy (maxclients)");
+    };
     let user = if req.headers().contains_key(header::AUTHORIZATION) {
         match actions::authenticate_user(&req, peer, &front.hub).await {
             Ok((user, _)) => user,
@@ -84,6 +89,7 @@ pub async fn handle(mut req: Request<Incoming>, peer: SocketAddr, front: &Front)
             Ok(upgraded) => bridge(TokioIo::new(upgraded), peer, user, bridge_front).await,
             Err(e) => tracing::debug!(%peer, error = %e, "WebSocket upgrade failed"),
         }
+        drop(permit);
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -114,13 +120,17 @@ fn websocket_key(req: &Request<Incoming>) -> Option<String> {
     (!key.is_empty()).then_some(key)
 }
 
-/// A browser's upgrade must come from a page of this proxy (`Origin` matches `Host`): a page of
-/// another site cannot ride on credentials the browser keeps. Clients that send no `Origin`
-/// (not browsers) pass.
-fn same_origin(req: &Request<Incoming>) -> bool {
+/// A browser's request must come from a page of this proxy (`Origin` matches `Host`) or of an
+/// origin listed in `httpallowedorigins` (a reverse proxy's public name, a web app of yours): a
+/// page of another site cannot ride on credentials the browser keeps. Clients that send no
+/// `Origin` (not browsers) pass.
+pub(super) fn allowed_origin(req: &Request<Incoming>, allowed: &[String]) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN) else { return true };
     let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let origin = origin.to_str().unwrap_or_default();
+    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+        return true;
+    }
     let origin_host = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
     origin_host.is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host))
 }

@@ -454,3 +454,127 @@ async fn digest_authentication_on_amxml_as_asterisk_asks_for_it() {
     assert!(ok.body.contains("ping='Pong'") && ok.body.contains("actionid='d'"), "{}", ok.body);
     assert_eq!(ask("wrong").await.status, 401);
 }
+
+#[tokio::test]
+async fn a_hostile_event_never_joins_or_ends_an_answer() {
+    let (sim, _proxy, addr) = http_proxy(|cfg| cfg.action_timeout = Duration::from_secs(2)).await;
+    let cookie = get(addr, "/rawman?action=login&username=alice&secret=alicepw", None).await.cookie();
+    // CoreStatus stays pending while an event from elsewhere (another AMI user of the same
+    // Asterisk: a UserEvent carries the sender's ActionID) names the request by its tag.
+    sim.set_hold(Some("corestatus"));
+    let held = {
+        let cookie = cookie.clone();
+        tokio::spawn(async move { get(addr, "/rawman?action=CoreStatus&ActionID=c", Some(&cookie)).await })
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !sim.received().iter().any(|m| m.action().is_some_and(|a| a.eq_ignore_ascii_case("corestatus"))) {
+        assert!(tokio::time::Instant::now() < deadline, "CoreStatus never reached Asterisk");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for tag in ["ajam1", "ajam2", "ajam2-c", "ajam3", "ajam3-c"] {
+        sim.emit(
+            Message::new()
+                .with("Event", "UserEvent")
+                .with("Privilege", "user,all")
+                .with("UserEvent", "forged")
+                .with("ActionID", tag)
+                .with("EventList", "Complete")
+                .with("Response", "Success"),
+        );
+    }
+    // The events are events: WaitEvent gets all of them, their ActionIDs untouched.
+    let mut forged = Vec::new();
+    while forged.len() < 5 {
+        let wait = get(addr, "/rawman?action=WaitEvent&Timeout=3", Some(&cookie)).await;
+        let events = wait.messages();
+        if events.len() == 2 {
+            break;
+        }
+        forged.extend(events.into_iter().filter(|m| m.get("UserEvent") == Some("forged")));
+    }
+    let ids: Vec<_> = forged.iter().map(|m| m.action_id().unwrap_or_default().to_string()).collect();
+    assert_eq!(ids, ["ajam1", "ajam2", "ajam2-c", "ajam3", "ajam3-c"]);
+    // The held request never got them: it times out.
+    let answer = held.await.unwrap();
+    assert!(!answer.body.contains("forged"), "an event made the answer: {}", answer.body);
+    assert!(!answer.body.contains("Event:"), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn a_request_whose_client_went_away_leaves_no_session() {
+    let (sim, proxy, addr) = http_proxy(|cfg| cfg.http.session_timeout = Duration::from_secs(600)).await;
+    sim.set_hold(Some("corestatus"));
+    // Basic without a cookie: a session for this one request; the client hangs up before the
+    // answer.
+    let basic = "Authorization: Basic Y2Fyb2w6Y2Fyb2xwdw==\r\n"; // carol:carolpw
+    let mut held = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /rawman?action=CoreStatus HTTP/1.1\r\nHost: t\r\n{basic}\r\n");
+    held.write_all(request.as_bytes()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !sim.received().iter().any(|m| m.action().is_some_and(|a| a.eq_ignore_ascii_case("corestatus"))) {
+        assert!(tokio::time::Instant::now() < deadline, "CoreStatus never reached Asterisk");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(held);
+    let mut tcp = AmiClient::login(proxy.addr, "bob", "bobpw").await;
+    loop {
+        tcp.send(&Message::new().with("ProxyAction", "ListSessions").with("ActionID", "ls")).await;
+        let list = tcp.recv_until(|m| m.action_id() == Some("ls")).await;
+        if !list.get_all("ProxyClientUser").any(|u| u == "carol") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the session outlived its request: {list:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn requests_from_another_sites_pages_are_refused() {
+    let (_sim, _proxy, addr) = http_proxy(|_| {}).await;
+    let login = get(addr, "/rawman?action=login&username=alice&secret=alicepw", None).await;
+    // Browsers never add the cookie to a request another site's page makes.
+    assert!(login.header("set-cookie").ends_with("; HttpOnly; SameSite=Strict"), "{}", login.header("set-cookie"));
+    let cookie = login.cookie();
+    // alice:alicepw
+    let basic = "Authorization: Basic YWxpY2U6YWxpY2Vwdw==\r\n";
+    // A form on another site posting to the proxy: the browser adds the session cookie or the
+    // Basic credentials it keeps, and an Origin (or Sec-Fetch-Site) naming the other site.
+    let form = "action=Originate&Channel=PJSIP/premium&Exten=1&Context=x&Priority=1&ActionID=o";
+    for (path, credentials, site) in [
+        ("/rawman", format!("Cookie: {cookie}\r\n"), "Origin: http://evil.example\r\n"),
+        ("/", basic.to_string(), "Origin: http://evil.example\r\n"),
+        ("/json", basic.to_string(), "Origin: null\r\n"),
+        ("/mxml", format!("Cookie: {cookie}\r\n"), "Sec-Fetch-Site: cross-site\r\n"),
+        ("/rawman", format!("Cookie: {cookie}\r\n"), "Sec-Fetch-Site: same-site\r\n"),
+    ] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\n{credentials}{site}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        );
+        let answer = exchange(addr, &request).await;
+        assert_eq!(answer.status, 403, "{path} {site}: {}", answer.body);
+    }
+    // The proxy's own page, and clients that are not browsers, are served.
+    for site in ["Origin: http://t\r\n", "Sec-Fetch-Site: same-origin\r\n", "Sec-Fetch-Site: none\r\n", ""] {
+        let request =
+            format!("GET /rawman?action=Ping&ActionID=s HTTP/1.1\r\nHost: t\r\nCookie: {cookie}\r\n{site}Connection: close\r\n\r\n");
+        let answer = exchange(addr, &request).await;
+        assert!(answer.body.contains("Ping: Pong"), "{site}: {}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn origins_listed_in_httpallowedorigins_may_send_actions() {
+    let (_sim, _proxy, addr) =
+        http_proxy(|cfg| cfg.http.allowed_origins = vec!["https://crm.example".to_string()]).await;
+    let ask = |origin: &'static str| {
+        let request = format!(
+            "GET /?Action=Ping&ActionID=o HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YWxpY2U6YWxpY2Vwdw==\r\n\
+             Origin: {origin}\r\nSec-Fetch-Site: cross-site\r\nConnection: close\r\n\r\n"
+        );
+        async move { exchange(addr, &request).await }
+    };
+    let listed = ask("https://crm.example").await;
+    assert!(listed.body.contains("Ping: Pong"), "{}", listed.body);
+    assert_eq!(ask("https://other.example").await.status, 403);
+}

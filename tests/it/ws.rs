@@ -410,3 +410,43 @@ async fn sessions_count_as_ws_in_the_metrics() {
     let _ = stop.send(());
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap().unwrap();
 }
+
+/// Opens `/ws` with Basic, retrying while the proxy answers 503 (a connection of an earlier
+/// step may still be ending).
+async fn open_when_room(addr: SocketAddr, user: &str, secret: &str) -> Ws {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match open(addr, Some((user, secret))).await {
+            Ok(ws) => return ws,
+            Err(WsError::Http(r)) if r.status() == 503 => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never any room for a socket");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn sockets_count_against_maxclients() {
+    let (_sim, proxy, addr) = ws_proxy(|cfg| cfg.max_clients = 2).await;
+    let mut first = open_when_room(addr, "alice", "alicepw").await;
+    let mut second = open_when_room(addr, "bob", "bobpw").await;
+    for (ws, id) in [(&mut first, "1"), (&mut second, "2")] {
+        send(ws, json!({"Action": "Ping", "ActionID": id})).await;
+        assert_eq!(answer(ws, id).await["Ping"], "Pong");
+    }
+    // A third socket, and an AMI client, are over the limit.
+    match open(addr, Some(("carol", "carolpw"))).await {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 503),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a socket over maxclients was upgraded"),
+    }
+    let mut ami = AmiClient::connect_raw(proxy.addr).await;
+    let refused = ami.recv().await;
+    assert!(refused.get("Message").is_some_and(|m| m.contains("maxclients")), "{refused:?}");
+    // A socket that closes gives its room back.
+    first.close(None).await.unwrap();
+    let mut third = open_when_room(addr, "carol", "carolpw").await;
+    send(&mut third, json!({"Action": "Ping", "ActionID": "3"})).await;
+    assert_eq!(answer(&mut third, "3").await["Ping"], "Pong");
+}
