@@ -135,7 +135,8 @@ fn basic_credentials(headers: &hyper::HeaderMap) -> Option<(String, String)> {
     let raw = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+        // The scheme name is case-insensitive (RFC 9110).
+        .and_then(|v| v.get(..6).filter(|s| s.eq_ignore_ascii_case("basic ")).map(|_| &v[6..]))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok())?;
     let (name, secret) = raw.split_once(':')?;
@@ -297,4 +298,24 @@ pub fn body(messages: &[Message], format: OutputFormat) -> Response<Full<Bytes>>
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, no-store"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_scheme_in_any_case_and_cookies_quoted_or_not() {
+        for scheme in ["Basic", "basic", "BASIC"] {
+            let mut headers = hyper::HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, format!("{scheme} YWxpY2U6YWxpY2Vwdw==").parse().unwrap());
+            assert_eq!(basic_credentials(&headers), Some(("alice".into(), "alicepw".into())), "{scheme}");
+        }
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(basic_credentials(&headers), None);
+        assert_eq!(session_cookie("a=b; mansession_id=\"abc\""), Some("abc".into()));
+        assert_eq!(session_cookie("mansession_id=abc"), Some("abc".into()));
+        assert_eq!(session_cookie("other=1"), None);
+    }
 }
