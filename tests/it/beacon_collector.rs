@@ -335,8 +335,6 @@ async fn racing_updates_with_one_token_let_exactly_one_win() {
 
 #[tokio::test]
 async fn slow_clients_are_cut_off() {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let pki = Pki::new("slow");
@@ -349,16 +347,9 @@ async fn slow_clients_are_cut_off() {
     };
     let c = Running::start(&pki, cfg, &clock).await;
     // A body that never ends: 408, then the connection closes.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()).unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(c.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut s = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
+    let mut s = pki.connector().connect(name, tcp).await.unwrap();
     s.write_all(b"POST /servers HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{").await.unwrap();
     let mut raw = Vec::new();
     let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap();
@@ -476,8 +467,6 @@ async fn measure_collector_updates_and_stats_scan() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_answers_does_not_keep_its_connection_slot() {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
     use tokio::io::AsyncWriteExt;
 
     let pki = Pki::new("noread");
@@ -490,18 +479,11 @@ async fn a_client_that_stops_reading_answers_does_not_keep_its_connection_slot()
         ..config(&pki)
     };
     let c = Running::start(&pki, cfg, &clock).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()).unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(c.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut s = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
+    let mut s = pki.connector().connect(name, tcp).await.unwrap();
     // Pipelined requests, answers never read: the collector's writes to it stall for good.
     let flood = tokio::spawn(async move {
         let requests = b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n".repeat(64);
