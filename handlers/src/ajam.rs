@@ -74,7 +74,7 @@ fn escape_value(value: &str, out: &mut BytesMut) {
             '&' => out.put_slice(b"&amp;"),
             '\'' => out.put_slice(b"&apos;"),
             '"' => out.put_slice(b"&quot;"),
-            c if c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}') => out.put_u8(b' '),
+            c if crate::xml::forbidden(c) => out.put_u8(b' '),
             c => {
                 let mut buf = [0u8; 4];
                 out.put_slice(c.encode_utf8(&mut buf).as_bytes());

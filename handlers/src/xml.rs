@@ -44,8 +44,6 @@ fn element(out: &mut BytesMut, name: &str, value: &str) {
     out.put_slice(b" <");
     out.put_slice(name.as_bytes());
     out.put_slice(b" Value=\"");
-    // Control characters and U+FFFE, U+FFFF are not allowed in XML 1.0 at all: they become spaces.
-    let forbidden = |c: char| c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}');
     if value.chars().any(forbidden) {
         let clean: String = value.chars().map(|c| if forbidden(c) { ' ' } else { c }).collect();
         out.put_slice(escape(clean.as_str()).as_bytes());
@@ -53,6 +51,13 @@ fn element(out: &mut BytesMut, name: &str, value: &str) {
         out.put_slice(escape(value).as_bytes());
     }
     out.put_slice(b"\"/>\r\n");
+}
+
+/// Whether `c` must not appear in an XML value: control characters and U+FFFE, U+FFFF are not
+/// allowed in XML 1.0 at all (tab and line ends are, but never reach a value), so every XML
+/// writer here turns them into spaces.
+pub fn forbidden(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}')
 }
 
 /// Whether `name` can be an XML element name as it is.

@@ -54,6 +54,7 @@ fn mxml_bodies_stay_well_formed() {
         b"9lives=\x01\x02\x1f&Output=a&Output=b&output-2=c",
         b"\xff\xfe=\xc3\x28&key=]]>&<!--=-->",
         b"Message=\r\nInjected: yes",
+        "Note=a\u{FFFE}b\u{FFFF}".as_bytes(),
     ] {
         astmanproxy_handlers::fuzzing::check_mxml(input);
     }
