@@ -173,8 +173,63 @@ pub fn unauthorized() -> Response<Full<Bytes>> {
     r
 }
 
-/// Checks a user name and secret against the users file, with the same address rules, failed
-/// login limit (`authlimit`) and delay as AMI logins.
+/// Why an HTTP login attempt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The address used up its failed logins (`authlimit`): 429.
+    Blocked,
+    /// Wrong user, secret or address: counted as a failed login.
+    Wrong,
+    /// The credentials are out of date (a stale Digest nonce): not a failure, the client retries.
+    Stale,
+}
+
+/// One HTTP login attempt by `name` from `peer`, with the same rules as AMI logins: `permit`/
+/// `deny`, the failed-login limit (`authlimit`), the failure delay. `check` verifies the
+/// credentials against the user.
+///
+/// # Errors
+/// How the attempt was refused.
+pub async fn attempt_login<F, Fut>(
+    name: &str,
+    peer: SocketAddr,
+    hub: &Hub,
+    check: F,
+) -> Result<std::sync::Arc<Policy>, Refused>
+where
+    F: FnOnce(crate::config::User) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Refused>>,
+{
+    let ip = peer.ip();
+    if hub.auth_limiter().is_blocked(ip) {
+        return Err(Refused::Blocked);
+    }
+    let users = hub.users();
+    let outcome = match users.get(name) {
+        Some(user) if user.address_allowed(ip) => check(user.clone()).await,
+        _ => Err(Refused::Wrong),
+    };
+    match outcome {
+        Ok(()) => {
+            hub.auth_limiter().record_success(ip);
+            Ok(users.get(name).map_or_else(Policy::open, Policy::for_user))
+        }
+        Err(Refused::Wrong) => {
+            hub.auth_limiter().record_failure(ip);
+            hub.metrics().auth_failures.get_or_create(&crate::metrics::KindLabels { kind: "http" }).inc();
+            tokio::time::sleep(hub.config().auth_fail_delay).await;
+            Err(Refused::Wrong)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// 429 for an address that used up its failed logins.
+pub fn too_many_failures() -> Response<Full<Bytes>> {
+    plain(StatusCode::TOO_MANY_REQUESTS, "too many failed logins, try again later")
+}
+
+/// Checks a user name and secret (HTTP Basic) as [`attempt_login`] does.
 ///
 /// # Errors
 /// 429 while the address is blocked, 401 for wrong credentials.
@@ -184,26 +239,20 @@ pub async fn check_credentials(
     peer: SocketAddr,
     hub: &Hub,
 ) -> Result<std::sync::Arc<Policy>, Response<Full<Bytes>>> {
-    let ip = peer.ip();
-    if hub.auth_limiter().is_blocked(ip) {
-        return Err(plain(StatusCode::TOO_MANY_REQUESTS, "too many failed logins, try again later"));
-    }
-    let users = hub.users();
-    let ok = match users.get(name) {
-        Some(user) if user.address_allowed(ip) => {
-            let (user, secret) = (user.clone(), secret.to_string());
-            tokio::task::spawn_blocking(move || user.check_secret(&secret)).await.unwrap_or(false)
+    let secret = secret.to_string();
+    let check = |user: crate::config::User| async move {
+        // bcrypt and sha512-crypt are slow on purpose: keep them off the runtime.
+        let ok = tokio::task::spawn_blocking(move || user.check_secret(&secret)).await.unwrap_or(false);
+        if ok {
+            Ok(())
+        } else {
+            Err(Refused::Wrong)
         }
-        _ => false,
     };
-    if !ok {
-        hub.auth_limiter().record_failure(ip);
-        hub.metrics().auth_failures.get_or_create(&crate::metrics::KindLabels { kind: "http" }).inc();
-        tokio::time::sleep(hub.config().auth_fail_delay).await;
-        return Err(unauthorized());
-    }
-    hub.auth_limiter().record_success(ip);
-    Ok(users.get(name).map_or_else(Policy::open, Policy::for_user))
+    attempt_login(name, peer, hub, check).await.map_err(|refused| match refused {
+        Refused::Blocked => too_many_failures(),
+        Refused::Wrong | Refused::Stale => unauthorized(),
+    })
 }
 
 /// HTTP Basic on `req` checked as [`check_credentials`] does, with the name of the user (`None`

@@ -20,7 +20,10 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use super::actions::{answered_by_proxy, body, check_credentials, run_action, unauthorized, ActionRequest};
+use super::actions::{
+    answered_by_proxy, attempt_login, body, check_credentials, run_action, too_many_failures, unauthorized,
+    ActionRequest, Refused,
+};
 use super::digest;
 use super::session::{new_session_id, Session, SessionError};
 use super::{plain, Front};
@@ -173,36 +176,25 @@ async fn wait_event(session: &Arc<Session>, action: &Message, id: Option<&str>, 
     out
 }
 
-/// Checks HTTP Digest credentials like any login: `permit`/`deny`, `authlimit`, the failure
-/// delay.
+/// Checks HTTP Digest credentials like any login (see [`attempt_login`]).
 async fn check_digest(
     creds: &digest::DigestCredentials,
     request: &ActionRequest,
     peer: SocketAddr,
-    front_hub: &crate::hub::Hub,
+    hub: &crate::hub::Hub,
 ) -> Result<(), Response<Full<Bytes>>> {
-    let ip = peer.ip();
-    if front_hub.auth_limiter().is_blocked(ip) {
-        return Err(plain(StatusCode::TOO_MANY_REQUESTS, "too many failed logins, try again later"));
-    }
-    let users = front_hub.users();
-    let result = match users.get(&creds.username) {
-        Some(user) if user.address_allowed(ip) => digest::verify(creds, user, &request.method, &request.uri),
-        _ => Err(digest::DigestError::Wrong),
+    let check = |user: crate::config::User| async move {
+        digest::verify(creds, &user, &request.method, &request.uri).map_err(|e| match e {
+            // An old nonce is no failed login: the client retries with the new one.
+            digest::DigestError::Stale => Refused::Stale,
+            digest::DigestError::Invalid | digest::DigestError::Wrong => Refused::Wrong,
+        })
     };
-    match result {
-        Ok(()) => {
-            front_hub.auth_limiter().record_success(ip);
-            Ok(())
-        }
-        // An old nonce is no failed login: the client retries with the new one.
-        Err(digest::DigestError::Stale) => Err(unauthorized_any(true)),
-        Err(_) => {
-            front_hub.auth_limiter().record_failure(ip);
-            front_hub.metrics().auth_failures.get_or_create(&crate::metrics::KindLabels { kind: "http" }).inc();
-            tokio::time::sleep(front_hub.config().auth_fail_delay).await;
-            Err(unauthorized_any(false))
-        }
+    match attempt_login(&creds.username, peer, hub, check).await {
+        Ok(_) => Ok(()),
+        Err(Refused::Blocked) => Err(too_many_failures()),
+        Err(Refused::Stale) => Err(unauthorized_any(true)),
+        Err(Refused::Wrong) => Err(unauthorized_any(false)),
     }
 }
 
