@@ -25,11 +25,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::PIPE_BUFFER;
 use crate::client::{serve_with, ClientOptions};
 use crate::hub::Hub;
-
-/// Bytes buffered in each direction of a session's pipe.
-const PIPE_BYTES: usize = 64 * 1024;
 
 /// Start of the tag put in front of each HTTP request's ActionID (then the session's random
 /// part, `-`, the request number).
@@ -120,7 +118,7 @@ impl Sessions {
             tracing::warn!(limit = cfg.max_sessions, "HTTP session limit reached (httpmaxsessions)");
             return None;
         }
-        let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+        let (ours, theirs) = tokio::io::duplex(PIPE_BUFFER);
         let (output, input) = tokio::io::split(ours);
         let session = Arc::new(Session {
             id: new_session_id(),
@@ -290,7 +288,7 @@ impl Session {
         // The pipe carries only what this proxy encoded, so a `Response: Follows` block is always
         // a Command answer in the Asterisk 11-13 framing.
         decoder.expect_command_output();
-        let mut buf = BytesMut::with_capacity(PIPE_BYTES);
+        let mut buf = BytesMut::with_capacity(PIPE_BUFFER);
         loop {
             loop {
                 match decoder.decode(&mut buf) {

@@ -42,12 +42,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{actions, plain, Front};
+use super::{actions, plain, Front, PIPE_BUFFER};
 use crate::client::{self, ClientOptions};
-
-/// Bytes the pipe between a socket and its session holds (like a socket buffer): a reader
-/// slower than this gets the session writer's backpressure and then the lag policy.
-pub const PIPE_BUFFER: usize = 64 * 1024;
 
 /// How long the close handshake may take before the socket is dropped.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
