@@ -18,7 +18,8 @@ use crate::upstream::Status;
 
 /// Serves the admin endpoints until `cancel`.
 pub async fn serve(listener: TcpListener, hub: Hub, cancel: CancellationToken, tracker: TaskTracker) {
-    crate::http::accept_loop(listener, cancel, tracker, move |req, _peer| {
+    let write_timeout = hub.config().client_write_timeout;
+    crate::http::accept_loop(listener, cancel, tracker, write_timeout, move |req, _peer| {
         let response = respond(&req, &hub);
         async move { response }
     })

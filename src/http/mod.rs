@@ -40,6 +40,7 @@ pub mod detect;
 pub mod digest;
 pub mod page;
 pub mod session;
+pub mod stall;
 pub mod ws;
 
 /// Bytes the in-process pipe between an AJAM session or a WebSocket and its client session holds
@@ -78,7 +79,8 @@ impl Front {
 /// Serves HTTP clients on their own listener (`httplistenport`) until the front's token.
 pub async fn serve(listener: TcpListener, front: Front) {
     let (cancel, tracker) = (front.cancel.clone(), front.tracker.clone());
-    accept_loop(listener, cancel, tracker, move |req, peer| {
+    let write_timeout = front.hub.config().client_write_timeout;
+    accept_loop(listener, cancel, tracker, write_timeout, move |req, peer| {
         let front = front.clone();
         async move { route(req, peer, &front).await }
     })
@@ -91,8 +93,8 @@ pub async fn serve_connection<I>(io: I, peer: SocketAddr, front: Front)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cancel = front.cancel.clone();
-    serve_io(io, peer, cancel, move |req, peer| {
+    let (cancel, write_timeout) = (front.cancel.clone(), front.hub.config().client_write_timeout);
+    serve_io(io, peer, cancel, write_timeout, move |req, peer| {
         let front = front.clone();
         async move { route(req, peer, &front).await }
     })
@@ -101,9 +103,15 @@ where
 
 /// Accepts HTTP/1.1 connections until `cancel` and answers each request with `handler`; shared
 /// by this front and the admin listener. Slow request headers time out after
-/// [`HEADER_READ_TIMEOUT`]; on cancel, connections finish their request in flight and close.
-pub async fn accept_loop<H, F>(listener: TcpListener, cancel: CancellationToken, tracker: TaskTracker, handler: H)
-where
+/// [`HEADER_READ_TIMEOUT`], answers a client does not read after `write_timeout`; on cancel,
+/// connections finish their request in flight and close.
+pub async fn accept_loop<H, F>(
+    listener: TcpListener,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    write_timeout: Duration,
+    handler: H,
+) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
@@ -117,12 +125,15 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tracker.spawn(serve_io(stream, peer, cancel.clone(), handler.clone()));
+        tracker.spawn(serve_io(stream, peer, cancel.clone(), write_timeout, handler.clone()));
     }
 }
 
 /// Serves HTTP/1.1 (with upgrades, for WebSocket) on one connection until it closes or `cancel`.
-async fn serve_io<I, H, F>(io: I, peer: SocketAddr, cancel: CancellationToken, handler: H)
+/// hyper has no write timeout: a client that stops reading its answers is cut off after
+/// `write_timeout` (`clientwritetimeout`) instead of holding its connection (and a `maxclients`
+/// place) forever.
+async fn serve_io<I, H, F>(io: I, peer: SocketAddr, cancel: CancellationToken, write_timeout: Duration, handler: H)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
@@ -136,6 +147,7 @@ where
     // Title-case header names (`Set-Cookie`), as Asterisk writes them: some AJAM clients match
     // them case-sensitively.
     builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).title_case_headers(true);
+    let io = stall::StallLimit::new(io, write_timeout);
     let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {

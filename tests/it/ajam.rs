@@ -578,3 +578,54 @@ async fn origins_listed_in_httpallowedorigins_may_send_actions() {
     assert!(listed.body.contains("Ping: Pong"), "{}", listed.body);
     assert_eq!(ask("https://other.example").await.status, 403);
 }
+
+#[tokio::test]
+async fn an_http_client_that_stops_reading_does_not_keep_its_place() {
+    use tokio::io::AsyncWriteExt;
+    // One place on the AMI port: while a stuck connection holds it, nobody else gets in.
+    let (_sim, proxy, _http) = http_proxy(|cfg| {
+        cfg.max_clients = 1;
+        cfg.client_write_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // The stuck client takes the place (once the readiness check's client has let it go).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut stuck = loop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut s = socket.connect(proxy.addr).await.unwrap();
+        s.write_all(b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+        let mut head = [0u8; 12];
+        if s.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.1 404") {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never got the place");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Pipelined requests whose answers (more than the socket buffers hold) are never read: the
+    // proxy's writes stall for good.
+    let requests = b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n".repeat(60_000);
+    let flood = tokio::spawn(async move {
+        let _ = stuck.write_all(&requests).await;
+        std::future::pending::<()>().await;
+    });
+    // Once clientwritetimeout cuts the stuck client off, another one is served.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // Refused while the place is taken: the proxy answers a client over maxclients in AMI.
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        let request = "GET /rawman?action=ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        let _ = s.write_all(request.as_bytes()).await;
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await;
+        let text = String::from_utf8_lossy(&raw);
+        if text.starts_with("HTTP/1.1 200") {
+            assert!(text.contains("Permission denied"), "{text}");
+            break;
+        }
+        assert!(text.contains("maxclients"), "{text}");
+        assert!(tokio::time::Instant::now() < deadline, "the stuck client kept its place");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    flood.abort();
+}

@@ -252,7 +252,9 @@ pub async fn serve(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "beacon collector: TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "beacon collector: TLS handshake timed out"),
             };
-            let tls = StallLimit::new(tls, collector.config().request_timeout);
+            // hyper has no write timeout: a client that stops reading its answers would keep its
+            // slot of `max_connections` forever.
+            let tls = crate::http::stall::StallLimit::new(tls, collector.config().request_timeout);
             serve_connection(collector, tls, peer, cancel).await;
         });
     }
@@ -332,83 +334,6 @@ impl Drop for AddressSlot {
                 open.remove(&self.key);
             }
         }
-    }
-}
-
-/// A connection whose writes fail once they have made no progress for `limit`: a client that
-/// stops reading its answers (its window closed) would otherwise keep its connection, and its
-/// slot of [`CollectorConfig::max_connections`], forever; hyper has no write timeout.
-struct StallLimit<I> {
-    io: I,
-    limit: Duration,
-    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<I> StallLimit<I> {
-    fn new(io: I, limit: Duration) -> Self {
-        StallLimit { io, limit, stalled: None }
-    }
-
-    /// After a write that did not go through: pending until `limit` has passed since the first
-    /// such write, then an error.
-    fn check<T>(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        poll: std::task::Poll<std::io::Result<T>>,
-    ) -> std::task::Poll<std::io::Result<T>> {
-        if poll.is_ready() {
-            self.stalled = None;
-            return poll;
-        }
-        let limit = self.limit;
-        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match sleep.as_mut().poll(cx) {
-            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client has not read its answer in time",
-            ))),
-            std::task::Poll::Pending => std::task::Poll::Pending,
-        }
-    }
-}
-
-impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallLimit<I> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallLimit<I> {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
-        this.check(cx, poll)
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let poll = std::pin::Pin::new(&mut this.io).poll_flush(cx);
-        this.check(cx, poll)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let poll = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
-        this.check(cx, poll)
     }
 }
 
