@@ -184,6 +184,9 @@ impl ClientSession {
         self.hub.auth_limiter().record_success(ip);
         let mask = message.get("Events").map_or(ClassMask::ALL, ClassMask::parse);
         self.start_session(username, mask);
+        // The position is taken before the answer is queued: every event published from the
+        // moment the login succeeded reaches the client, after its `Success`.
+        let position = self.hub.subscribe();
         self.reply("Success", id, Some("Authentication accepted"));
         let system = ClassMask::parse("system");
         if mask.allows(system) && self.policy.reads(system) {
@@ -196,7 +199,7 @@ impl ClientSession {
                 .with("Status", "Fully Booted");
             self.sink.send_message(booted);
         }
-        self.sink.send(ToClient::Subscribe);
+        self.sink.send(ToClient::Subscribe(position));
         Flow::Continue
     }
 
@@ -204,7 +207,7 @@ impl ClientSession {
     /// Basic on a WebSocket upgrade, an AJAM session). Events start flowing at once.
     pub fn preauthenticate(&mut self, username: &str) {
         self.start_session(username, ClassMask::ALL);
-        self.sink.send(ToClient::Subscribe);
+        self.sink.send(ToClient::Subscribe(self.hub.subscribe()));
     }
 
     /// The logged-in state of `username`: its rights, its name, its event mask.

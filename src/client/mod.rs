@@ -83,7 +83,7 @@ where
         }
         if !cfg.auth_required && options.user.is_none() {
             // An open proxy (`authrequired = no`) serves events without a Login, as 1.x did.
-            sink.send(ToClient::Subscribe);
+            sink.send(ToClient::Subscribe(hub.subscribe()));
         }
         let writer = tokio::spawn(
             writer::run(writer_half, receiver, hub.clone(), shared.clone(), cancel.clone()).in_current_span(),

@@ -22,8 +22,9 @@ pub type ClientId = u64;
 pub enum ToClient {
     /// A message for this client only (its ActionID already restored).
     Message(Message),
-    /// Start receiving broadcast events (sent after a successful login).
-    Subscribe,
+    /// Start receiving broadcast events from this position of the shared buffer (queued at
+    /// login, before the `Success` answer, so no event published after the login is missed).
+    Subscribe(u64),
     /// Flush what is queued, then close the connection.
     Close,
     /// Bytes written as they are (the banner).
@@ -75,7 +76,7 @@ fn cost(item: &ToClient) -> usize {
     match item {
         ToClient::Message(m) => m.encoded_len_hint(),
         ToClient::Raw(b) => b.len(),
-        ToClient::Subscribe | ToClient::Close | ToClient::Policy(_) => 0,
+        ToClient::Subscribe(_) | ToClient::Close | ToClient::Policy(_) => 0,
     }
 }
 

@@ -64,8 +64,12 @@ pub struct Config {
     pub proc_group: Option<String>,
     /// Codec limits: `maxlinelength`, `maxmessagesize`, `maxheaders` (new).
     pub limits: Limits,
-    /// `clienteventqueue` (new): events buffered per client before the lag policy applies.
-    pub client_event_queue: usize,
+    /// `clienteventqueue` (new in 2.0, no longer used since events are buffered by bytes): kept
+    /// so that configurations that set it still load; a warning says it is ignored.
+    pub client_event_queue: Option<usize>,
+    /// `clienteventbuffer`: bytes of recent events kept in the shared event buffer; a client with
+    /// more than this waiting gets `lagpolicy`.
+    pub client_event_buffer: usize,
     /// `clientmaxpendingbytes` (new): bytes of responses queued for one client before it is
     /// disconnected (responses are never dropped).
     pub client_max_pending_bytes: usize,

@@ -50,15 +50,16 @@ fn sentinel() -> Message {
     Message::new().with("Event", "Sentinel").with("Privilege", "user,all")
 }
 
-/// A client that never reads is cut off by `clientwritetimeout`; another client gets every
-/// event, and the proxy's memory for the stalled one stays bounded by its queues.
+/// A client that never reads is cut off by `clientwritetimeout` (its writes make no progress),
+/// with the default event buffer; another client gets every event. The test waits for the cut-off
+/// itself (the lag counter) before it reads the stalled socket, so reading cannot rescue it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_never_reads_does_not_slow_others() {
     let sim = sim().await;
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
     cfg.client_write_timeout = Duration::from_millis(300);
-    cfg.client_event_queue = 65_536;
-    let proxy = spawn_proxy(cfg).await;
+    let proxy = spawn_proxy_with_admin(cfg).await;
+    let admin = proxy.admin.unwrap();
     wait_ready(proxy.addr, None).await;
     let mut stalled = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
     let mut fast = AmiClient::login(proxy.addr, "bob", "bobpw").await;
@@ -68,10 +69,58 @@ async fn client_that_never_reads_does_not_slow_others() {
     let (got, done, _) = fast.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", None).await;
     assert!(done, "the fast client was cut off");
     assert_eq!(got, n);
-    // Generous: on a loaded CI machine the flood itself can take a while.
-    let read = stalled.read_to_close(Duration::from_secs(30)).await;
-    assert!(read < n * 250, "the stalled client got {read} bytes: unbounded buffering?");
+    eventually("the stalled client cut off", || async move { metric(admin, LAG_DISCONNECTS).await >= 1.0 }).await;
+    let read = stalled.read_to_close(WAIT).await;
+    assert!(read < n * 250, "the stalled client got {read} bytes: it was not cut off");
     assert_eq!(fast.action("Ping", "after", &[]).await.get("Ping"), Some("Pong"));
+}
+
+const LAG_DISCONNECTS: &str = "astmanproxy_client_lag_disconnects_total{kind=\"ami\"}";
+
+/// Ten clients that read as fast as they can are never cut off by a burst of 100 000 events with
+/// the default event buffer (the old 4 096-event ring cut every one of them off): the burst, sent
+/// by Asterisk in one go, is what the proxy reads at once, not the clients' lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_does_not_cut_off_clients_that_keep_reading() {
+    let sim = sim().await;
+    let proxy = spawn_proxy_with_admin(config(vec![server("pbx1", sim.addr())])).await;
+    wait_ready(proxy.addr, None).await;
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(AmiClient::login(proxy.addr, "alice", "alicepw").await);
+    }
+    let n = 100_000;
+    sim.emit_many(&flood_event(), n);
+    sim.emit(sentinel());
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move { c.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", None).await })
+        })
+        .collect();
+    for r in readers {
+        let (got, done, _) = r.await.unwrap();
+        assert!(done, "a client that kept reading was cut off after {got} events");
+        assert_eq!(got, n);
+    }
+    assert_eq!(metric(proxy.admin.unwrap(), LAG_DISCONNECTS).await, 0.0);
+}
+
+/// A client that reads slowly but steadily (a pause after every read) through a burst is served
+/// to the end: lag is judged by the bytes waiting (`clienteventbuffer`), not by a count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_steady_reader_gets_the_whole_burst() {
+    let sim = sim().await;
+    let proxy = spawn_proxy(config(vec![server("pbx1", sim.addr())])).await;
+    wait_ready(proxy.addr, None).await;
+    let mut slow = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
+    let n = 20_000;
+    sim.emit_many(&flood_event(), n);
+    sim.emit(sentinel());
+    let (got, done, _) =
+        slow.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", Some(Duration::from_millis(1))).await;
+    assert!(done, "the slow reader was cut off after {got} events");
+    assert_eq!(got, n);
 }
 
 /// A client slower than the event stream: with `lagpolicy = disconnect` it gets a final
@@ -79,7 +128,8 @@ async fn client_that_never_reads_does_not_slow_others() {
 async fn lagging_reader(policy: LagPolicy) -> (usize, bool, Vec<u8>) {
     let sim = sim().await;
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
-    cfg.client_event_queue = 64;
+    // About 200 events' worth: far less than the flood.
+    cfg.client_event_buffer = 64 * 1024;
     cfg.lag_policy = policy;
     let proxy = spawn_proxy(cfg).await;
     wait_ready(proxy.addr, None).await;
