@@ -133,7 +133,9 @@ fn assert_same_message(ours: &Message, theirs: &Message, what: &str) {
 
 #[tokio::test]
 async fn rawman_session_replays_the_recorded_transcript() {
-    let (_sim, _proxy, addr) = http_proxy(|_| {}).await;
+    let (_sim, proxy, addr) = http_proxy(|_| {}).await;
+    // Sees the call's broadcast events as the AJAM session does, so the replay can wait for them.
+    let mut observer = AmiClient::login(proxy.addr, "bob", "bobpw").await;
     let mut cookie = String::new();
     for (path, with_cookie, theirs) in recorded("25-http-rawman.cap") {
         let path = path.replace("username=admin&secret=adminpass", "username=alice&secret=alicepw");
@@ -163,8 +165,11 @@ async fn rawman_session_replays_the_recorded_transcript() {
             cookie = ours.cookie();
         }
         if path.contains("action=originate") {
-            // Let the call's events reach the session's queue, as the recording waited 0.2 s.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Let the call's events reach the session's queue, as the recording waited 0.2 s:
+            // the call ends with the channel's Hangup and two DeviceStateChange events.
+            observer.recv_until(|m| m.event() == Some("Hangup")).await;
+            observer.recv_until(|m| m.event() == Some("DeviceStateChange")).await;
+            observer.recv_until(|m| m.event() == Some("DeviceStateChange")).await;
         }
     }
 }

@@ -83,7 +83,11 @@ async fn b10_response_follows_in_a_value() {
     sim.set_hold(Some("Command"));
     c.send(&Message::new().with("Action", "Command").with("Command", "core show version").with("ActionID", "cmd"))
         .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The Command must be pending upstream before the event comes, or nothing is tested.
+    eventually("the Command reached Asterisk", || async {
+        sim.received().iter().any(|m| m.action() == Some("Command") && m.get("Command") == Some("core show version"))
+    })
+    .await;
     sim.emit(
         Message::new()
             .with("Event", "Newchannel")

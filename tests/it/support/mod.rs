@@ -30,6 +30,18 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
+    /// Stops the proxy; true when it finished (within [`WAIT`], the bound for a proxy that
+    /// would never finish).
+    pub async fn stop_finished(mut self) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(WAIT, task).await.is_ok(),
+            None => true,
+        }
+    }
+
     /// Stops the proxy and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
