@@ -138,7 +138,17 @@ impl Config {
                 "maxlinelength" => c.limits.max_line = v.positive()?,
                 "maxmessagesize" => c.limits.max_message = v.positive()?,
                 "maxheaders" => c.limits.max_headers = v.positive()?,
-                "clienteventqueue" => c.client_event_queue = Some(v.positive()?),
+                "clienteventqueue" => {
+                    c.client_event_queue = Some(v.positive()?);
+                    warnings.push(ConfigWarning {
+                        path: v.path.to_path_buf(),
+                        line: v.raw.line,
+                        message: "clienteventqueue is no longer used and is ignored: events are buffered by \
+                                  bytes (clienteventbuffer) and a client is cut off by write progress \
+                                  (clientwritetimeout)"
+                            .to_string(),
+                    });
+                }
                 "clienteventbuffer" => c.client_event_buffer = v.positive()?,
                 "clientmaxpendingbytes" => c.client_max_pending_bytes = v.positive()?,
                 "lagpolicy" => c.lag_policy = v.lag_policy()?,
