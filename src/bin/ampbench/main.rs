@@ -23,6 +23,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+mod burst;
 mod harness;
 mod web;
 use harness::{cores, cpu_model, default_proxy_bin, percentiles, us, Client, Proxy};
@@ -53,6 +54,16 @@ enum What {
         /// Output format of the clients (standard, xml, csv, json).
         #[arg(long, default_value = "standard")]
         format: String,
+    },
+    /// One burst of events to clients that keep reading, with and without one that never
+    /// reads: loss, rate, largest gap, proxy memory growth (proxy and direct).
+    Burst {
+        /// Reading clients.
+        #[arg(long, default_value_t = 10)]
+        clients: usize,
+        /// Events in the burst.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
     },
     /// Ping round-trip time through the proxy and directly.
     Ping {
@@ -154,6 +165,7 @@ async fn main() {
             }
         }
         What::Ping { count } => ping(&sim, &proxy, count).await,
+        What::Burst { clients, events } => burst::burst(&sim, &proxy, clients, events).await,
         What::Idle { clients } => {
             for n in clients {
                 idle(&proxy, n).await;
@@ -171,6 +183,7 @@ async fn main() {
             for format in ["xml", "json"] {
                 fanout(&sim, &proxy, 10, 200_000, format).await;
             }
+            burst::burst(&sim, &proxy, 10, 200_000).await;
             ping(&sim, &proxy, 20_000).await;
             for c in [1, 10] {
                 http(&proxy, 20_000, c).await;
@@ -196,7 +209,7 @@ async fn main() {
     drop(proxy);
 }
 
-fn bench_event() -> Message {
+pub(crate) fn bench_event() -> Message {
     // About the size of a real Newchannel event (~300 bytes).
     Message::new()
         .with("Event", "BenchEvent")
