@@ -91,7 +91,16 @@ impl ClientSession {
             self.sink.send_message(answer);
             return Flow::Continue;
         }
+        let admin = self.user.as_ref().is_some_and(|u| self.hub.config().admin_users.iter().any(|a| a == u));
         let answer = match ProxyAction::from_name(name) {
+            // Every client's address and user, every server's host and AMI user: for admins,
+            // unless `openproxylists` opens them as in 1.x.
+            Some(action @ (ProxyAction::ListSessions | ProxyAction::ListServers))
+                if !admin && !self.hub.config().open_proxy_lists =>
+            {
+                tracing::info!(user = ?self.user, ?action, "ProxyAction denied: not in adminusers (openproxylists = no)");
+                pa::proxy_response("Error", id).with("Message", "Permission denied")
+            }
             Some(ProxyAction::ListSessions) => pa::list_sessions(&self.hub, id),
             Some(ProxyAction::ListServers) => pa::list_servers(&self.hub, id),
             Some(ProxyAction::ListIOHandlers) => pa::list_io_handlers(id),
@@ -124,7 +133,6 @@ impl ClientSession {
                 return Flow::Close;
             }
             Some(action @ (ProxyAction::AddServer | ProxyAction::DropServer)) => {
-                let admin = self.user.as_ref().is_some_and(|u| self.hub.config().admin_users.iter().any(|a| a == u));
                 if !admin {
                     pa::proxy_response("Error", id).with("Message", "Permission denied")
                 } else if action == ProxyAction::AddServer {
@@ -142,10 +150,11 @@ impl ClientSession {
     async fn login(&mut self, message: &Message, id: Option<&str>) -> Flow {
         let username = message.get("Username").unwrap_or_default().trim();
         let ip = self.peer.ip();
-        if self.hub.auth_limiter().is_blocked(ip) {
-            tracing::warn!(user = %username, "login refused: too many failed logins from this address (authlimit)");
+        if let Some(lockout) = self.hub.auth_limiter().check(self.hub.config(), ip, username) {
+            // Logged once when the lock-out started; each refusal only counts.
+            tracing::debug!(user = %username, ?lockout, "login refused: locked out");
             self.hub.metrics().auth_failures.get_or_create(&self.shared.labels()).inc();
-            self.reply("Error", id, Some("Authentication failed: too many failed logins, try again later"));
+            self.reply("Error", id, Some(lockout.message()));
             self.sink.send(ToClient::Close);
             return Flow::Close;
         }
@@ -174,14 +183,14 @@ impl ClientSession {
         if !accepted {
             tracing::info!(user = %username, "client login failed");
             self.hub.metrics().auth_failures.get_or_create(&self.shared.labels()).inc();
-            self.hub.auth_limiter().record_failure(ip);
+            self.hub.auth_limiter().record_failure(self.hub.config(), ip, username);
             self.user = None;
             tokio::time::sleep(self.hub.config().auth_fail_delay).await;
             self.reply("Error", id, Some("Authentication failed"));
             self.sink.send(ToClient::Close);
             return Flow::Close;
         }
-        self.hub.auth_limiter().record_success(ip);
+        self.hub.auth_limiter().record_success(ip, username);
         let mask = message.get("Events").map_or(ClassMask::ALL, ClassMask::parse);
         self.start_session(username, mask);
         // The position is taken before the answer is queued: every event published from the

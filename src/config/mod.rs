@@ -108,8 +108,18 @@ pub struct Config {
     pub ready_share: f64,
     /// `shutdowngrace` (new): how long shutdown waits for clients and servers to finish.
     pub shutdown_grace: Duration,
-    /// `authlimit` (new): failed logins allowed per client address per minute (0 = no limit).
+    /// `authlimit` (new): failed logins allowed per (client address, user name) per minute
+    /// before that user is locked out from that address (0 = no limit).
     pub auth_limit: u32,
+    /// `authlimitaddress` (new): failed logins allowed per client address per minute, all user
+    /// names together, before every login from it is refused (0 = no limit).
+    pub auth_limit_address: u32,
+    /// `authlimitexempt` (new): networks whose addresses skip the `authlimitaddress` ceiling
+    /// (not the per-user lock-out).
+    pub auth_limit_exempt: Vec<ipnet::IpNet>,
+    /// `openproxylists` (new): `ListSessions` and `ListServers` answer every logged-in user, as
+    /// in 1.x, instead of `adminusers` only.
+    pub open_proxy_lists: bool,
     /// `authtimeout` (new): seconds a client may stay connected without logging in (0 = no limit).
     pub auth_timeout: Duration,
     /// `adminusers` (new): users allowed to run `AddServer` and `DropServer`.

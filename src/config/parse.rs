@@ -61,6 +61,9 @@ impl Default for Config {
             http: super::HttpConfig::default(),
             admin_users: Vec::new(),
             auth_limit: 10,
+            auth_limit_address: 100,
+            auth_limit_exempt: Vec::new(),
+            open_proxy_lists: false,
             auth_timeout: Duration::from_secs(30),
             beacon_config: None,
             beacon: crate::beacon::report::BeaconConfig::default(),
@@ -171,6 +174,21 @@ impl Config {
                 "tlshandshaketimeout" => c.tls.handshake_timeout = v.millis()?,
                 "tlscafile" => c.tls.ca_file = v.optional().map(PathBuf::from),
                 "authlimit" => c.auth_limit = v.parse("a number")?,
+                "authlimitaddress" => c.auth_limit_address = v.parse("a number")?,
+                "authlimitexempt" => c.auth_limit_exempt = v.networks()?,
+                "openproxylists" => {
+                    c.open_proxy_lists = v.boolean()?;
+                    if c.open_proxy_lists {
+                        warnings.push(ConfigWarning {
+                            path: path.to_path_buf(),
+                            line: raw.line,
+                            message: "openproxylists = yes: ListSessions and ListServers answer every logged-in \
+                                      user (client addresses and user names, Asterisk hosts and AMI users), \
+                                      not only adminusers"
+                                .to_string(),
+                        });
+                    }
+                }
                 "authtimeout" => c.auth_timeout = Duration::from_secs(v.parse("a number of seconds")?),
                 "adminusers" => {
                     c.admin_users =
@@ -297,6 +315,25 @@ impl Value<'_> {
             None => Ok(None),
             Some(_) => self.parse(what).map(Some),
         }
+    }
+
+    /// A comma-separated list of networks (`10.0.0.0/8, 127.0.0.1/32`; a bare address is one
+    /// host); empty is none.
+    fn networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        let mut nets = Vec::new();
+        for item in self.raw.value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let net = match item.parse::<ipnet::IpNet>() {
+                Ok(net) => net.trunc(),
+                Err(_) => match item.parse::<IpAddr>() {
+                    Ok(ip) => ipnet::IpNet::from(ip),
+                    Err(_) => {
+                        return Err(self.invalid(item, "not a network in CIDR form like 10.0.0.0/8 or an address"))
+                    }
+                },
+            };
+            nets.push(net);
+        }
+        Ok(nets)
     }
 
     fn share(&self) -> Result<f64, ConfigError> {

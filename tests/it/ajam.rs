@@ -403,7 +403,8 @@ async fn http_and_ami_share_the_ami_port() {
 
 #[tokio::test]
 async fn actions_the_proxy_answers_never_reach_asterisk_over_http() {
-    let (sim, proxy, addr) = http_proxy(|_| {}).await;
+    // ListSessions and ListServers are for admins.
+    let (sim, proxy, addr) = http_proxy(|cfg| cfg.admin_users = vec!["alice".into(), "bob".into()]).await;
     let logins = sim.login_count();
     let basic = "Authorization: Basic YWxpY2U6YWxpY2Vwdw==\r\n"; // alice:alicepw
     let ask = |path: String| {
@@ -507,7 +508,11 @@ async fn a_hostile_event_never_joins_or_ends_an_answer() {
 
 #[tokio::test]
 async fn a_request_whose_client_went_away_leaves_no_session() {
-    let (sim, proxy, addr) = http_proxy(|cfg| cfg.http.session_timeout = Duration::from_secs(600)).await;
+    let (sim, proxy, addr) = http_proxy(|cfg| {
+        cfg.http.session_timeout = Duration::from_secs(600);
+        cfg.admin_users = vec!["bob".into()]; // to watch the sessions with ListSessions
+    })
+    .await;
     sim.set_hold(Some("corestatus"));
     // Basic without a cookie: a session for this one request; the client hangs up before the
     // answer.

@@ -112,7 +112,11 @@ async fn upstream_killed_repeatedly_under_event_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_connects_and_disconnects() {
-    let (_sim, proxy) = proxy_with_sim().await;
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.admin_users = vec!["alice".into()]; // to count the sessions with ListSessions
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
     let mut tasks = Vec::new();
     for i in 0..2_000 {
         let addr = proxy.addr;

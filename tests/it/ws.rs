@@ -320,7 +320,7 @@ async fn oversize_frame_closes_with_1009() {
 
 #[tokio::test]
 async fn client_close_ends_the_session() {
-    let (_sim, proxy, addr) = ws_proxy(|_| {}).await;
+    let (_sim, proxy, addr) = ws_proxy(|c| c.admin_users = vec!["bob".into()]).await;
     let mut ws = open(addr, Some(("carol", "carolpw"))).await.unwrap();
     send(&mut ws, json!({"Action": "Ping", "ActionID": "c"})).await;
     answer(&mut ws, "c").await;
