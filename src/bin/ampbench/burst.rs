@@ -101,7 +101,11 @@ async fn run(sim: &AmiSim, addr: SocketAddr, through_proxy: bool, n: usize, even
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
         let mut c = Client::connect(addr).await;
-        if through_proxy { c.login().await } else { c.login_sim().await }
+        if through_proxy {
+            c.login().await
+        } else {
+            c.login_sim().await
+        }
         clients.push(c);
     }
     // Connected and logged in, never read again: its socket fills, its writes stop.
@@ -110,7 +114,11 @@ async fn run(sim: &AmiSim, addr: SocketAddr, through_proxy: bool, n: usize, even
         let _ = socket.set_recv_buffer_size(4096);
         let stream = socket.connect(addr).await.expect("connect");
         let mut c = Client::from_stream(stream).await;
-        if through_proxy { c.login().await } else { c.login_sim().await }
+        if through_proxy {
+            c.login().await
+        } else {
+            c.login_sim().await
+        }
         Some(c)
     } else {
         None
@@ -171,6 +179,29 @@ pub(crate) async fn burst(sim: &AmiSim, proxy: &Proxy, n: usize, events: usize) 
             peak.saturating_sub(rss0) as f64 / 1e6
         );
     }
+}
+
+/// The proxy's memory per buffered event: a fresh proxy, one burst with one reader (so the
+/// burst is known to be through) and one client that never reads; the growth of its resident
+/// memory divided by the events its buffer then holds, next to their size on the wire.
+pub(crate) async fn memory_per_event(sim: &AmiSim, bin: &std::path::PathBuf, events: usize) {
+    let proxy = Proxy::start(bin, sim.addr()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss0 = proxy.rss_bytes();
+    let seen = run(sim, proxy.addr, true, 1, events, true).await;
+    let grown = proxy.rss_bytes().saturating_sub(rss0);
+    // What the proxy adds to each event: its `Server: sim` header.
+    let wire = bench_event_len() + "Server: sim\r\n".len();
+    let budget = 64 * 1024 * 1024;
+    let held = events.min(budget / (wire + astmanproxy::event::EVENT_OVERHEAD));
+    println!(
+        "memory: {} events of {wire} bytes through a fresh proxy (default clienteventbuffer, 64 MiB), one client never reading: RSS grew {:.1} MB for {held} events held = {:.0} bytes per event ({:.2}x its wire size); the reader got {}",
+        events,
+        grown as f64 / 1e6,
+        grown as f64 / held as f64,
+        grown as f64 / held as f64 / wire as f64,
+        seen.first().map_or(0, |s| s.events)
+    );
 }
 
 fn bench_event_len() -> usize {

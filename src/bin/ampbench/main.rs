@@ -165,7 +165,10 @@ async fn main() {
             }
         }
         What::Ping { count } => ping(&sim, &proxy, count).await,
-        What::Burst { clients, events } => burst::burst(&sim, &proxy, clients, events).await,
+        What::Burst { clients, events } => {
+            burst::burst(&sim, &proxy, clients, events).await;
+            burst::memory_per_event(&sim, &bin, events).await;
+        }
         What::Idle { clients } => {
             for n in clients {
                 idle(&proxy, n).await;
@@ -184,6 +187,7 @@ async fn main() {
                 fanout(&sim, &proxy, 10, 200_000, format).await;
             }
             burst::burst(&sim, &proxy, 10, 200_000).await;
+            burst::memory_per_event(&sim, &bin, 200_000).await;
             ping(&sim, &proxy, 20_000).await;
             for c in [1, 10] {
                 http(&proxy, 20_000, c).await;
