@@ -100,11 +100,18 @@ where
         'read: loop {
             loop {
                 match input.next(&mut buf, eof) {
-                    Ok(Some(Input::Message(message))) => {
-                        if let Flow::Close = session.handle(message).await {
+                    Ok(Some(Input::Message(message))) => match session.handle(message).await {
+                        Flow::Continue => {}
+                        Flow::Close => break 'read,
+                        Flow::Logoff(goodbye) => {
+                            // Asterisk answers pipelined actions in order: those before the
+                            // Logoff come before its Goodbye.
+                            wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
+                            sink.send_message(goodbye);
+                            sink.send(ToClient::Close);
                             break 'read;
                         }
-                    }
+                    },
                     Ok(Some(Input::Invalid(why))) => {
                         tracing::info!(error = %why, "bad input from client");
                         sink.send_message(Message::response_with("Error", None, Some(&why)));
@@ -191,10 +198,19 @@ fn on_decode_error(sink: &sink::ClientSink, error: &DecodeError) -> Flow {
     }
 }
 
-/// After the client half-closed its socket, waits (bounded) for the answers to its actions.
+/// How long past `actiontimeout` a leaving client waits for its answers: the upstream session
+/// answers an action with a timeout error at `actiontimeout` (checked every half second at most),
+/// and that error should still reach the client.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits until the actions the client sent so far are answered (after a Logoff, or once the
+/// client half-closed its socket), for at most `limit` (`actiontimeout`) plus [`ANSWER_GRACE`].
 async fn wait_for_answers(sink: &sink::ClientSink, limit: Duration, cancel: &CancellationToken) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while sink.in_flight() > 0 && tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    tokio::select! {
+        () = sink.actions_done() => {}
+        () = cancel.cancelled() => {}
+        () = tokio::time::sleep(limit + ANSWER_GRACE) => {
+            tracing::debug!(in_flight = sink.in_flight(), "closing with actions still unanswered");
+        }
     }
 }

@@ -15,6 +15,7 @@ mod http;
 mod isolation;
 mod limits;
 mod login;
+mod ordering;
 mod ops;
 mod permissions;
 mod proxy_actions;
