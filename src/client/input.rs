@@ -146,3 +146,47 @@ fn structured(buf: &mut BytesMut, skip: usize, eof: bool, limit: usize, kind: Ki
         Err(e) => Input::Invalid(e),
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_line: 64 * 1024, max_message: 200, max_headers: 64 };
+
+    /// What a reader made of `input` fed `chunk` bytes at a time: `Ok(action id)` per action,
+    /// `Err(error text)` per skipped one. The buffer never holds much more than the limit.
+    fn run(input: &[u8], chunk: usize) -> Vec<Result<String, String>> {
+        let mut reader = Reader::new(LIMITS);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            loop {
+                match reader.next(&mut buf, false) {
+                    Ok(Some(Input::Message(m))) => out.push(Ok(m.action_id().unwrap_or_default().to_string())),
+                    Ok(Some(Input::Invalid(why))) => out.push(Err(why)),
+                    Ok(None) => break,
+                    Err(e) => out.push(Err(e.to_string())),
+                }
+            }
+            assert!(buf.len() <= LIMITS.max_message + chunk + XML_END.len(), "buffered {}", buf.len());
+        }
+        out
+    }
+
+    #[test]
+    fn oversize_json_and_xml_actions_are_skipped_to_their_end() {
+        let pad = "p".repeat(1000);
+        let input = format!(
+            "{{\"Action\":\"Ping\",\"ActionID\":\"j1\",\"Pad\":\"{pad}\"}}\n{{\"Action\":\"Ping\",\"ActionID\":\"j2\"}}\n\
+             <AsteriskManagerInput><Action Value=\"Ping\"/><Pad Value=\"{pad}\"/></AsteriskManagerInput>\
+             <AsteriskManagerInput><Action Value=\"Ping\"/><ActionID Value=\"x2\"/></AsteriskManagerInput>\r\n\r\n\
+             Action: Ping\r\nActionID: a3\r\n\r\n"
+        );
+        let skipped = Err("message larger than maxmessagesize (200 bytes); message skipped".to_string());
+        let expected = [skipped.clone(), Ok("j2".to_string()), skipped, Ok("x2".to_string()), Ok("a3".to_string())];
+        for chunk in [1, 2, 7, 23, 24, 100, 201, input.len()] {
+            assert_eq!(run(input.as_bytes(), chunk), expected, "reads of {chunk} bytes");
+        }
+    }
+}

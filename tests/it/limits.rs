@@ -74,6 +74,25 @@ async fn oversize_message_is_answered_with_its_actionid_and_the_session_goes_on(
     assert_eq!(c.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
 }
 
+/// A JSON action over `maxmessagesize` is dropped up to its line end and answered; the JSON
+/// action after it is served (it used to be lost with the buffer).
+#[tokio::test]
+async fn oversize_json_action_is_skipped_to_its_line_end() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.limits.max_message = 1000;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let pad = "j".repeat(20_000);
+    let input = format!("{{\"Action\":\"Ping\",\"ActionID\":\"j1\",\"Pad\":\"{pad}\"}}\n{{\"Action\":\"Ping\",\"ActionID\":\"j2\"}}\n");
+    c.send_raw(input.as_bytes()).await;
+    let err = c.recv_until(|m| m.response().is_some()).await;
+    assert_eq!(err.response(), Some("Error"), "{err:?}");
+    assert_eq!(err.get("Message"), Some("Bad input: message larger than maxmessagesize (1000 bytes); message skipped"));
+    assert_eq!(c.response("j2").await.get("Ping"), Some("Pong"));
+}
+
 /// From Asterisk, an oversize event is skipped and logged, the session kept (no reconnect);
 /// an oversize answer to a client's action gets that client an error at once, not after
 /// `actiontimeout`.
