@@ -137,7 +137,11 @@ struct Gate {
 
 impl Default for Gate {
     fn default() -> Self {
-        Self { action: Mutex::new(None), arrived: tokio::sync::watch::Sender::new(0), open: tokio::sync::Semaphore::new(0) }
+        Self {
+            action: Mutex::new(None),
+            arrived: tokio::sync::watch::Sender::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        }
     }
 }
 

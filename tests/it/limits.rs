@@ -85,7 +85,9 @@ async fn oversize_json_action_is_skipped_to_its_line_end() {
     wait_ready(proxy.addr, None).await;
     let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
     let pad = "j".repeat(20_000);
-    let input = format!("{{\"Action\":\"Ping\",\"ActionID\":\"j1\",\"Pad\":\"{pad}\"}}\n{{\"Action\":\"Ping\",\"ActionID\":\"j2\"}}\n");
+    let input = format!(
+        "{{\"Action\":\"Ping\",\"ActionID\":\"j1\",\"Pad\":\"{pad}\"}}\n{{\"Action\":\"Ping\",\"ActionID\":\"j2\"}}\n"
+    );
     c.send_raw(input.as_bytes()).await;
     let err = c.recv_until(|m| m.response().is_some()).await;
     assert_eq!(err.response(), Some("Error"), "{err:?}");
@@ -104,7 +106,9 @@ async fn oversize_messages_from_asterisk_are_skipped_and_the_session_kept() {
     let proxy = spawn_proxy(cfg).await;
     wait_ready(proxy.addr, None).await;
     let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
-    sim.emit(Message::new().with("Event", "UserEvent").with("Privilege", "user,all").with("Big", "b".repeat(100 * 1024)));
+    sim.emit(
+        Message::new().with("Event", "UserEvent").with("Privilege", "user,all").with("Big", "b".repeat(100 * 1024)),
+    );
     sim.emit(sentinel());
     let next = c.recv_until(|m| m.event().is_some_and(|e| e != "FullyBooted")).await;
     assert_eq!(next.event(), Some("Sentinel"), "{next:?}");

@@ -137,7 +137,9 @@ const SMALL_LINES: Limits = Limits { max_line: 16, max_message: 4096, max_header
 #[test]
 fn overlong_line_skips_its_message_with_the_actionid_read_before_it() {
     let long = "x".repeat(200);
-    let input = format!("Action: Ping\r\nActionID: a1\r\nValue: {long}\r\nOther: 1\r\n\r\nAction: Ping\r\nActionID: a2\r\n\r\n");
+    let input = format!(
+        "Action: Ping\r\nActionID: a1\r\nValue: {long}\r\nOther: 1\r\n\r\nAction: Ping\r\nActionID: a2\r\n\r\n"
+    );
     let got = feed_every_way(SMALL_LINES, input.as_bytes());
     assert_eq!(got, [skipped(Limit::LineLength(16), Some("a1")), ping("a2")]);
     assert!(got[0].as_ref().unwrap_err().can_continue());
@@ -146,7 +148,8 @@ fn overlong_line_skips_its_message_with_the_actionid_read_before_it() {
 #[test]
 fn overlong_line_skips_its_message_with_the_actionid_read_after_it() {
     let long = "y".repeat(200);
-    let input = format!("Action: Ping\nValue: {long}\nActionID: late\nActionID: second\n\nAction: Ping\nActionID: a2\n\n");
+    let input =
+        format!("Action: Ping\nValue: {long}\nActionID: late\nActionID: second\n\nAction: Ping\nActionID: a2\n\n");
     let got = feed_every_way(SMALL_LINES, input.as_bytes());
     assert_eq!(got, [skipped(Limit::LineLength(16), Some("late")), ping("a2")]);
 }
