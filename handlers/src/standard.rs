@@ -182,13 +182,16 @@ impl AmiDecoder {
             if let Some(dropped) = self.dropping {
                 // The rest of an overlong line: dropped as it comes, never buffered.
                 if let Some(offset) = memchr::memchr(b'\n', &buf[pos..]) {
+                    self.dropped_line_end(strip_cr(&buf[pos..pos + offset]));
                     pos += offset + 1;
                     self.dropping = None;
                     continue;
                 }
-                let dropped = dropped + (buf.len() - pos);
-                pos = buf.len();
-                if dropped > self.limits.max_without_line_end() {
+                // The last few bytes stay, in case they are a glued `--END COMMAND--`.
+                let keep = (buf.len() - pos).min(END_COMMAND.len() + 1);
+                let dropped = dropped + (buf.len() - pos - keep);
+                pos = buf.len() - keep;
+                if dropped + keep > self.limits.max_without_line_end() {
                     self.dropping = None;
                     self.clear();
                     break Err(DecodeError::NoLineEnd { limit: self.limits.max_without_line_end() });
@@ -218,6 +221,7 @@ impl AmiDecoder {
             pos = newline + 1;
             if end - line_start > self.limits.max_line {
                 self.start_discard(Limit::LineLength(self.limits.max_line));
+                self.dropped_line_end(&buf[line_start..end]);
                 continue;
             }
             match self.feed_line(&buf[line_start..end]) {
@@ -394,6 +398,19 @@ impl AmiDecoder {
         self.clear();
         self.state = State::Discard;
         self.discard = Some(Discard { limit, action_id, phase });
+    }
+
+    /// The end of an overlong line, dropped (`tail`: what of it is still buffered). In a skipped
+    /// `Response: Follows` body, `--END COMMAND--` glued to the line still ends the body.
+    fn dropped_line_end(&mut self, tail: &[u8]) {
+        if let Some(discard) = self.discard.as_mut() {
+            let in_body = matches!(discard.phase, State::FollowsHeaders | State::FollowsBody);
+            if in_body && tail.ends_with(END_COMMAND.as_bytes()) {
+                discard.phase = State::FollowsEnd;
+            } else if in_body {
+                discard.phase = State::FollowsBody;
+            }
+        }
     }
 
     /// One line of a message being skipped: looks for its ActionID and its end. Reports the

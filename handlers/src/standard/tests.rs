@@ -256,6 +256,36 @@ ActionID: not-this\nline two is long enough too\n\n--END COMMAND--\r\n\r\nEvent:
 }
 
 #[test]
+fn overlong_follows_line_glued_to_end_command_still_ends_the_body() {
+    let limits = Limits { max_line: 32, ..Limits::default() };
+    let long = "o".repeat(100);
+    let input = format!(
+        "Response: Follows\r\nPrivilege: Command\r\nActionID: c1\r\nshort\n\n{long}--END COMMAND--\r\n\r\nEvent: Next\r\n\r\n"
+    );
+    for chunk in 1..=input.len() {
+        let mut dec = AmiDecoder::new(limits);
+        dec.expect_command_output();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in input.as_bytes().chunks(chunk) {
+            buf.extend_from_slice(piece);
+            loop {
+                match dec.decode(&mut buf) {
+                    Ok(Some(m)) => out.push(Ok(m)),
+                    Ok(None) => break,
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+        }
+        assert_eq!(
+            out,
+            [skipped(Limit::LineLength(32), Some("c1")), Ok(Message::new().with("Event", "Next"))],
+            "reads of {chunk} bytes"
+        );
+    }
+}
+
+#[test]
 fn end_of_stream_inside_a_skipped_message_reports_it() {
     let long = "x".repeat(100);
     let input = format!("Action: Ping\r\nActionID: a1\r\nV: {long}");
