@@ -21,6 +21,14 @@ pub enum Flow {
     Continue,
     /// Stop reading; the writer flushes and closes.
     Close,
+    /// The client logged off: once the actions it sent before are answered (bounded by
+    /// `actiontimeout`), send this `Goodbye` and close.
+    Logoff(Message),
+}
+
+/// The answer to `Action: Logoff` and `ProxyAction: Logoff`, as Asterisk words it.
+fn goodbye(id: Option<&str>) -> Message {
+    Message::response_with("Goodbye", id, Some("Thanks for all the fish."))
 }
 
 /// The reader-side state of one client.
@@ -68,11 +76,7 @@ impl ClientSession {
         match action.as_str() {
             "login" => return self.login(&message, id).await,
             "challenge" => self.challenge(&message, id),
-            "logoff" => {
-                self.reply("Goodbye", id, Some("Thanks for all the fish."));
-                self.sink.send(ToClient::Close);
-                return Flow::Close;
-            }
+            "logoff" => return Flow::Logoff(goodbye(id)),
             _ if !self.authenticated() => self.reply("Error", id, Some("Permission denied")),
             "events" => self.events(&message, id),
             "beaconshowserver" => self.beacon_show_server(&message, id).await,
@@ -127,11 +131,7 @@ impl ClientSession {
                 // Responses are always isolated per client in 2.x; the mode is acknowledged.
                 pa::proxy_response("Success", id).with("AutoFilter", level)
             }
-            Some(ProxyAction::Logoff) => {
-                self.reply("Goodbye", id, Some("Thanks for all the fish."));
-                self.sink.send(ToClient::Close);
-                return Flow::Close;
-            }
+            Some(ProxyAction::Logoff) => return Flow::Logoff(goodbye(id)),
             Some(action @ (ProxyAction::AddServer | ProxyAction::DropServer)) => {
                 if !admin {
                     pa::proxy_response("Error", id).with("Message", "Permission denied")

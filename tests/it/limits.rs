@@ -7,18 +7,117 @@ use astmanproxy_handlers::Message;
 
 use crate::support::*;
 
+/// Input that never ends a line is given up after 16 x `maxlinelength` bytes (never buffered),
+/// with a final error naming the limit.
 #[tokio::test]
-async fn oversize_line_gets_a_clear_error_and_a_close() {
+async fn input_without_line_end_is_closed_after_the_multiple_with_a_final_error() {
     let sim = sim().await;
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
     cfg.limits.max_line = 4096;
     let proxy = spawn_proxy(cfg).await;
     let mut c = AmiClient::connect(proxy.addr).await;
-    c.send_raw(&vec![b'A'; 10_000]).await;
+    // Exactly one byte past the multiple: the proxy reads all of it (no reset on close).
+    c.send_raw(&vec![b'A'; 16 * 4096 + 1]).await;
     let err = c.recv().await;
     assert_eq!(err.response(), Some("Error"));
-    assert!(err.get("Message").unwrap().contains("line too long"), "{err:?}");
+    let text = err.get("Message").unwrap();
+    assert!(text.contains("no line end within 65536 bytes (16 x maxlinelength)"), "{err:?}");
+    assert!(text.contains("closing connection"), "{err:?}");
     assert!(c.is_closed(WAIT).await);
+}
+
+/// A 100 KB header value (over the default `maxlinelength` of 64 KiB) skips its message with an
+/// error naming the limit and the message's ActionID, read before or after the long line; the
+/// session goes on.
+#[tokio::test]
+async fn oversize_line_is_answered_with_its_actionid_and_the_session_goes_on() {
+    let (_sim, proxy) = proxy_with_sim().await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let big = "v".repeat(100 * 1024);
+    c.send_raw(format!("Action: Ping\r\nActionID: before\r\nX-Big: {big}\r\nX-After: 1\r\n\r\n").as_bytes()).await;
+    let err = c.recv_until(|m| m.response().is_some()).await;
+    assert_eq!(err.response(), Some("Error"), "{err:?}");
+    assert_eq!(err.action_id(), Some("before"), "{err:?}");
+    assert_eq!(
+        err.get("Message"),
+        Some("Bad input: line longer than maxlinelength (65536 bytes); message skipped"),
+        "{err:?}"
+    );
+    c.send_raw(format!("Action: Ping\r\nX-Big: {big}\r\nActionID: after\r\n\r\n").as_bytes()).await;
+    let err = c.recv_until(|m| m.response().is_some()).await;
+    assert_eq!((err.response(), err.action_id()), (Some("Error"), Some("after")), "{err:?}");
+    assert_eq!(c.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
+}
+
+/// A message over `maxmessagesize` (every line short) is skipped the same way.
+#[tokio::test]
+async fn oversize_message_is_answered_with_its_actionid_and_the_session_goes_on() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.limits.max_message = 10_000;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let mut action = Message::new().with("Action", "Ping");
+    for i in 0..50 {
+        action.push(format!("Variable{i}"), "w".repeat(500));
+    }
+    action.push("ActionID", "large");
+    c.send(&action).await;
+    let err = c.recv_until(|m| m.response().is_some()).await;
+    assert_eq!((err.response(), err.action_id()), (Some("Error"), Some("large")), "{err:?}");
+    assert_eq!(
+        err.get("Message"),
+        Some("Bad input: message larger than maxmessagesize (10000 bytes); message skipped"),
+        "{err:?}"
+    );
+    assert_eq!(c.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
+}
+
+/// A JSON action over `maxmessagesize` is dropped up to its line end and answered; the JSON
+/// action after it is served (it used to be lost with the buffer).
+#[tokio::test]
+async fn oversize_json_action_is_skipped_to_its_line_end() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.limits.max_message = 1000;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let pad = "j".repeat(20_000);
+    let input = format!(
+        "{{\"Action\":\"Ping\",\"ActionID\":\"j1\",\"Pad\":\"{pad}\"}}\n{{\"Action\":\"Ping\",\"ActionID\":\"j2\"}}\n"
+    );
+    c.send_raw(input.as_bytes()).await;
+    let err = c.recv_until(|m| m.response().is_some()).await;
+    assert_eq!(err.response(), Some("Error"), "{err:?}");
+    assert_eq!(err.get("Message"), Some("Bad input: message larger than maxmessagesize (1000 bytes); message skipped"));
+    assert_eq!(c.response("j2").await.get("Ping"), Some("Pong"));
+}
+
+/// From Asterisk, an oversize event is skipped and logged, the session kept (no reconnect);
+/// an oversize answer to a client's action gets that client an error at once, not after
+/// `actiontimeout`.
+#[tokio::test]
+async fn oversize_messages_from_asterisk_are_skipped_and_the_session_kept() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.limits.max_message = 8192;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    sim.emit(
+        Message::new().with("Event", "UserEvent").with("Privilege", "user,all").with("Big", "b".repeat(100 * 1024)),
+    );
+    sim.emit(sentinel());
+    let next = c.recv_until(|m| m.event().is_some_and(|e| e != "FullyBooted")).await;
+    assert_eq!(next.event(), Some("Sentinel"), "{next:?}");
+    // `module show` answers ~31 KB, over maxmessagesize here.
+    let answer = c.action("Command", "mods", &[("Command", "module show")]).await;
+    assert_eq!(answer.response(), Some("Error"), "{answer:?}");
+    assert!(answer.get("Message").unwrap().contains("maxmessagesize (8192 bytes)"), "{answer:?}");
+    assert_eq!(c.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
+    assert_eq!(sim.login_count(), 1, "the Asterisk session was dropped and logged in again");
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod isolation;
 mod limits;
 mod login;
 mod ops;
+mod ordering;
 mod permissions;
 mod proxy_actions;
 mod tls;
