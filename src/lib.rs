@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod listen;
 pub mod hub;
 pub mod metrics;
 pub mod policy;
