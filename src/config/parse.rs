@@ -17,7 +17,7 @@ impl Default for Config {
             listen_port: 1234,
             listen_backlog: crate::listen::DEFAULT_BACKLOG,
             retry_interval: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
+            retry_max: Duration::from_secs(5),
             max_retries: 0,
             autofilter: AutoFilter::On,
             auth_required: true,
