@@ -33,7 +33,6 @@ mod session;
 /// not taking actions as fast as clients send them, and the client gets `Server busy` at once.
 pub const REQUEST_QUEUE: usize = 4096;
 
-
 /// Connection state of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
