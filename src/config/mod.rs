@@ -33,6 +33,9 @@ pub struct Config {
     pub listen_address: IpAddr,
     /// `listenport`: port of the client listener.
     pub listen_port: u16,
+    /// `listenbacklog` (new): queue of accepted-by-the-kernel connections of every listener
+    /// (AMI, TLS, HTTP, admin); the kernel caps it at `net.core.somaxconn`.
+    pub listen_backlog: u32,
     /// `retryinterval`: first delay between reconnect attempts (backoff doubles from here).
     pub retry_interval: Duration,
     /// `retrymax` (new): cap of the reconnect backoff.

@@ -15,8 +15,9 @@ impl Default for Config {
             servers: Vec::new(),
             listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             listen_port: 1234,
+            listen_backlog: crate::listen::DEFAULT_BACKLOG,
             retry_interval: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
+            retry_max: Duration::from_secs(5),
             max_retries: 0,
             autofilter: AutoFilter::On,
             auth_required: true,
@@ -122,6 +123,7 @@ impl Config {
                 "host" => c.servers.push(v.server()?),
                 "listenaddress" => c.listen_address = v.address()?,
                 "listenport" => c.listen_port = v.parse("a port number")?,
+                "listenbacklog" => c.listen_backlog = v.backlog()?,
                 "retryinterval" => c.retry_interval = Duration::from_secs(v.parse("a number of seconds")?),
                 "retrymax" => c.retry_max = Duration::from_secs(v.parse("a number of seconds")?),
                 "maxretries" => c.max_retries = v.parse("a number")?,
@@ -294,6 +296,15 @@ impl Value<'_> {
         let n: T = self.parse("a positive number")?;
         if n <= T::default() {
             return Err(self.invalid(&self.raw.value, "must be greater than 0"));
+        }
+        Ok(n)
+    }
+
+    /// A listen backlog: 1 to 2^31-1 connections.
+    pub(crate) fn backlog(&self) -> Result<u32, ConfigError> {
+        let n: u32 = self.positive()?;
+        if n > crate::listen::MAX_BACKLOG {
+            return Err(self.invalid(&self.raw.value, format!("at most {}", crate::listen::MAX_BACKLOG)));
         }
         Ok(n)
     }

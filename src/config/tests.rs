@@ -160,3 +160,20 @@ fn login_limits_and_proxy_lists() {
     assert!(Config::parse("authlimitaddress = many\n", Path::new("e.conf")).is_err());
     assert!(Config::parse("openproxylists = perhaps\n", Path::new("e.conf")).is_err());
 }
+
+#[test]
+fn reconnect_and_backlog_defaults() {
+    let (cfg, _) = Config::parse("", Path::new("empty.conf")).unwrap();
+    assert_eq!(cfg.retry_max, Duration::from_secs(5));
+    assert_eq!(cfg.listen_backlog, 4096);
+    let (cfg, _) = Config::parse("listenbacklog = 65535\nretrymax = 30\n", Path::new("x.conf")).unwrap();
+    assert_eq!((cfg.listen_backlog, cfg.retry_max), (65535, Duration::from_secs(30)));
+}
+
+#[test]
+fn a_bad_backlog_is_an_error() {
+    for bad in ["0", "-1", "many", "2147483648"] {
+        let err = Config::parse(&format!("listenbacklog = {bad}\n"), Path::new("b.conf")).unwrap_err();
+        assert!(err.to_string().starts_with("b.conf:1: invalid value for listenbacklog"), "{err}");
+    }
+}

@@ -163,7 +163,7 @@ impl AmiSim {
     /// # Errors
     /// The listener cannot be bound (the port is in use).
     pub async fn start_on(addr: SocketAddr, options: SimOptions) -> std::io::Result<AmiSim> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = crate::listen::bind(addr, crate::listen::DEFAULT_BACKLOG)?;
         let sim = AmiSim {
             inner: Arc::new(Inner {
                 addr: listener.local_addr()?,

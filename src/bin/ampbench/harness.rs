@@ -227,6 +227,22 @@ impl Client {
     }
 }
 
+/// Raises this process's soft limit of open files to its hard limit (children inherit it).
+pub(crate) fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+/// The soft limit of open files of this process.
+pub(crate) fn fd_room() -> usize {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
+}
+
 pub(crate) fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {
     v.sort();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
