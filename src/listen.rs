@@ -57,6 +57,20 @@ fn warn_once_if_capped(backlog: u32) {
     });
 }
 
+/// Raises this process's soft limit of open files to its hard limit (every client holds one, and
+/// a shell's soft limit is often 1 024); returns the limit now in force.
+pub fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,12 +229,7 @@ impl Client {
 
 /// Raises this process's soft limit of open files to its hard limit (children inherit it).
 pub(crate) fn raise_fd_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
-    }
+    astmanproxy::listen::raise_open_files_limit();
 }
 
 /// The soft limit of open files of this process.
