@@ -46,6 +46,8 @@ struct SinkInner {
     queued_bytes: AtomicUsize,
     max_bytes: usize,
     in_flight: AtomicUsize,
+    /// Of those, async `Originate`s already answered, waiting only for their `OriginateResponse`.
+    originates: AtomicUsize,
     /// Woken when the last action in flight ends (see [`ClientSink::actions_done`]).
     idle: tokio::sync::Notify,
     overflowed: AtomicBool,
@@ -67,6 +69,7 @@ pub fn channel(id: ClientId, max_bytes: usize, cancel: CancellationToken) -> (Cl
         queued_bytes: AtomicUsize::new(0),
         max_bytes,
         in_flight: AtomicUsize::new(0),
+        originates: AtomicUsize::new(0),
         idle: tokio::sync::Notify::new(),
         overflowed: AtomicBool::new(false),
         delivered: AtomicU64::new(0),
@@ -130,21 +133,44 @@ impl ClientSink {
 
     /// Releases an in-flight action slot (its final answer was routed).
     pub fn end_action(&self) {
-        let before = self.inner.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        if before == Ok(1) {
+        let _ = self.inner.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.wake_if_answered();
+    }
+
+    /// An async `Originate` in flight was answered (`Success`, call queued): only its
+    /// `OriginateResponse` is still to come, which a Logoff does not wait for (Asterisk answers
+    /// the Logoff at once too).
+    pub fn originate_queued(&self) {
+        self.inner.originates.fetch_add(1, Ordering::AcqRel);
+        self.wake_if_answered();
+    }
+
+    /// That `Originate`'s route ended (its `OriginateResponse` came, it expired or the server
+    /// went away); called before [`ClientSink::end_action`].
+    pub fn originate_settled(&self) {
+        let _ = self.inner.originates.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Actions in flight whose answer has not been queued yet.
+    fn unanswered(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Acquire).saturating_sub(self.inner.originates.load(Ordering::Acquire))
+    }
+
+    fn wake_if_answered(&self) {
+        if self.unanswered() == 0 {
             self.inner.idle.notify_waiters();
         }
     }
 
-    /// Waits until no action is in flight: every final answer has been queued, since an
-    /// action ends after its answer is sent. Cancel safe.
+    /// Waits until every action in flight has its answer queued (an async `Originate` counts once
+    /// its `Success` is: its `OriginateResponse` may take a whole call). Cancel safe.
     pub async fn actions_done(&self) {
         loop {
             let notified = self.inner.idle.notified();
             tokio::pin!(notified);
             // Registered before the check, so an end between the check and the wait is seen.
             notified.as_mut().enable();
-            if self.inner.in_flight.load(Ordering::Acquire) == 0 {
+            if self.unanswered() == 0 {
                 return;
             }
             notified.await;

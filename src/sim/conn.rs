@@ -254,7 +254,7 @@ impl SessionState {
                 self.send(m).await;
             }
         }
-        if !answer.events.is_empty() {
+        if !answer.events.is_empty() && self.sim.sends_followers() {
             let sim = self.sim.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(EVENTS_DELAY).await;

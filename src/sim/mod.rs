@@ -120,6 +120,8 @@ struct Inner {
     logins: AtomicUsize,
     drop_mid_list: Mutex<Option<String>>,
     hold: Mutex<Option<String>>,
+    /// The events that follow answers (an Originate's call) are not sent.
+    no_followers: std::sync::atomic::AtomicBool,
     gate: Gate,
     stop: CancellationToken,
     accept_task: Mutex<Option<JoinHandle<()>>>,
@@ -174,6 +176,7 @@ impl AmiSim {
                 logins: AtomicUsize::new(0),
                 drop_mid_list: Mutex::new(None),
                 hold: Mutex::new(None),
+                no_followers: std::sync::atomic::AtomicBool::new(false),
                 gate: Gate::default(),
                 stop: CancellationToken::new(),
                 accept_task: Mutex::new(None),
@@ -347,6 +350,16 @@ impl AmiSim {
 
     fn forget(&self, conn: u64) {
         lock(&self.inner.conns).remove(&conn);
+    }
+
+    /// With `true`, the broadcast events that follow an answer (the call of an async
+    /// `Originate`, its `OriginateResponse` among them) are not sent: a call that never ends.
+    pub fn set_no_followers(&self, on: bool) {
+        self.inner.no_followers.store(on, Ordering::Relaxed);
+    }
+
+    fn sends_followers(&self) -> bool {
+        !self.inner.no_followers.load(Ordering::Relaxed)
     }
 
     fn is_held(&self, action: &str) -> bool {

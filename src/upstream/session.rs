@@ -40,6 +40,17 @@ struct Route {
     is_command: bool,
     async_originate: bool,
     in_list: bool,
+    /// An async Originate answered `Success`: the route waits for its `OriginateResponse`.
+    queued: bool,
+}
+
+impl Route {
+    /// Before the route is dropped: an answered async Originate no longer waits.
+    fn settle(&self) {
+        if let (true, Some(owner)) = (self.queued, &self.owner) {
+            owner.sink.originate_settled();
+        }
+    }
 }
 
 struct Owner {
@@ -189,6 +200,7 @@ impl Session<'_> {
         let Some(route) = self.routes.remove(&id) else {
             return;
         };
+        route.settle();
         if self.ping.as_ref().is_some_and(|(p, _)| *p == id) {
             self.ping = None;
         }
@@ -217,7 +229,8 @@ impl Session<'_> {
         let started = Instant::now();
         let deadline = started + self.hub.config().action_timeout;
         let owner = Some(Owner { sink: reply, original_id });
-        self.routes.insert(id, Route { owner, started, deadline, is_command, async_originate, in_list: false });
+        self.routes
+            .insert(id, Route { owner, started, deadline, is_command, async_originate, in_list: false, queued: false });
     }
 
     fn send_ping(&mut self, deadline: Instant) {
@@ -234,6 +247,7 @@ impl Session<'_> {
                 is_command: false,
                 async_originate: false,
                 in_list: false,
+                queued: false,
             },
         );
         self.ping = Some((id, deadline));
@@ -274,6 +288,12 @@ impl Session<'_> {
         if keep {
             route.in_list = list_start;
             route.deadline = Instant::now() + if list_start { cfg.action_timeout } else { cfg.originate_timeout };
+        }
+        if originate_queued && !list_start && !route.queued {
+            route.queued = true;
+            if let Some(owner) = &route.owner {
+                owner.sink.originate_queued();
+            }
         }
         let name = self.handle.name();
         if let Some(owner) = &route.owner {
@@ -319,6 +339,7 @@ impl Session<'_> {
     /// Removes a route whose final answer was delivered.
     fn finish(&mut self, id: &str) {
         if let Some(route) = self.routes.remove(id) {
+            route.settle();
             if let Some(owner) = route.owner {
                 owner.sink.end_action();
                 self.hub.metrics().observe_latency(&self.handle.inner.state.labels, route.started.elapsed());
@@ -335,16 +356,16 @@ impl Session<'_> {
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            if let Some(Route { owner: Some(owner), async_originate, in_list, .. }) = self.routes.remove(&id) {
-                let why = if async_originate && !in_list {
-                    // The Originate itself was answered; only its OriginateResponse never came.
-                    owner.sink.end_action();
-                    continue;
-                } else {
-                    format!("Timeout waiting for an answer from server {}", self.handle.name())
-                };
-                answer_error(owner, self.handle.name(), &why);
+            let Some(route) = self.routes.remove(&id) else { continue };
+            route.settle();
+            let Some(owner) = route.owner else { continue };
+            if route.queued {
+                // The Originate itself was answered; only its OriginateResponse never came.
+                owner.sink.end_action();
+                continue;
             }
+            let why = format!("Timeout waiting for an answer from server {}", self.handle.name());
+            answer_error(owner, self.handle.name(), &why);
         }
     }
 
@@ -352,9 +373,15 @@ impl Session<'_> {
     fn fail_all(&mut self, reason: &str) {
         let name = self.handle.name().to_string();
         for (_, route) in self.routes.drain() {
-            if let Some(owner) = route.owner {
-                answer_error(owner, &name, &format!("Server {name} disconnected before answering: {reason}"));
+            route.settle();
+            let Some(owner) = route.owner else { continue };
+            if route.queued {
+                // Answered already (an async Originate's Success): a second answer would confuse
+                // the client; its OriginateResponse will not come.
+                owner.sink.end_action();
+                continue;
             }
+            answer_error(owner, &name, &format!("Server {name} disconnected before answering: {reason}"));
         }
     }
 }

@@ -100,3 +100,24 @@ async fn logoff_after_an_unanswered_action_ends_within_actiontimeout() {
     assert_eq!(got.last(), Some(&pair("Goodbye", "bye")), "{got:?}");
     assert!(got.len() == 1 || got[0] == pair("Error", "never"), "{got:?}");
 }
+
+/// The click-to-call script: Login, an async Originate, Logoff. Asterisk answers the Logoff as
+/// soon as the Originate is queued; the proxy must not wait for the call's OriginateResponse
+/// (here it never comes) before its Goodbye.
+#[tokio::test]
+async fn logoff_after_an_async_originate_does_not_wait_for_the_call() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.action_timeout = Duration::from_secs(3600);
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    sim.set_no_followers(true);
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    c.send_raw(
+        b"Action: Originate\r\nActionID: o1\r\nChannel: Local/101@ami-test\r\nApplication: Wait\r\nData: 1\r\n\
+          Async: true\r\n\r\nAction: Logoff\r\nActionID: bye\r\n\r\n",
+    )
+    .await;
+    let got = responses_to_close(&mut c).await;
+    assert_eq!(got, [pair("Success", "o1"), pair("Goodbye", "bye")]);
+}
