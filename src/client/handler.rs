@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use astmanproxy_handlers::Message;
+use astmanproxy_handlers::{Message, RawValue};
 
 use super::sink::{ClientId, ClientSink, ToClient};
 use super::writer::ClientShared;
@@ -46,14 +46,15 @@ impl ClientSession {
         self.user.is_some() || !self.hub.config().auth_required
     }
 
-    fn reply(&self, response: &str, action_id: Option<&str>, message: Option<&str>) {
-        self.sink.send_message(Message::response_with(response, action_id, message));
+    fn reply(&self, response: &str, action_id: Option<&RawValue>, message: Option<&str>) {
+        self.sink.send_message(Message::response_with_id(response, action_id, message));
     }
 
     /// Handles one message from the client.
     pub async fn handle(&mut self, message: Message) -> Flow {
-        let action_id = message.action_id().map(str::to_owned);
-        let id = action_id.as_deref();
+        // The client's ActionID byte for byte: every answer carries it back unchanged.
+        let action_id = message.get_value("ActionID");
+        let id = action_id.as_ref();
         if let Some(name) = message.get("ProxyAction").map(str::to_owned) {
             return self.proxy_action(&name, &message, id);
         }
@@ -82,7 +83,7 @@ impl ClientSession {
         Flow::Continue
     }
 
-    fn proxy_action(&mut self, name: &str, message: &Message, id: Option<&str>) -> Flow {
+    fn proxy_action(&mut self, name: &str, message: &Message, id: Option<&RawValue>) -> Flow {
         use crate::proxy_action::{self as pa, ProxyAction};
         if !self.authenticated() {
             // 1.x let unauthenticated clients run every ProxyAction (bug B2).
@@ -139,7 +140,7 @@ impl ClientSession {
         Flow::Continue
     }
 
-    async fn login(&mut self, message: &Message, id: Option<&str>) -> Flow {
+    async fn login(&mut self, message: &Message, id: Option<&RawValue>) -> Flow {
         let username = message.get("Username").unwrap_or_default().trim();
         let ip = self.peer.ip();
         if self.hub.auth_limiter().is_blocked(ip) {
@@ -218,7 +219,7 @@ impl ClientSession {
     }
 
     /// `Action: BeaconShowServer`: answered by the proxy, never forwarded.
-    async fn beacon_show_server(&mut self, message: &Message, id: Option<&str>) {
+    async fn beacon_show_server(&mut self, message: &Message, id: Option<&RawValue>) {
         let servers = match message.get("Server") {
             Some(name) => match self.hub.server(Some(name)) {
                 Some(s) => vec![s],
@@ -250,36 +251,36 @@ impl ClientSession {
 
     /// `Action: BeaconShowConfiguration`: the running Beacon configuration (proxy passwords
     /// masked), answered by the proxy.
-    fn beacon_show_configuration(&mut self, id: Option<&str>) {
-        let mut answer = Message::response_with("Success", id, None);
+    fn beacon_show_configuration(&mut self, id: Option<&RawValue>) {
+        let mut answer = Message::response_with_id("Success", id, None);
         for (key, value) in self.hub.config().beacon.describe() {
             answer.push(key, value);
         }
         self.sink.send_message(answer);
     }
 
-    fn challenge(&mut self, message: &Message, id: Option<&str>) {
+    fn challenge(&mut self, message: &Message, id: Option<&RawValue>) {
         if !message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5")) {
             self.reply("Error", id, Some("Must specify AuthType"));
             return;
         }
         // Unpredictable and fresh for every challenge (1.x used an unseeded rand()).
         let nonce = (rand::random::<u64>() % 1_000_000_000_000).to_string();
-        let mut answer = Message::response_with("Success", id, None);
+        let mut answer = Message::response_with_id("Success", id, None);
         answer.push("Challenge", nonce.clone());
         self.challenge = Some(nonce);
         self.sink.send_message(answer);
     }
 
-    fn events(&mut self, message: &Message, id: Option<&str>) {
+    fn events(&mut self, message: &Message, id: Option<&RawValue>) {
         let mask = ClassMask::parse(message.get("EventMask").unwrap_or("off"));
         self.shared.set_mask(mask);
-        let mut answer = Message::response_with("Success", id, None);
+        let mut answer = Message::response_with_id("Success", id, None);
         answer.push("Events", if mask.is_on() { "On" } else { "Off" });
         self.sink.send_message(answer);
     }
 
-    fn forward(&mut self, mut action: Message, original_id: Option<String>) {
+    fn forward(&mut self, mut action: Message, original_id: Option<RawValue>) {
         let wanted =
             action.get("Server").map(str::to_owned).or_else(|| self.policy.default_server().map(str::to_owned));
         let Some(server) = self.hub.server(wanted.as_deref()) else {
@@ -287,21 +288,21 @@ impl ClientSession {
                 Some(name) => format!("Unknown server {name}"),
                 None => "No Asterisk server is configured".to_string(),
             };
-            self.reply("Error", original_id.as_deref(), Some(&text));
+            self.reply("Error", original_id.as_ref(), Some(&text));
             return;
         };
         if let Err(why) = self.policy.check_action(&mut action, server.name()) {
             tracing::info!(user = ?self.user, action = ?action.action(), server = %server.name(), why, "action denied");
-            let mut answer = Message::response_with("Error", original_id.as_deref(), Some("Permission denied"));
+            let mut answer = Message::response_with_id("Error", original_id.as_ref(), Some("Permission denied"));
             answer.push("Server", server.name());
             self.sink.send_message(answer);
             return;
         }
         let max = self.hub.config().max_pending_actions;
         if !self.sink.try_begin_action(max) {
-            let mut answer = Message::response_with(
+            let mut answer = Message::response_with_id(
                 "Error",
-                original_id.as_deref(),
+                original_id.as_ref(),
                 Some(&format!("Too many pending actions (limit {max})")),
             );
             answer.push("Server", server.name());

@@ -62,7 +62,8 @@ pub struct Config {
     pub proc_user: Option<String>,
     /// `proc_group`: group to switch to after binding (optional).
     pub proc_group: Option<String>,
-    /// Codec limits: `maxlinelength`, `maxmessagesize`, `maxheaders` (new).
+    /// Codec limits: `maxlinelength`, `maxmessagesize`, `maxheaders`, and the `charset` rule for
+    /// bytes that are not UTF-8 (all new).
     pub limits: Limits,
     /// `clienteventqueue` (new): events buffered per client before the lag policy applies.
     pub client_event_queue: usize,

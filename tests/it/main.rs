@@ -18,6 +18,7 @@ mod login;
 mod ops;
 mod permissions;
 mod proxy_actions;
+mod raw_bytes;
 mod tls;
 mod upstream;
 mod ws;
