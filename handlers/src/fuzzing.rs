@@ -25,13 +25,10 @@ pub fn check_decode(data: &[u8]) {
     let (head, body) = data.split_at(data.len().min(3));
     let knob = |i: usize| head.get(i).copied().unwrap_or(0) as usize;
     let charset = if knob(1) & 2 == 0 { Charset::Latin1 } else { Charset::Utf8Lossy };
-    let limits = Limits {
-        max_line: 16 + knob(0) * 16,
-        max_message: 64 + knob(1) * 64,
-        max_headers: 1 + knob(2),
-        charset,
-        ..Limits::default()
-    };
+    let mut limits = Limits { charset, ..Limits::default() };
+    limits.max_line = 16 + knob(0) * 16;
+    limits.max_message = 64 + knob(1) * 64;
+    limits.max_headers = 1 + knob(2);
     let split = if body.is_empty() { 0 } else { knob(0) % body.len() };
     let mut decoder = AmiDecoder::new(limits);
     if knob(1) % 2 == 1 {
