@@ -613,4 +613,15 @@ mod tests {
             assert_eq!(c.name().parse::<Charset>(), Ok(*c));
         }
     }
+
+    #[test]
+    fn layout_stays_compact() {
+        // Raw bytes cost nothing per header (a flag bit) and one pointer per message; the side
+        // buffer exists only for messages with bytes that are not UTF-8.
+        assert_eq!(std::mem::size_of::<Span>(), 4 * std::mem::size_of::<usize>());
+        assert!(std::mem::size_of::<Message>() <= 10 * std::mem::size_of::<usize>());
+        let mut m = Message::new();
+        m.push_raw(b"Event", b"Newchannel", Charset::Latin1);
+        assert!(m.is_utf8() && m.exact.is_none());
+    }
 }

@@ -26,17 +26,21 @@ async fn exchange(c: &mut AmiClient, action: &[u8], expected: &[u8], end: &[u8])
 
 #[tokio::test]
 async fn an_action_id_that_is_not_utf8_comes_back_byte_for_byte() {
-    let (_sim, proxy) = proxy_with_sim().await;
+    let (sim, proxy) = proxy_with_sim().await;
     let mut c = AmiClient::connect(proxy.addr).await;
     let login = c.login_as("alice", "alicepw", Some("off")).await;
     assert_eq!(login.response(), Some("Success"));
     let id = line("ActionID", ID);
 
-    // Forwarded to Asterisk (the ActionID is rewritten there and restored on the answer).
-    let action = [b"Action: Ping\r\n".as_slice(), &id, b"\r\n"].concat();
+    // Forwarded to Asterisk (the ActionID is rewritten there and restored on the answer); its
+    // other headers reach Asterisk byte for byte.
+    let action = [b"Action: Ping\r\n".as_slice(), &id, &line("Variable", b"name=\xe9t\xe9"), b"\r\n"].concat();
     let expected = [b"Response: Success\r\n".as_slice(), &id, b"Ping: Pong\r\n"].concat();
     let (n, got) = exchange(&mut c, &action, &expected, b"Ping: Pong\r\n").await;
     assert_eq!(n, 1, "the Ping's answer changed its ActionID: {got:?}");
+    let received = sim.received();
+    let ping = received.iter().rev().find(|m| m.action() == Some("Ping") && m.contains("Variable")).unwrap();
+    assert_eq!(ping.get_bytes("Variable"), Some(&b"name=\xe9t\xe9"[..]), "{ping:?}");
 
     // Refused by the proxy before forwarding.
     let action = [b"Action: Ping\r\nServer: nope\r\n".as_slice(), &id, b"\r\n"].concat();
