@@ -175,10 +175,12 @@ struct Field {
 const CONVERTED: usize = 1 << (usize::BITS - 1);
 
 impl Field {
+    #[inline]
     fn range(self) -> Range<usize> {
         self.start..(self.end & !CONVERTED)
     }
 
+    #[inline]
     fn converted(self) -> bool {
         self.end & CONVERTED != 0
     }
@@ -255,11 +257,19 @@ impl Message {
         field
     }
 
+    #[inline]
     fn append_bytes(&mut self, bytes: &[u8], charset: Charset) -> Field {
-        match charset.text(bytes) {
-            Cow::Borrowed(text) => self.append(text),
-            Cow::Owned(text) => self.append_converted(&text, bytes),
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.append(text),
+            Err(_) => self.append_invalid(bytes, charset),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn append_invalid(&mut self, bytes: &[u8], charset: Charset) -> Field {
+        let text = charset.convert(bytes);
+        self.append_converted(&text, bytes)
     }
 
     fn append_value(&mut self, value: &RawValue) -> Field {
@@ -269,19 +279,29 @@ impl Message {
         }
     }
 
+    #[inline]
     fn text_of(&self, field: Field) -> &str {
         &self.text[field.range()]
     }
 
+    #[inline]
     fn bytes_of(&self, field: Field) -> &[u8] {
         if field.converted() {
-            if let Some(exact) = &self.exact {
-                if let Ok(i) = exact.index.binary_search_by_key(&field.start, |(start, _)| *start) {
-                    return &exact.bytes[exact.index[i].1.clone()];
-                }
-            }
+            self.exact_bytes(field)
+        } else {
+            self.text_of(field).as_bytes()
         }
-        self.text_of(field).as_bytes()
+    }
+
+    /// The exact bytes of a converted field.
+    #[cold]
+    #[inline(never)]
+    fn exact_bytes(&self, field: Field) -> &[u8] {
+        let exact = self.exact.as_deref().and_then(|exact| {
+            let i = exact.index.binary_search_by_key(&field.start, |(start, _)| *start).ok()?;
+            Some(&exact.bytes[exact.index[i].1.clone()])
+        });
+        exact.unwrap_or_else(|| self.text_of(field).as_bytes())
     }
 
     fn value_of(&self, field: Field) -> RawValue {
