@@ -147,14 +147,14 @@ impl fmt::Display for RawValue {
 /// All keys and values live in one text buffer and the headers are ranges into it, so decoding a
 /// message costs two allocations however many headers it has (events are decoded at Asterisk's
 /// full rate). A key or value that was not UTF-8 has its converted text there and its exact bytes
-/// in a side buffer, allocated only for such messages. Replacing or removing a header leaves its
+/// in a side buffer; that buffer and the raw body are allocated only for the messages that have
+/// them, so an ordinary message is three words smaller than one holding them inline. Replacing or removing a header leaves its
 /// old text in the buffer until the message is dropped.
 #[derive(Clone, Default)]
 pub struct Message {
     text: String,
     spans: Vec<Span>,
-    body: Option<Vec<String>>,
-    exact: Option<Box<Exact>>,
+    extra: Option<Box<Extra>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -165,7 +165,7 @@ struct Span {
 
 /// A key or value: a range of the text buffer. The top bit of `end` (never set in a real string
 /// length, which is at most `isize::MAX`) marks a converted field, whose exact bytes are in
-/// [`Exact`].
+/// [`Extra`].
 #[derive(Clone, Copy, Debug, Default)]
 struct Field {
     start: usize,
@@ -186,9 +186,10 @@ impl Field {
     }
 }
 
-/// The exact bytes of the converted fields of one message.
+/// What few messages have: a raw body, and the exact bytes of the converted fields.
 #[derive(Clone, Debug, Default)]
-struct Exact {
+struct Extra {
+    body: Option<Vec<String>>,
     bytes: Vec<u8>,
     /// (text start of the field, its bytes in `bytes`), in increasing text start: the text
     /// buffer only grows, and a converted field's text is never empty.
@@ -216,7 +217,7 @@ impl Message {
 
     /// A message with room for `n` headers.
     pub fn with_capacity(n: usize) -> Self {
-        Self { text: String::with_capacity(n * 24), spans: Vec::with_capacity(n), body: None, exact: None }
+        Self { text: String::with_capacity(n * 24), spans: Vec::with_capacity(n), extra: None }
     }
 
     /// Builds a message from `(key, value)` pairs, in order.
@@ -249,7 +250,7 @@ impl Message {
             // nothing); an empty text keeps no bytes rather than break the index order.
             return field;
         }
-        let exact = self.exact.get_or_insert_with(Box::default);
+        let exact = self.extra.get_or_insert_with(Box::default);
         let from = exact.bytes.len();
         exact.bytes.extend_from_slice(bytes);
         exact.index.push((field.start, from..exact.bytes.len()));
@@ -297,7 +298,7 @@ impl Message {
     #[cold]
     #[inline(never)]
     fn exact_bytes(&self, field: Field) -> &[u8] {
-        let exact = self.exact.as_deref().and_then(|exact| {
+        let exact = self.extra.as_deref().and_then(|exact| {
             let i = exact.index.binary_search_by_key(&field.start, |(start, _)| *start).ok()?;
             Some(&exact.bytes[exact.index[i].1.clone()])
         });
@@ -435,7 +436,7 @@ impl Message {
 
     /// Whether every key and value is UTF-8 as received (no text is a conversion).
     pub fn is_utf8(&self) -> bool {
-        self.exact.is_none()
+        self.extra.as_ref().is_none_or(|e| e.index.is_empty())
     }
 
     /// Number of headers.
@@ -445,17 +446,21 @@ impl Message {
 
     /// True when the message has no header and no body (an empty block).
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty() && self.body.is_none()
+        self.spans.is_empty() && self.body().is_none()
     }
 
     /// The raw body lines of a `Response: Follows` answer, if any.
     pub fn body(&self) -> Option<&[String]> {
-        self.body.as_deref()
+        self.extra.as_ref().and_then(|e| e.body.as_deref())
     }
 
     /// Sets the raw body lines.
     pub fn set_body(&mut self, body: Option<Vec<String>>) {
-        self.body = body;
+        match (&mut self.extra, body) {
+            (None, None) => {}
+            (Some(extra), body) => extra.body = body,
+            (None, body) => self.extra = Some(Box::new(Extra { body, ..Extra::default() })),
+        }
     }
 
     /// The first header's key and value.
@@ -498,7 +503,7 @@ impl Message {
     pub fn encoded_len_hint(&self) -> usize {
         let len = |f: Field| f.range().len();
         let headers: usize = self.spans.iter().map(|s| len(s.key) + len(s.value) + 4).sum();
-        let body: usize = self.body.iter().flatten().map(|l| l.len() + 2).sum();
+        let body: usize = self.body().into_iter().flatten().map(|l| l.len() + 2).sum();
         headers + body + 2
     }
 
@@ -533,7 +538,7 @@ impl PartialEq for Message {
         self.len() == other.len()
             && self.headers_bytes().eq(other.headers_bytes())
             && self.headers().eq(other.headers())
-            && self.body == other.body
+            && self.body() == other.body()
     }
 }
 
@@ -554,7 +559,7 @@ impl fmt::Debug for Message {
                 list.entry(&format_args!("{k}: {v}"));
             }
         }
-        if let Some(body) = &self.body {
+        if let Some(body) = self.body() {
             list.entry(&format_args!("<body: {} lines>", body.len()));
         }
         list.finish()
@@ -636,12 +641,12 @@ mod tests {
 
     #[test]
     fn layout_stays_compact() {
-        // Raw bytes cost nothing per header (a flag bit) and one pointer per message; the side
-        // buffer exists only for messages with bytes that are not UTF-8.
+        // Raw bytes cost nothing per header (a flag bit); the side buffer (shared with the raw
+        // body) exists only for messages that need it.
         assert_eq!(std::mem::size_of::<Span>(), 4 * std::mem::size_of::<usize>());
-        assert!(std::mem::size_of::<Message>() <= 10 * std::mem::size_of::<usize>());
+        assert_eq!(std::mem::size_of::<Message>(), 7 * std::mem::size_of::<usize>());
         let mut m = Message::new();
         m.push_raw(b"Event", b"Newchannel", Charset::Latin1);
-        assert!(m.is_utf8() && m.exact.is_none());
+        assert!(m.is_utf8() && m.extra.is_none());
     }
 }
