@@ -147,9 +147,9 @@ impl fmt::Display for RawValue {
 /// All keys and values live in one text buffer and the headers are ranges into it, so decoding a
 /// message costs two allocations however many headers it has (events are decoded at Asterisk's
 /// full rate). A key or value that was not UTF-8 has its converted text there and its exact bytes
-/// in a side buffer; that buffer and the raw body are allocated only for the messages that have
-/// them, so an ordinary message is three words smaller than one holding them inline. Replacing or removing a header leaves its
-/// old text in the buffer until the message is dropped.
+/// in a side buffer. That buffer and the raw body share one box, allocated only for the messages
+/// that have either, so a message is seven words (56 bytes on 64-bit). Replacing or removing a
+/// header leaves its old text in the buffer until the message is dropped.
 #[derive(Clone, Default)]
 pub struct Message {
     text: String,
