@@ -7,7 +7,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use astmanproxy_handlers::{Message, OutputFormat};
+mod ring;
+
+pub use ring::{EventRing, Lagged};
+
+use astmanproxy_handlers::{AmiDecoder, Charset, Limits, Message, OutputFormat};
 use bytes::{Bytes, BytesMut};
 
 /// Bit set of AMI event classes (`system`, `call`, ...), as used by `Privilege:` on events and
@@ -104,23 +108,46 @@ fn class_index(name: &str) -> Option<usize> {
 }
 
 /// One broadcast event, shared by every client that receives it.
+///
+/// It keeps one encoding: the standard AMI bytes, exactly as standard-format clients get them,
+/// in an allocation of exactly their size. Other formats are encoded from them the first time a
+/// client of that format asks, and kept (DESIGN section 8: a buffered event costs about its wire
+/// size, not a decoded copy plus encodings).
 #[derive(Debug)]
 pub struct SharedEvent {
-    message: Message,
+    wire: Bytes,
     classes: ClassMask,
-    encoded: [OnceLock<Bytes>; OutputFormat::COUNT],
+    /// The rule the message's texts of bytes that are not UTF-8 were made with, so that other
+    /// formats read them the same (`charset`).
+    charset: Charset,
+    /// Encodings in the other formats, made on demand (empty until one is asked for).
+    others: OnceLock<Box<[OnceLock<Bytes>; OutputFormat::COUNT]>>,
 }
+
+/// What one buffered event costs besides its bytes: the struct and its `Arc` counts, its slot in
+/// the buffer, and the allocator's headers of its two allocations (measured: about 1.4 times the
+/// wire size of a 360-byte event in all, `ampbench burst`).
+pub const EVENT_OVERHEAD: usize = std::mem::size_of::<SharedEvent>() + 2 * std::mem::size_of::<usize>() + 8 + 32;
 
 impl SharedEvent {
     /// Wraps an event message (which already carries its `Server:` header).
     pub fn new(message: Message) -> Arc<Self> {
         let classes = ClassMask::of_event(&message);
-        Arc::new(Self { message, classes, encoded: std::array::from_fn(|_| OnceLock::new()) })
+        let mut out = BytesMut::with_capacity(message.encoded_len_hint() + 16);
+        OutputFormat::Standard.encode(&message, &mut out);
+        // An allocation of exactly the event's size: the buffer is bounded in bytes.
+        let wire = Bytes::copy_from_slice(&out);
+        let charset = message.charset().unwrap_or_default();
+        Arc::new(Self { wire, classes, charset, others: OnceLock::new() })
     }
 
-    /// The event message.
-    pub fn message(&self) -> &Message {
-        &self.message
+    /// The event message, decoded from its bytes (a fresh copy: for filters and tests; the
+    /// fan-out path uses [`SharedEvent::bytes`]).
+    pub fn message(&self) -> Message {
+        let limits =
+            Limits { max_line: usize::MAX, max_message: usize::MAX, max_headers: usize::MAX, charset: self.charset };
+        let mut buf = BytesMut::from(&self.wire[..]);
+        AmiDecoder::new(limits).decode(&mut buf).ok().flatten().unwrap_or_default()
     }
 
     /// Its classes.
@@ -128,12 +155,22 @@ impl SharedEvent {
         self.classes
     }
 
+    /// What it costs in the event buffer: its bytes and its bookkeeping.
+    pub fn cost(&self) -> usize {
+        self.wire.len() + EVENT_OVERHEAD
+    }
+
     /// Its encoding in `format`, computed once and shared.
     pub fn bytes(&self, format: OutputFormat) -> &Bytes {
-        self.encoded[format.index()].get_or_init(|| {
-            let mut out = BytesMut::with_capacity(self.message.encoded_len_hint() + 16);
-            format.encode(&self.message, &mut out);
-            out.freeze()
+        if format == OutputFormat::Standard {
+            return &self.wire;
+        }
+        let others = self.others.get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        others[format.index()].get_or_init(|| {
+            let message = self.message();
+            let mut out = BytesMut::with_capacity(message.encoded_len_hint() * 2 + 16);
+            format.encode(&message, &mut out);
+            Bytes::copy_from_slice(&out)
         })
     }
 }

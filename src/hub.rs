@@ -12,14 +12,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use dashmap::DashMap;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth_limit::AuthLimiter;
 use crate::client::sink::{ClientId, ClientSink};
 use crate::config::{Config, ServerConfig, Users};
-use crate::event::SharedEvent;
+use crate::event::{EventRing, SharedEvent};
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamHandle;
 
@@ -47,7 +46,7 @@ struct HubInner {
     users: RwLock<Arc<Users>>,
     servers: RwLock<Vec<UpstreamHandle>>,
     clients: DashMap<ClientId, ClientInfo>,
-    events: broadcast::Sender<Arc<SharedEvent>>,
+    events: Arc<EventRing>,
     next_client: AtomicU64,
     started: Instant,
     metrics: Metrics,
@@ -60,9 +59,9 @@ struct HubInner {
 }
 
 impl Hub {
-    /// A hub whose broadcast ring holds `config.client_event_queue` events per client.
+    /// A hub whose event buffer holds `config.client_event_buffer` bytes of recent events.
     pub fn new(config: Config, users: Users) -> Self {
-        let (events, _) = broadcast::channel(config.client_event_queue.max(16));
+        let events = Arc::new(EventRing::new(config.client_event_buffer));
         let configured = RwLock::new(config.servers.clone());
         let auth_limit = config.auth_limit;
         Self {
@@ -227,13 +226,18 @@ impl Hub {
 
     /// Publishes a broadcast event to every subscribed client.
     pub fn publish(&self, event: Arc<SharedEvent>) {
-        // No subscriber is a normal state (no client logged in yet).
-        let _ = self.inner.events.send(event);
+        self.inner.events.publish(event);
     }
 
-    /// A new receiver of broadcast events.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<SharedEvent>> {
-        self.inner.events.subscribe()
+    /// The shared buffer of recent events, from which every client's writer reads.
+    pub fn events(&self) -> &Arc<EventRing> {
+        &self.inner.events
+    }
+
+    /// The position from which a client that subscribes now receives events: every event
+    /// published after this call.
+    pub fn subscribe(&self) -> u64 {
+        self.inner.events.position()
     }
 
     /// A fresh client id.

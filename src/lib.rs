@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod http;
 pub mod hub;
+pub mod listen;
 pub mod metrics;
 pub mod policy;
 pub mod privileges;

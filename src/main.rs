@@ -43,6 +43,14 @@ async fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    let open_files = astmanproxy::listen::raise_open_files_limit();
+    if open_files < config.max_clients as u64 + 256 {
+        tracing::warn!(
+            open_files,
+            maxclients = config.max_clients,
+            "the open-files limit (ulimit -n, LimitNOFILE) is below maxclients: clients past it are refused"
+        );
+    }
     config.sources = Some((cli.config.clone(), cli.users.clone()));
     match Users::load(&cli.users) {
         Ok(users) => config.users = users,

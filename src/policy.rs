@@ -119,8 +119,7 @@ impl EventFilter {
         Ok(filter)
     }
 
-    fn matches(&self, event: &SharedEvent) -> bool {
-        let message = event.message();
+    fn matches(&self, message: &astmanproxy_handlers::Message, event: &SharedEvent) -> bool {
         if let Some(name) = &self.name {
             if !message.event().is_some_and(|e| e.eq_ignore_ascii_case(name)) {
                 return false;
@@ -265,6 +264,10 @@ impl Policy {
                 return false;
             }
         }
+        if self.needs_no_headers() {
+            return true;
+        }
+        // Decoded once for every rule below (events are kept as bytes only).
         let message = event.message();
         if !self.servers.is_empty() {
             let from = message.get_all("Server").last().unwrap_or_default();
@@ -300,10 +303,10 @@ impl Policy {
         }
         if !self.filters.is_empty() {
             let includes: Vec<&EventFilter> = self.filters.iter().filter(|f| !f.exclude).collect();
-            if !includes.is_empty() && !includes.iter().any(|f| f.matches(event)) {
+            if !includes.is_empty() && !includes.iter().any(|f| f.matches(&message, event)) {
                 return false;
             }
-            if self.filters.iter().any(|f| f.exclude && f.matches(event)) {
+            if self.filters.iter().any(|f| f.exclude && f.matches(&message, event)) {
                 return false;
             }
         }
@@ -315,15 +318,19 @@ impl Policy {
         self.read.is_none_or(|r| r.allows(classes))
     }
 
-    /// Whether the policy restricts nothing (the writer skips the checks).
-    pub fn is_open(&self) -> bool {
-        self.read.is_none()
-            && self.servers.is_empty()
+    /// Whether nothing but the read classes restricts events (no header needs reading).
+    fn needs_no_headers(&self) -> bool {
+        self.servers.is_empty()
             && self.only.is_none()
             && !self.novar
             && self.channel.is_empty()
             && self.in_context.is_empty()
             && self.filters.is_empty()
+    }
+
+    /// Whether the policy restricts nothing (the writer skips the checks).
+    pub fn is_open(&self) -> bool {
+        self.read.is_none() && self.needs_no_headers()
     }
 }
 

@@ -39,32 +39,31 @@ impl Listeners {
     /// # Errors
     /// An address that cannot be bound, named in the error.
     pub async fn bind(config: &Config) -> Result<Listeners, Error> {
-        let bind = |addr: std::net::SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|e| io_error(&format!("cannot listen on {addr}"), e))
-        };
-        let ami = bind(std::net::SocketAddr::new(config.listen_address, config.listen_port)).await?;
+        let ami = listen(config, std::net::SocketAddr::new(config.listen_address, config.listen_port))?;
         Self::bind_extra(config, ami).await
     }
 
     /// Binds the TLS-only and admin listeners the configuration asks for, next to `ami`.
     async fn bind_extra(config: &Config, ami: TcpListener) -> Result<Listeners, Error> {
-        let bind = |addr: std::net::SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|e| io_error(&format!("cannot listen on {addr}"), e))
-        };
         let tls = match config.tls.listen_port {
-            Some(port) => Some(bind(std::net::SocketAddr::new(config.listen_address, port)).await?),
+            Some(port) => Some(listen(config, std::net::SocketAddr::new(config.listen_address, port))?),
             None => None,
         };
         let admin = match config.admin_listen {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(listen(config, addr)?),
             None => None,
         };
         let http = match config.http_listen_port {
-            Some(port) => Some(bind(std::net::SocketAddr::new(config.listen_address, port)).await?),
+            Some(port) => Some(listen(config, std::net::SocketAddr::new(config.listen_address, port))?),
             None => None,
         };
         Ok(Listeners { ami, tls, admin, http })
     }
+}
+
+/// One listener with the configured `listenbacklog`.
+fn listen(config: &Config, addr: SocketAddr) -> Result<TcpListener, Error> {
+    crate::listen::bind(addr, config.listen_backlog).map_err(|e| io_error(&format!("cannot listen on {addr}"), e))
 }
 
 /// Runs the proxy on an already-bound `listener` until `shutdown` completes.

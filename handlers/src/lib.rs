@@ -25,7 +25,7 @@ pub mod message;
 pub mod standard;
 pub mod xml;
 
-pub use error::DecodeError;
+pub use error::{DecodeError, Limit};
 pub use format::OutputFormat;
 pub use message::{Charset, Kind, Message, RawValue};
 pub use standard::{AmiDecoder, Limits};

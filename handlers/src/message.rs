@@ -93,14 +93,16 @@ pub struct RawValue {
     text: String,
     /// The exact bytes when they differ from `text` (they were not UTF-8).
     raw: Option<Box<[u8]>>,
+    /// The rule `text` was made with, when it is a conversion.
+    charset: Charset,
 }
 
 impl RawValue {
     /// A value read as `bytes`, its text made by `charset` when they are not UTF-8.
     pub fn from_bytes(bytes: &[u8], charset: Charset) -> Self {
         match charset.text(bytes) {
-            Cow::Borrowed(text) => Self { text: text.to_string(), raw: None },
-            Cow::Owned(text) => Self { text, raw: Some(bytes.into()) },
+            Cow::Borrowed(text) => Self { text: text.to_string(), raw: None, charset },
+            Cow::Owned(text) => Self { text, raw: Some(bytes.into()), charset },
         }
     }
 
@@ -117,13 +119,13 @@ impl RawValue {
 
 impl From<&str> for RawValue {
     fn from(text: &str) -> Self {
-        Self { text: text.to_string(), raw: None }
+        Self { text: text.to_string(), raw: None, charset: Charset::default() }
     }
 }
 
 impl From<String> for RawValue {
     fn from(text: String) -> Self {
-        Self { text, raw: None }
+        Self { text, raw: None, charset: Charset::default() }
     }
 }
 
@@ -190,6 +192,8 @@ impl Field {
 #[derive(Clone, Debug, Default)]
 struct Extra {
     body: Option<Vec<String>>,
+    /// The rule of the (last) conversion.
+    charset: Charset,
     bytes: Vec<u8>,
     /// (text start of the field, its bytes in `bytes`), in increasing text start: the text
     /// buffer only grows, and a converted field's text is never empty.
@@ -242,8 +246,8 @@ impl Message {
         Field { start, end: self.text.len() }
     }
 
-    /// Appends `text` as the conversion of `bytes` (which are not UTF-8).
-    fn append_converted(&mut self, text: &str, bytes: &[u8]) -> Field {
+    /// Appends `text` as the conversion of `bytes` (which are not UTF-8) by `charset`.
+    fn append_converted(&mut self, text: &str, bytes: &[u8], charset: Charset) -> Field {
         let mut field = self.append(text);
         if field.start == field.end {
             // Cannot happen with the Charset rules (a non-empty byte string never converts to
@@ -251,6 +255,7 @@ impl Message {
             return field;
         }
         let exact = self.extra.get_or_insert_with(Box::default);
+        exact.charset = charset;
         let from = exact.bytes.len();
         exact.bytes.extend_from_slice(bytes);
         exact.index.push((field.start, from..exact.bytes.len()));
@@ -270,13 +275,13 @@ impl Message {
     #[inline(never)]
     fn append_invalid(&mut self, bytes: &[u8], charset: Charset) -> Field {
         let text = charset.convert(bytes);
-        self.append_converted(&text, bytes)
+        self.append_converted(&text, bytes, charset)
     }
 
     fn append_value(&mut self, value: &RawValue) -> Field {
         match &value.raw {
             None => self.append(&value.text),
-            Some(raw) => self.append_converted(&value.text, raw),
+            Some(raw) => self.append_converted(&value.text, raw, value.charset),
         }
     }
 
@@ -308,7 +313,7 @@ impl Message {
     fn value_of(&self, field: Field) -> RawValue {
         let text = self.text_of(field).to_string();
         let raw = field.converted().then(|| self.bytes_of(field).into());
-        RawValue { text, raw }
+        RawValue { text, raw, charset: self.charset().unwrap_or_default() }
     }
 
     /// Appends a header at the end; keys may repeat.
@@ -436,7 +441,14 @@ impl Message {
 
     /// Whether every key and value is UTF-8 as received (no text is a conversion).
     pub fn is_utf8(&self) -> bool {
-        self.extra.as_ref().is_none_or(|e| e.index.is_empty())
+        self.charset().is_none()
+    }
+
+    /// The rule the texts of its converted keys and values were made with; `None` when every
+    /// key and value is UTF-8. Decoding the message's standard encoding with this rule gives the
+    /// same texts back (a message mixing values read under different rules reports the last).
+    pub fn charset(&self) -> Option<Charset> {
+        self.extra.as_ref().filter(|e| !e.index.is_empty()).map(|e| e.charset)
     }
 
     /// Number of headers.
@@ -604,6 +616,7 @@ mod tests {
         m.push_raw(b"Other", b"\xe9t\xe9", Charset::Utf8Lossy);
         m.push_raw(b"Plain", "\u{e9}t\u{e9}".as_bytes(), Charset::Latin1);
         assert!(!m.is_utf8());
+        assert_eq!(m.charset(), Some(Charset::Utf8Lossy), "the last rule used");
         assert_eq!(m.get("calleridname"), Some("\u{e9}t\u{e9}"));
         assert_eq!(m.get_bytes("CALLERIDNAME"), Some(&b"\xe9t\xe9"[..]));
         assert_eq!(m.get("Other"), Some("\u{fffd}t\u{fffd}"));
@@ -647,6 +660,6 @@ mod tests {
         assert_eq!(std::mem::size_of::<Message>(), 7 * std::mem::size_of::<usize>());
         let mut m = Message::new();
         m.push_raw(b"Event", b"Newchannel", Charset::Latin1);
-        assert!(m.is_utf8() && m.extra.is_none());
+        assert!(m.is_utf8() && m.extra.is_none() && m.charset().is_none());
     }
 }

@@ -1,9 +1,14 @@
 //! The standard AMI wire format: `Key: Value` lines closed by an empty line, sans-IO.
 //!
 //! [`AmiDecoder`] turns bytes into [`Message`]s. It is tolerant on input (bare LF, no space after
-//! the colon, blank lines between blocks) and strict about limits: a line longer than
-//! [`Limits::max_line`], a message larger than [`Limits::max_message`] or with more than
-//! [`Limits::max_headers`] headers gives a typed [`DecodeError`].
+//! the colon, blank lines between blocks) and strict about limits, without giving up the stream:
+//! a message with a line longer than [`Limits::max_line`], larger than [`Limits::max_message`] or
+//! with more than [`Limits::max_headers`] headers is skipped up to its closing empty line and
+//! reported as [`DecodeError::Skipped`], with its ActionID when one was read (before or after
+//! the oversize part). The bytes of an overlong line are dropped as they come, never buffered, so
+//! the decoder holds at most about one message's limit. Only a stream that yields no line end
+//! within [`Limits::max_without_line_end`] bytes ([`Limits::LINE_END_FACTOR`] times the line
+//! limit) is given up, with [`DecodeError::NoLineEnd`].
 //!
 //! The Asterisk 11-13 `Command` framing (`Response: Follows`, raw CLI lines, `--END COMMAND--`)
 //! is entered only when the caller has announced a pending `Command` answer with
@@ -16,7 +21,7 @@
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use crate::error::DecodeError;
+use crate::error::{DecodeError, Limit};
 use crate::message::{Charset, Message};
 
 /// The marker that closes an Asterisk 11-13 `Response: Follows` body.
@@ -46,6 +51,17 @@ impl Limits {
     pub const DEFAULT_MAX_MESSAGE: usize = 4 * 1024 * 1024;
     /// Default most headers: 16384 (one `Output:` header per CLI line of a long command).
     pub const DEFAULT_MAX_HEADERS: usize = 16 * 1024;
+    /// How many times [`max_line`](Self::max_line) bytes may come without any line end before
+    /// the stream is given up: an overlong line is skipped, but input that never ends a line
+    /// (binary junk, a wrong protocol) closes the connection. 16 times the default line limit is
+    /// 1 MiB.
+    pub const LINE_END_FACTOR: usize = 16;
+
+    /// Bytes without a line end after which the stream is given up
+    /// ([`LINE_END_FACTOR`](Self::LINE_END_FACTOR) times the line limit).
+    pub fn max_without_line_end(&self) -> usize {
+        self.max_line.saturating_mul(Self::LINE_END_FACTOR)
+    }
 }
 
 impl Default for Limits {
@@ -69,8 +85,18 @@ enum State {
     FollowsBody,
     /// After `--END COMMAND--`, waiting for the closing empty line.
     FollowsEnd,
-    /// Skipping the rest of an oversize message up to its closing empty line.
+    /// Skipping the rest of an oversize message up to its closing empty line (see [`Discard`]).
     Discard,
+}
+
+/// What is kept of a message being skipped: why, its ActionID, and where in its framing it is.
+#[derive(Debug)]
+struct Discard {
+    limit: Limit,
+    action_id: Option<Vec<u8>>,
+    /// The framing state the message was in: an announced `Response: Follows` body ends at
+    /// `--END COMMAND--`, not at the first empty line.
+    phase: State,
 }
 
 /// Incremental decoder of the standard AMI format. Keeps its partial state between calls, so it
@@ -86,6 +112,10 @@ pub struct AmiDecoder {
     scanned: usize,
     /// `Command` answers announced by the caller and not yet seen.
     pending_commands: usize,
+    /// The message being skipped (in [`State::Discard`]).
+    discard: Option<Discard>,
+    /// Bytes dropped so far of an overlong line whose end has not come yet.
+    dropping: Option<usize>,
     /// The current block had lines that are not `Key: Value`.
     saw_junk: bool,
 }
@@ -101,6 +131,8 @@ impl AmiDecoder {
             current_size: 0,
             scanned: 0,
             pending_commands: 0,
+            discard: None,
+            dropping: None,
             saw_junk: false,
         }
     }
@@ -135,7 +167,7 @@ impl AmiDecoder {
     /// Reads one line (the banner): `Ok(None)` until a full line is buffered.
     ///
     /// # Errors
-    /// [`DecodeError::LineTooLong`] when no newline comes within `max_line` bytes.
+    /// [`DecodeError::NoLineEnd`] when no newline comes within `max_line` bytes.
     pub fn decode_line(&mut self, buf: &mut BytesMut) -> Result<Option<String>, DecodeError> {
         Ok(self.next_line(buf)?.map(|line| String::from_utf8_lossy(&line).into_owned()))
     }
@@ -144,18 +176,44 @@ impl AmiDecoder {
     /// made only of lines that are not `Key: Value` gives a message without headers.
     ///
     /// # Errors
-    /// [`DecodeError::LineTooLong`] (the stream cannot be resynchronised: close it), or
-    /// [`DecodeError::MessageTooLarge`] / [`DecodeError::TooManyHeaders`] (the rest of that
-    /// message is skipped; decoding may continue, see [`DecodeError::can_continue`]).
+    /// [`DecodeError::Skipped`] once a message that broke a limit has ended (decoding goes on
+    /// with the next one), or [`DecodeError::NoLineEnd`] (the stream cannot be resynchronised:
+    /// close it). See [`DecodeError::can_continue`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
         // Lines are read in place and the buffer is advanced once per call: no per-line split.
         let mut pos = 0;
         let result = loop {
+            if let Some(dropped) = self.dropping {
+                // The rest of an overlong line: dropped as it comes, never buffered.
+                if let Some(offset) = memchr::memchr(b'\n', &buf[pos..]) {
+                    self.dropped_line_end(strip_cr(&buf[pos..pos + offset]));
+                    pos += offset + 1;
+                    self.dropping = None;
+                    continue;
+                }
+                // The last few bytes stay, in case they are a glued `--END COMMAND--`.
+                let keep = (buf.len() - pos).min(END_COMMAND.len() + 1);
+                let dropped = dropped + (buf.len() - pos - keep);
+                pos = buf.len() - keep;
+                if dropped + keep > self.limits.max_without_line_end() {
+                    self.dropping = None;
+                    self.clear();
+                    break Err(DecodeError::NoLineEnd { limit: self.limits.max_without_line_end() });
+                }
+                self.dropping = Some(dropped);
+                break Ok(None);
+            }
             let from = pos + self.scanned;
             let Some(offset) = memchr::memchr(b'\n', &buf[from..]) else {
                 let pending = buf.len() - pos;
-                if pending > self.limits.max_line {
-                    break Err(DecodeError::LineTooLong { limit: self.limits.max_line });
+                // A line at the limit whose CR came without its LF yet is still whole.
+                let cr_only = pending == self.limits.max_line + 1 && buf.last() == Some(&b'\r');
+                if pending > self.limits.max_line && !cr_only {
+                    // Too long already: drop it (the branch above) and skip its message.
+                    self.scanned = 0;
+                    self.start_discard(Limit::LineLength(self.limits.max_line));
+                    self.dropping = Some(0);
+                    continue;
                 }
                 self.scanned = pending;
                 break Ok(None);
@@ -166,7 +224,9 @@ impl AmiDecoder {
             let line_start = pos;
             pos = newline + 1;
             if end - line_start > self.limits.max_line {
-                break Err(DecodeError::LineTooLong { limit: self.limits.max_line });
+                self.start_discard(Limit::LineLength(self.limits.max_line));
+                self.dropped_line_end(&buf[line_start..end]);
+                continue;
             }
             match self.feed_line(&buf[line_start..end]) {
                 Ok(None) => continue,
@@ -181,17 +241,24 @@ impl AmiDecoder {
     /// a line. A clean end gives `Ok(None)`.
     ///
     /// # Errors
-    /// As `decode`, plus [`DecodeError::Truncated`] when the stream ends inside a message.
+    /// As `decode` (a message being skipped is reported as [`DecodeError::Skipped`]), plus
+    /// [`DecodeError::Truncated`] when the stream ends inside a message.
     pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
         if let Some(m) = self.decode(buf)? {
             return Ok(Some(m));
         }
-        if !buf.is_empty() {
+        if self.dropping.take().is_some() {
+            // The end of the stream ends the overlong line; `decode` consumed it already.
+        } else if !buf.is_empty() {
             let line = buf.split().freeze();
             self.scanned = 0;
             if let Some(m) = self.feed_line(strip_cr(&line))? {
                 return Ok(Some(m));
             }
+        }
+        if let Some(discard) = self.discard.take() {
+            self.clear();
+            return Err(DecodeError::Skipped { limit: discard.limit, action_id: discard.action_id });
         }
         let partial = !self.current.is_empty() || self.state != State::Headers;
         self.clear();
@@ -204,6 +271,7 @@ impl AmiDecoder {
 
     fn clear(&mut self) {
         self.saw_junk = false;
+        self.discard = None;
         self.current = Message::new();
         self.body.clear();
         self.current_size = 0;
@@ -223,11 +291,11 @@ impl AmiDecoder {
                     line.truncate(end - 1);
                 }
                 if line.len() > self.limits.max_line {
-                    return Err(DecodeError::LineTooLong { limit: self.limits.max_line });
+                    return Err(DecodeError::NoLineEnd { limit: self.limits.max_line });
                 }
                 Ok(Some(line))
             }
-            None if buf.len() > self.limits.max_line => Err(DecodeError::LineTooLong { limit: self.limits.max_line }),
+            None if buf.len() > self.limits.max_line => Err(DecodeError::NoLineEnd { limit: self.limits.max_line }),
             None => {
                 self.scanned = buf.len();
                 Ok(None)
@@ -237,14 +305,17 @@ impl AmiDecoder {
 
     fn feed_line(&mut self, line: &[u8]) -> Result<Option<Message>, DecodeError> {
         if self.state == State::Discard {
-            if line.is_empty() {
-                self.clear();
-            }
-            return Ok(None);
+            return self.discard_line(line);
         }
-        self.current_size += line.len() + 2;
-        if self.current_size > self.limits.max_message {
-            return self.start_discard(line, DecodeError::MessageTooLarge { limit: self.limits.max_message });
+        // The closing empty line is not counted: a message at its limit is still whole.
+        let closes = line.is_empty() && matches!(self.state, State::Headers | State::FollowsEnd);
+        if !closes {
+            self.current_size += line.len() + 2;
+            if self.current_size > self.limits.max_message {
+                self.start_discard(Limit::MessageSize(self.limits.max_message));
+                // This line may carry the ActionID, or be the end of a Follows body.
+                return self.discard_line(line);
+            }
         }
         match self.state {
             State::Headers => {
@@ -264,13 +335,13 @@ impl AmiDecoder {
                 {
                     self.state = State::FollowsHeaders;
                 }
-                self.push_header(line, key, value)
+                self.push_header(key, value)
             }
             State::FollowsHeaders => match split_header(line) {
                 Some((key, value))
                     if key.eq_ignore_ascii_case(b"Privilege") || key.eq_ignore_ascii_case(b"ActionID") =>
                 {
-                    self.push_header(line, key, value)
+                    self.push_header(key, value)
                 }
                 _ => {
                     self.state = State::FollowsBody;
@@ -286,7 +357,7 @@ impl AmiDecoder {
                     return Ok(self.finish());
                 }
                 match split_header(line) {
-                    Some((key, value)) => self.push_header(line, key, value),
+                    Some((key, value)) => self.push_header(key, value),
                     None => Ok(None),
                 }
             }
@@ -304,29 +375,76 @@ impl AmiDecoder {
             return Ok(None);
         }
         self.body.push(text.into_owned());
-        self.check_count(line)
+        self.check_count()
     }
 
-    fn push_header(&mut self, line: &[u8], key: &[u8], value: &[u8]) -> Result<Option<Message>, DecodeError> {
+    fn push_header(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Message>, DecodeError> {
         self.current.push_raw(key, value, self.limits.charset);
-        self.check_count(line)
+        self.check_count()
     }
 
-    fn check_count(&mut self, line: &[u8]) -> Result<Option<Message>, DecodeError> {
+    fn check_count(&mut self) -> Result<Option<Message>, DecodeError> {
         if self.current.len() + self.body.len() > self.limits.max_headers {
-            return self.start_discard(line, DecodeError::TooManyHeaders { limit: self.limits.max_headers });
+            // The line is in `current` already: its ActionID, if it is one, is kept.
+            self.start_discard(Limit::Headers(self.limits.max_headers));
         }
         Ok(None)
     }
 
-    fn start_discard(&mut self, line: &[u8], error: DecodeError) -> Result<Option<Message>, DecodeError> {
-        self.clear();
-        // In the Follows body an empty line is data, but the message is dropped anyway; an empty
-        // line here ends the oversize message.
-        if !line.is_empty() {
-            self.state = State::Discard;
+    /// Starts skipping the current message (a no-op when it is skipped already: the first limit
+    /// broken is the one reported). What was read of it is dropped, except its ActionID.
+    fn start_discard(&mut self, limit: Limit) {
+        if self.state == State::Discard {
+            return;
         }
-        Err(error)
+        let action_id = self.current.get_bytes("ActionID").map(<[u8]>::to_vec);
+        let phase = self.state;
+        self.clear();
+        self.state = State::Discard;
+        self.discard = Some(Discard { limit, action_id, phase });
+    }
+
+    /// The end of an overlong line, dropped (`tail`: what of it is still buffered). In a skipped
+    /// `Response: Follows` body, `--END COMMAND--` glued to the line still ends the body.
+    fn dropped_line_end(&mut self, tail: &[u8]) {
+        if let Some(discard) = self.discard.as_mut() {
+            let in_body = matches!(discard.phase, State::FollowsHeaders | State::FollowsBody);
+            if in_body && tail.ends_with(END_COMMAND.as_bytes()) {
+                discard.phase = State::FollowsEnd;
+            } else if in_body {
+                discard.phase = State::FollowsBody;
+            }
+        }
+    }
+
+    /// One line of a message being skipped: looks for its ActionID and its end. Reports the
+    /// skipped message when its closing empty line comes.
+    fn discard_line(&mut self, line: &[u8]) -> Result<Option<Message>, DecodeError> {
+        let Some(discard) = self.discard.as_mut() else {
+            self.clear();
+            return Ok(None);
+        };
+        let header = split_header(line);
+        let is_key = |key: &[u8]| header.is_some_and(|(k, _)| k.eq_ignore_ascii_case(key));
+        match discard.phase {
+            State::Headers | State::FollowsEnd if line.is_empty() => {
+                let (limit, action_id) = (discard.limit, discard.action_id.take());
+                self.clear();
+                return Err(DecodeError::Skipped { limit, action_id });
+            }
+            State::FollowsHeaders if is_key(b"Privilege") || is_key(b"ActionID") => {}
+            State::FollowsHeaders | State::FollowsBody => {
+                // Raw CLI text: neither its empty lines nor its `ActionID:` lines count.
+                discard.phase =
+                    if line.ends_with(END_COMMAND.as_bytes()) { State::FollowsEnd } else { State::FollowsBody };
+                return Ok(None);
+            }
+            _ => {}
+        }
+        if discard.action_id.is_none() && is_key(b"ActionID") {
+            discard.action_id = header.map(|(_, value)| value.to_vec());
+        }
+        Ok(None)
     }
 
     fn finish(&mut self) -> Option<Message> {

@@ -21,6 +21,14 @@ pub enum Flow {
     Continue,
     /// Stop reading; the writer flushes and closes.
     Close,
+    /// The client logged off: once the actions it sent before are answered (bounded by
+    /// `actiontimeout`), send this `Goodbye` and close.
+    Logoff(Message),
+}
+
+/// The answer to `Action: Logoff` and `ProxyAction: Logoff`, as Asterisk words it.
+fn goodbye(id: Option<&RawValue>) -> Message {
+    Message::response_with_id("Goodbye", id, Some("Thanks for all the fish."))
 }
 
 /// The reader-side state of one client.
@@ -69,11 +77,7 @@ impl ClientSession {
         match action.as_str() {
             "login" => return self.login(&message, id).await,
             "challenge" => self.challenge(&message, id),
-            "logoff" => {
-                self.reply("Goodbye", id, Some("Thanks for all the fish."));
-                self.sink.send(ToClient::Close);
-                return Flow::Close;
-            }
+            "logoff" => return Flow::Logoff(goodbye(id)),
             _ if !self.authenticated() => self.reply("Error", id, Some("Permission denied")),
             "events" => self.events(&message, id),
             "beaconshowserver" => self.beacon_show_server(&message, id).await,
@@ -92,7 +96,16 @@ impl ClientSession {
             self.sink.send_message(answer);
             return Flow::Continue;
         }
+        let admin = self.user.as_ref().is_some_and(|u| self.hub.config().admin_users.iter().any(|a| a == u));
         let answer = match ProxyAction::from_name(name) {
+            // Every client's address and user, every server's host and AMI user: for admins,
+            // unless `openproxylists` opens them as in 1.x.
+            Some(action @ (ProxyAction::ListSessions | ProxyAction::ListServers))
+                if !admin && !self.hub.config().open_proxy_lists =>
+            {
+                tracing::info!(user = ?self.user, ?action, "ProxyAction denied: not in adminusers (openproxylists = no)");
+                pa::proxy_response("Error", id).with("Message", "Permission denied")
+            }
             Some(ProxyAction::ListSessions) => pa::list_sessions(&self.hub, id),
             Some(ProxyAction::ListServers) => pa::list_servers(&self.hub, id),
             Some(ProxyAction::ListIOHandlers) => pa::list_io_handlers(id),
@@ -119,13 +132,8 @@ impl ClientSession {
                 // Responses are always isolated per client in 2.x; the mode is acknowledged.
                 pa::proxy_response("Success", id).with("AutoFilter", level)
             }
-            Some(ProxyAction::Logoff) => {
-                self.reply("Goodbye", id, Some("Thanks for all the fish."));
-                self.sink.send(ToClient::Close);
-                return Flow::Close;
-            }
+            Some(ProxyAction::Logoff) => return Flow::Logoff(goodbye(id)),
             Some(action @ (ProxyAction::AddServer | ProxyAction::DropServer)) => {
-                let admin = self.user.as_ref().is_some_and(|u| self.hub.config().admin_users.iter().any(|a| a == u));
                 if !admin {
                     pa::proxy_response("Error", id).with("Message", "Permission denied")
                 } else if action == ProxyAction::AddServer {
@@ -143,10 +151,11 @@ impl ClientSession {
     async fn login(&mut self, message: &Message, id: Option<&RawValue>) -> Flow {
         let username = message.get("Username").unwrap_or_default().trim();
         let ip = self.peer.ip();
-        if self.hub.auth_limiter().is_blocked(ip) {
-            tracing::warn!(user = %username, "login refused: too many failed logins from this address (authlimit)");
+        if let Some(lockout) = self.hub.auth_limiter().check(self.hub.config(), ip, username) {
+            // Logged once when the lock-out started; each refusal only counts.
+            tracing::debug!(user = %username, ?lockout, "login refused: locked out");
             self.hub.metrics().auth_failures.get_or_create(&self.shared.labels()).inc();
-            self.reply("Error", id, Some("Authentication failed: too many failed logins, try again later"));
+            self.reply("Error", id, Some(lockout.message()));
             self.sink.send(ToClient::Close);
             return Flow::Close;
         }
@@ -175,16 +184,19 @@ impl ClientSession {
         if !accepted {
             tracing::info!(user = %username, "client login failed");
             self.hub.metrics().auth_failures.get_or_create(&self.shared.labels()).inc();
-            self.hub.auth_limiter().record_failure(ip);
+            self.hub.auth_limiter().record_failure(self.hub.config(), ip, username);
             self.user = None;
             tokio::time::sleep(self.hub.config().auth_fail_delay).await;
             self.reply("Error", id, Some("Authentication failed"));
             self.sink.send(ToClient::Close);
             return Flow::Close;
         }
-        self.hub.auth_limiter().record_success(ip);
+        self.hub.auth_limiter().record_success(ip, username);
         let mask = message.get("Events").map_or(ClassMask::ALL, ClassMask::parse);
         self.start_session(username, mask);
+        // The position is taken before the answer is queued: every event published from the
+        // moment the login succeeded reaches the client, after its `Success`.
+        let position = self.hub.subscribe();
         self.reply("Success", id, Some("Authentication accepted"));
         let system = ClassMask::parse("system");
         if mask.allows(system) && self.policy.reads(system) {
@@ -197,7 +209,7 @@ impl ClientSession {
                 .with("Status", "Fully Booted");
             self.sink.send_message(booted);
         }
-        self.sink.send(ToClient::Subscribe);
+        self.sink.send(ToClient::Subscribe(position));
         Flow::Continue
     }
 
@@ -205,7 +217,7 @@ impl ClientSession {
     /// Basic on a WebSocket upgrade, an AJAM session). Events start flowing at once.
     pub fn preauthenticate(&mut self, username: &str) {
         self.start_session(username, ClassMask::ALL);
-        self.sink.send(ToClient::Subscribe);
+        self.sink.send(ToClient::Subscribe(self.hub.subscribe()));
     }
 
     /// The logged-in state of `username`: its rights, its name, its event mask.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use astmanproxy_handlers::{AmiDecoder, DecodeError, Message, OutputFormat};
+use astmanproxy_handlers::{Charset, DecodeError, Limits, Message, OutputFormat};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -83,7 +83,7 @@ where
         }
         if !cfg.auth_required && options.user.is_none() {
             // An open proxy (`authrequired = no`) serves events without a Login, as 1.x did.
-            sink.send(ToClient::Subscribe);
+            sink.send(ToClient::Subscribe(hub.subscribe()));
         }
         let writer = tokio::spawn(
             writer::run(writer_half, receiver, hub.clone(), shared.clone(), cancel.clone()).in_current_span(),
@@ -92,26 +92,33 @@ where
         if let Some(user) = &options.user {
             session.preauthenticate(user);
         }
-        let mut decoder = AmiDecoder::new(cfg.limits);
+        let mut input = input::Reader::new(cfg.limits);
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         let mut eof = false;
         let auth_deadline =
             (cfg.auth_required && !cfg.auth_timeout.is_zero()).then(|| tokio::time::Instant::now() + cfg.auth_timeout);
         'read: loop {
             loop {
-                match input::next(&mut decoder, &mut buf, eof) {
-                    Ok(Some(Input::Message(message))) => {
-                        if let Flow::Close = session.handle(message).await {
+                match input.next(&mut buf, eof) {
+                    Ok(Some(Input::Message(message))) => match session.handle(message).await {
+                        Flow::Continue => {}
+                        Flow::Close => break 'read,
+                        Flow::Logoff(goodbye) => {
+                            // Asterisk answers pipelined actions in order: those before the
+                            // Logoff come before its Goodbye.
+                            wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
+                            sink.send_message(goodbye);
+                            sink.send(ToClient::Close);
                             break 'read;
                         }
-                    }
+                    },
                     Ok(Some(Input::Invalid(why))) => {
                         tracing::info!(error = %why, "bad input from client");
                         sink.send_message(Message::response_with("Error", None, Some(&why)));
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        if let Flow::Close = on_decode_error(&sink, &e) {
+                        if let Flow::Close = on_decode_error(&sink, &e, cfg.limits.charset) {
                             break 'read;
                         }
                     }
@@ -162,25 +169,48 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Answers a decode error; returns whether the connection must close.
-fn on_decode_error(sink: &sink::ClientSink, error: &DecodeError) -> Flow {
+/// Answers a decode error (with the skipped message's ActionID when one was read); returns
+/// whether the connection must close.
+fn on_decode_error(sink: &sink::ClientSink, error: &DecodeError, charset: Charset) -> Flow {
     tracing::info!(error = %error, "bad input from client");
-    let mut answer = Message::response_with("Error", None, Some(&format!("Bad input: {error}")));
+    let mut answer = Message::with_capacity(3);
+    answer.push("Response", "Error");
+    if let Some(id) = error.action_id() {
+        answer.push_raw(b"ActionID", id, charset);
+    }
+    match error {
+        DecodeError::NoLineEnd { limit } => {
+            let why = format!(
+                "Bad input: no line end within {limit} bytes ({} x maxlinelength); closing connection",
+                Limits::LINE_END_FACTOR
+            );
+            answer.push("Message", why);
+        }
+        _ if !error.can_continue() => answer.push("Message", format!("Bad input: {error}; closing connection")),
+        _ => answer.push("Message", format!("Bad input: {error}")),
+    }
+    sink.send_message(answer);
     if error.can_continue() {
-        sink.send_message(answer);
         Flow::Continue
     } else {
-        answer.set("Message", format!("Bad input: {error}; closing connection"));
-        sink.send_message(answer);
         sink.send(ToClient::Close);
         Flow::Close
     }
 }
 
-/// After the client half-closed its socket, waits (bounded) for the answers to its actions.
+/// How long past `actiontimeout` a leaving client waits for its answers: the upstream session
+/// answers an action with a timeout error at `actiontimeout` (checked every half second at most),
+/// and that error should still reach the client.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits until the actions the client sent so far are answered (after a Logoff, or once the
+/// client half-closed its socket), for at most `limit` (`actiontimeout`) plus [`ANSWER_GRACE`].
 async fn wait_for_answers(sink: &sink::ClientSink, limit: Duration, cancel: &CancellationToken) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while sink.in_flight() > 0 && tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    tokio::select! {
+        () = sink.actions_done() => {}
+        () = cancel.cancelled() => {}
+        () = tokio::time::sleep(limit + ANSWER_GRACE) => {
+            tracing::debug!(in_flight = sink.in_flight(), "closing with actions still unanswered");
+        }
     }
 }

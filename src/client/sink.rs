@@ -22,8 +22,9 @@ pub type ClientId = u64;
 pub enum ToClient {
     /// A message for this client only (its ActionID already restored).
     Message(Message),
-    /// Start receiving broadcast events (sent after a successful login).
-    Subscribe,
+    /// Start receiving broadcast events from this position of the shared buffer (queued at
+    /// login, before the `Success` answer, so no event published after the login is missed).
+    Subscribe(u64),
     /// Flush what is queued, then close the connection.
     Close,
     /// Bytes written as they are (the banner).
@@ -45,6 +46,8 @@ struct SinkInner {
     queued_bytes: AtomicUsize,
     max_bytes: usize,
     in_flight: AtomicUsize,
+    /// Woken when the last action in flight ends (see [`ClientSink::actions_done`]).
+    idle: tokio::sync::Notify,
     overflowed: AtomicBool,
     delivered: AtomicU64,
     cancel: CancellationToken,
@@ -64,6 +67,7 @@ pub fn channel(id: ClientId, max_bytes: usize, cancel: CancellationToken) -> (Cl
         queued_bytes: AtomicUsize::new(0),
         max_bytes,
         in_flight: AtomicUsize::new(0),
+        idle: tokio::sync::Notify::new(),
         overflowed: AtomicBool::new(false),
         delivered: AtomicU64::new(0),
         cancel,
@@ -75,7 +79,7 @@ fn cost(item: &ToClient) -> usize {
     match item {
         ToClient::Message(m) => m.encoded_len_hint(),
         ToClient::Raw(b) => b.len(),
-        ToClient::Subscribe | ToClient::Close | ToClient::Policy(_) => 0,
+        ToClient::Subscribe(_) | ToClient::Close | ToClient::Policy(_) => 0,
     }
 }
 
@@ -126,7 +130,25 @@ impl ClientSink {
 
     /// Releases an in-flight action slot (its final answer was routed).
     pub fn end_action(&self) {
-        let _ = self.inner.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let before = self.inner.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(1) {
+            self.inner.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until no action is in flight: every final answer has been queued, since an
+    /// action ends after its answer is sent. Cancel safe.
+    pub async fn actions_done(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so an end between the check and the wait is seen.
+            notified.as_mut().enable();
+            if self.inner.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Actions in flight.

@@ -1,11 +1,12 @@
 //! The writer task of one client: drains its queue and its broadcast receiver, batches, writes.
 //!
-//! Responses come through the client's own queue ([`SinkReceiver`]); broadcast events through a
-//! `tokio::sync::broadcast` receiver subscribed at login, filtered here by the client's event
-//! mask. Everything ready is gathered into one buffer (up to [`BATCH_BYTES`]) and written with
-//! one `write_all` under `clientwritetimeout`. A client that falls more than `clienteventqueue`
-//! events behind gets the configured lag policy: a final `Event: ProxyClientLagged` and a close
-//! (default), or its missed events dropped and counted.
+//! Responses come through the client's own queue ([`SinkReceiver`]); broadcast events from the
+//! shared [`EventRing`], read from the position taken at login and filtered here by the
+//! client's event mask and rights. Everything ready is gathered into one buffer (up to
+//! [`BATCH_BYTES`]) and written; each write may take `clientwritetimeout` to make progress. A
+//! client whose position fell out of the buffer (more than `clienteventbuffer` bytes waiting)
+//! gets the configured lag policy: a final `Event: ProxyClientLagged` and a close (default), or
+//! its missed events dropped and counted.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -13,12 +14,11 @@ use std::sync::Arc;
 use astmanproxy_handlers::{Message, OutputFormat};
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{SinkReceiver, ToClient};
 use crate::config::LagPolicy;
-use crate::event::{ClassMask, SharedEvent};
+use crate::event::{ClassMask, EventRing, Lagged};
 use crate::hub::Hub;
 use crate::metrics::KindLabels;
 use crate::policy::Policy;
@@ -83,6 +83,9 @@ enum Step {
     Close,
 }
 
+/// Events taken from the shared buffer per lock (the writer then formats them unlocked).
+const EVENTS_PER_READ: usize = 64;
+
 /// Runs the writer until the queue says `Close`, the client is cancelled, or a write fails.
 pub async fn run<W: AsyncWrite + Unpin>(
     mut out: W,
@@ -92,43 +95,53 @@ pub async fn run<W: AsyncWrite + Unpin>(
     cancel: CancellationToken,
 ) {
     let cfg = hub.config();
-    let mut events: Option<broadcast::Receiver<Arc<SharedEvent>>> = None;
+    let ring = hub.events().clone();
+    // The position in the shared event buffer, once subscribed.
+    let mut cursor: Option<u64> = None;
     let mut policy = Policy::open();
     let mut buf = BytesMut::new();
+    let mut taken = Vec::with_capacity(EVENTS_PER_READ);
     loop {
-        let step = tokio::select! {
+        let mut step = tokio::select! {
             biased;
             () = cancel.cancelled() => Step::Close,
             item = rx.recv() => match item {
-                Some(item) => take(item, &mut buf, &mut events, &mut policy, &hub, &shared),
+                Some(item) => take(item, &mut buf, &mut cursor, &mut policy, &shared),
                 None => Step::Close,
             },
-            ev = recv_event(&mut events) => on_event(ev, &mut buf, &shared, &policy, &hub),
+            () = wait_events(&ring, cursor) => Step::Continue,
         };
-        let mut step = step;
         while matches!(step, Step::Continue) && buf.len() < BATCH_BYTES {
             if let Some(item) = rx.try_recv() {
-                step = take(item, &mut buf, &mut events, &mut policy, &hub, &shared);
+                step = take(item, &mut buf, &mut cursor, &mut policy, &shared);
                 continue;
             }
-            let Some(receiver) = events.as_mut() else { break };
-            match receiver.try_recv() {
-                Ok(ev) => step = on_event(Ok(ev), &mut buf, &shared, &policy, &hub),
-                Err(TryRecvError::Lagged(n)) => {
-                    step = on_event(Err(RecvError::Lagged(n)), &mut buf, &shared, &policy, &hub)
+            let Some(at) = cursor.as_mut() else { break };
+            match ring.read(at, &mut taken, EVENTS_PER_READ) {
+                Ok(()) if taken.is_empty() => break,
+                Ok(()) => {
+                    let format = shared.format();
+                    for event in taken.drain(..) {
+                        if shared.mask().allows(event.classes()) && (policy.is_open() || policy.allows_event(&event)) {
+                            buf.extend_from_slice(event.bytes(format));
+                        }
+                    }
                 }
-                Err(_) => break,
+                Err(lag) => step = on_lag(lag, &mut buf, &shared, &hub),
             }
         }
         if !buf.is_empty() {
-            match tokio::time::timeout(cfg.client_write_timeout, out.write_all(&buf)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
+            match write_with_progress(&mut out, &buf, cfg.client_write_timeout).await {
+                Ok(()) => {}
+                Err(WriteFailure::Io(e)) => {
                     tracing::debug!(error = %e, "client write failed");
                     break;
                 }
-                Err(_) => {
-                    tracing::info!(timeout = ?cfg.client_write_timeout, "client stopped reading; disconnecting");
+                Err(WriteFailure::Stalled) => {
+                    tracing::warn!(
+                        timeout = ?cfg.client_write_timeout,
+                        "client stopped reading (no write progress within clientwritetimeout); disconnecting"
+                    );
                     hub.metrics().lag_disconnects.get_or_create(&shared.labels()).inc();
                     break;
                 }
@@ -147,21 +160,50 @@ pub async fn run<W: AsyncWrite + Unpin>(
     cancel.cancel();
 }
 
+/// Why a write to the client ended.
+enum WriteFailure {
+    /// The socket failed or closed.
+    Io(std::io::Error),
+    /// No byte could be written for the stall limit.
+    Stalled,
+}
+
+/// Writes all of `data`, allowing each write `stall` to make progress: a client that reads
+/// slowly but steadily is served, one that stops reading is cut off after `stall`.
+async fn write_with_progress<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    mut data: &[u8],
+    stall: std::time::Duration,
+) -> Result<(), WriteFailure> {
+    while !data.is_empty() {
+        match tokio::time::timeout(stall, out.write(data)).await {
+            Ok(Ok(0)) => return Err(WriteFailure::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(WriteFailure::Io(e)),
+            Err(_) => return Err(WriteFailure::Stalled),
+        }
+    }
+    match tokio::time::timeout(stall, out.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(WriteFailure::Io(e)),
+        Err(_) => Err(WriteFailure::Stalled),
+    }
+}
+
 fn take(
     item: ToClient,
     buf: &mut BytesMut,
-    events: &mut Option<broadcast::Receiver<Arc<SharedEvent>>>,
+    cursor: &mut Option<u64>,
     policy: &mut Arc<Policy>,
-    hub: &Hub,
     shared: &ClientShared,
 ) -> Step {
     match item {
         ToClient::Message(m) => shared.format().encode(&m, buf),
         ToClient::Raw(bytes) => buf.extend_from_slice(&bytes),
         ToClient::Policy(p) => *policy = p,
-        ToClient::Subscribe => {
-            if events.is_none() {
-                *events = Some(hub.subscribe());
+        ToClient::Subscribe(position) => {
+            if cursor.is_none() {
+                *cursor = Some(position);
             }
         }
         ToClient::Close => return Step::Close,
@@ -169,46 +211,39 @@ fn take(
     Step::Continue
 }
 
-fn on_event(
-    ev: Result<Arc<SharedEvent>, RecvError>,
-    buf: &mut BytesMut,
-    shared: &ClientShared,
-    policy: &Policy,
-    hub: &Hub,
-) -> Step {
-    match ev {
-        Ok(event) => {
-            if shared.mask().allows(event.classes()) && (policy.is_open() || policy.allows_event(&event)) {
-                buf.extend_from_slice(event.bytes(shared.format()));
-            }
+/// The client's position fell out of the shared buffer: more than `clienteventbuffer` bytes of
+/// events were waiting for it.
+fn on_lag(lag: Lagged, buf: &mut BytesMut, shared: &ClientShared, hub: &Hub) -> Step {
+    let missed = lag.missed;
+    match hub.config().lag_policy {
+        LagPolicy::Drop => {
+            shared.dropped.fetch_add(missed, Ordering::Relaxed);
+            hub.metrics().events_dropped.get_or_create(&shared.labels()).inc_by(missed);
+            tracing::debug!(missed, "slow client: events dropped");
             Step::Continue
         }
-        Err(RecvError::Lagged(missed)) => match hub.config().lag_policy {
-            LagPolicy::Drop => {
-                shared.dropped.fetch_add(missed, Ordering::Relaxed);
-                hub.metrics().events_dropped.get_or_create(&shared.labels()).inc_by(missed);
-                tracing::debug!(missed, "slow client: events dropped");
-                Step::Continue
-            }
-            LagPolicy::Disconnect => {
-                tracing::warn!(missed, "slow client fell behind the event stream; disconnecting");
-                hub.metrics().lag_disconnects.get_or_create(&shared.labels()).inc();
-                let notice = Message::new()
-                    .with("Event", "ProxyClientLagged")
-                    .with("Privilege", "system,all")
-                    .with("Dropped", missed.to_string())
-                    .with("Message", "Client too slow for the event stream; disconnecting");
-                shared.format().encode(&notice, buf);
-                Step::Close
-            }
-        },
-        Err(RecvError::Closed) => Step::Close,
+        LagPolicy::Disconnect => {
+            tracing::warn!(
+                missed,
+                budget = hub.config().client_event_buffer,
+                "slow client: more than clienteventbuffer bytes of events waiting; disconnecting"
+            );
+            hub.metrics().lag_disconnects.get_or_create(&shared.labels()).inc();
+            let notice = Message::new()
+                .with("Event", "ProxyClientLagged")
+                .with("Privilege", "system,all")
+                .with("Dropped", missed.to_string())
+                .with("Message", "Client too slow for the event stream; disconnecting");
+            shared.format().encode(&notice, buf);
+            Step::Close
+        }
     }
 }
 
-async fn recv_event(events: &mut Option<broadcast::Receiver<Arc<SharedEvent>>>) -> Result<Arc<SharedEvent>, RecvError> {
-    match events {
-        Some(rx) => rx.recv().await,
+/// Waits for an event after `cursor`, or forever before the client subscribed.
+async fn wait_events(ring: &EventRing, cursor: Option<u64>) {
+    match cursor {
+        Some(at) => ring.wait(at).await,
         None => std::future::pending().await,
     }
 }

@@ -33,6 +33,9 @@ pub struct Config {
     pub listen_address: IpAddr,
     /// `listenport`: port of the client listener.
     pub listen_port: u16,
+    /// `listenbacklog` (new): queue of accepted-by-the-kernel connections of every listener
+    /// (AMI, TLS, HTTP, admin); the kernel caps it at `net.core.somaxconn`.
+    pub listen_backlog: u32,
     /// `retryinterval`: first delay between reconnect attempts (backoff doubles from here).
     pub retry_interval: Duration,
     /// `retrymax` (new): cap of the reconnect backoff.
@@ -65,8 +68,12 @@ pub struct Config {
     /// Codec limits: `maxlinelength`, `maxmessagesize`, `maxheaders`, and the `charset` rule for
     /// bytes that are not UTF-8 (all new).
     pub limits: Limits,
-    /// `clienteventqueue` (new): events buffered per client before the lag policy applies.
-    pub client_event_queue: usize,
+    /// `clienteventqueue` (new in 2.0, no longer used since events are buffered by bytes): kept
+    /// so that configurations that set it still load; a warning says it is ignored.
+    pub client_event_queue: Option<usize>,
+    /// `clienteventbuffer`: bytes of recent events kept in the shared event buffer; a client with
+    /// more than this waiting gets `lagpolicy`.
+    pub client_event_buffer: usize,
     /// `clientmaxpendingbytes` (new): bytes of responses queued for one client before it is
     /// disconnected (responses are never dropped).
     pub client_max_pending_bytes: usize,
@@ -105,8 +112,18 @@ pub struct Config {
     pub ready_share: f64,
     /// `shutdowngrace` (new): how long shutdown waits for clients and servers to finish.
     pub shutdown_grace: Duration,
-    /// `authlimit` (new): failed logins allowed per client address per minute (0 = no limit).
+    /// `authlimit` (new): failed logins allowed per (client address, user name) per minute
+    /// before that user is locked out from that address (0 = no limit).
     pub auth_limit: u32,
+    /// `authlimitaddress` (new): failed logins allowed per client address per minute, all user
+    /// names together, before every login from it is refused (0 = no limit).
+    pub auth_limit_address: u32,
+    /// `authlimitexempt` (new): networks whose addresses skip the `authlimitaddress` ceiling
+    /// (not the per-user lock-out).
+    pub auth_limit_exempt: Vec<ipnet::IpNet>,
+    /// `openproxylists` (new): `ListSessions` and `ListServers` answer every logged-in user, as
+    /// in 1.x, instead of `adminusers` only.
+    pub open_proxy_lists: bool,
     /// `authtimeout` (new): seconds a client may stay connected without logging in (0 = no limit).
     pub auth_timeout: Duration,
     /// `adminusers` (new): users allowed to run `AddServer` and `DropServer`.

@@ -15,8 +15,9 @@ impl Default for Config {
             servers: Vec::new(),
             listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             listen_port: 1234,
+            listen_backlog: crate::listen::DEFAULT_BACKLOG,
             retry_interval: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
+            retry_max: Duration::from_secs(5),
             max_retries: 0,
             autofilter: AutoFilter::On,
             auth_required: true,
@@ -30,7 +31,8 @@ impl Default for Config {
             proc_user: None,
             proc_group: None,
             limits: Limits::default(),
-            client_event_queue: 4096,
+            client_event_queue: None,
+            client_event_buffer: 64 * 1024 * 1024,
             client_max_pending_bytes: 16 * 1024 * 1024,
             lag_policy: LagPolicy::Disconnect,
             max_clients: 10_000,
@@ -60,6 +62,9 @@ impl Default for Config {
             http: super::HttpConfig::default(),
             admin_users: Vec::new(),
             auth_limit: 10,
+            auth_limit_address: 100,
+            auth_limit_exempt: Vec::new(),
+            open_proxy_lists: false,
             auth_timeout: Duration::from_secs(30),
             beacon_config: None,
             beacon: crate::beacon::report::BeaconConfig::default(),
@@ -118,6 +123,7 @@ impl Config {
                 "host" => c.servers.push(v.server()?),
                 "listenaddress" => c.listen_address = v.address()?,
                 "listenport" => c.listen_port = v.parse("a port number")?,
+                "listenbacklog" => c.listen_backlog = v.backlog()?,
                 "retryinterval" => c.retry_interval = Duration::from_secs(v.parse("a number of seconds")?),
                 "retrymax" => c.retry_max = Duration::from_secs(v.parse("a number of seconds")?),
                 "maxretries" => c.max_retries = v.parse("a number")?,
@@ -138,7 +144,18 @@ impl Config {
                 "maxlinelength" => c.limits.max_line = v.positive()?,
                 "maxmessagesize" => c.limits.max_message = v.positive()?,
                 "maxheaders" => c.limits.max_headers = v.positive()?,
-                "clienteventqueue" => c.client_event_queue = v.positive()?,
+                "clienteventqueue" => {
+                    c.client_event_queue = Some(v.positive()?);
+                    warnings.push(ConfigWarning {
+                        path: v.path.to_path_buf(),
+                        line: v.raw.line,
+                        message: "clienteventqueue is no longer used and is ignored: events are buffered by \
+                                  bytes (clienteventbuffer) and a client is cut off by write progress \
+                                  (clientwritetimeout)"
+                            .to_string(),
+                    });
+                }
+                "clienteventbuffer" => c.client_event_buffer = v.positive()?,
                 "clientmaxpendingbytes" => c.client_max_pending_bytes = v.positive()?,
                 "lagpolicy" => c.lag_policy = v.lag_policy()?,
                 "maxclients" => c.max_clients = v.positive()?,
@@ -160,6 +177,21 @@ impl Config {
                 "tlshandshaketimeout" => c.tls.handshake_timeout = v.millis()?,
                 "tlscafile" => c.tls.ca_file = v.optional().map(PathBuf::from),
                 "authlimit" => c.auth_limit = v.parse("a number")?,
+                "authlimitaddress" => c.auth_limit_address = v.parse("a number")?,
+                "authlimitexempt" => c.auth_limit_exempt = v.networks()?,
+                "openproxylists" => {
+                    c.open_proxy_lists = v.boolean()?;
+                    if c.open_proxy_lists {
+                        warnings.push(ConfigWarning {
+                            path: path.to_path_buf(),
+                            line: raw.line,
+                            message: "openproxylists = yes: ListSessions and ListServers answer every logged-in \
+                                      user (client addresses and user names, Asterisk hosts and AMI users), \
+                                      not only adminusers"
+                                .to_string(),
+                        });
+                    }
+                }
                 "authtimeout" => c.auth_timeout = Duration::from_secs(v.parse("a number of seconds")?),
                 "adminusers" => {
                     c.admin_users =
@@ -269,6 +301,15 @@ impl Value<'_> {
         Ok(n)
     }
 
+    /// A listen backlog: 1 to 2^31-1 connections.
+    pub(crate) fn backlog(&self) -> Result<u32, ConfigError> {
+        let n: u32 = self.positive()?;
+        if n > crate::listen::MAX_BACKLOG {
+            return Err(self.invalid(&self.raw.value, format!("at most {}", crate::listen::MAX_BACKLOG)));
+        }
+        Ok(n)
+    }
+
     fn millis(&self) -> Result<Duration, ConfigError> {
         Ok(Duration::from_millis(self.positive::<u64>()?))
     }
@@ -286,6 +327,25 @@ impl Value<'_> {
             None => Ok(None),
             Some(_) => self.parse(what).map(Some),
         }
+    }
+
+    /// A comma-separated list of networks (`10.0.0.0/8, 127.0.0.1/32`; a bare address is one
+    /// host); empty is none.
+    fn networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        let mut nets = Vec::new();
+        for item in self.raw.value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let net = match item.parse::<ipnet::IpNet>() {
+                Ok(net) => net.trunc(),
+                Err(_) => match item.parse::<IpAddr>() {
+                    Ok(ip) => ipnet::IpNet::from(ip),
+                    Err(_) => {
+                        return Err(self.invalid(item, "not a network in CIDR form like 10.0.0.0/8 or an address"))
+                    }
+                },
+            };
+            nets.push(net);
+        }
+        Ok(nets)
     }
 
     fn share(&self) -> Result<f64, ConfigError> {

@@ -151,3 +151,41 @@ fn charset_rule() {
     let err = Config::parse(&format!("{host}charset = koi8-r\n"), path).unwrap_err().to_string();
     assert!(err.contains("charset.conf:2") && err.contains("latin1, utf8-lossy"), "{err}");
 }
+
+#[test]
+fn login_limits_and_proxy_lists() {
+    let (cfg, warnings) = Config::parse("", Path::new("empty.conf")).unwrap();
+    assert!(warnings.is_empty());
+    assert_eq!((cfg.auth_limit, cfg.auth_limit_address), (10, 100));
+    assert!(cfg.auth_limit_exempt.is_empty() && !cfg.open_proxy_lists);
+    assert_eq!(cfg.auth_fail_delay, Duration::from_millis(1000));
+    let text = "authlimitaddress = 0\nauthlimitexempt = 10.1.2.3/8, 127.0.0.1, ::1/128\nopenproxylists = yes\n";
+    let (cfg, warnings) = Config::parse(text, Path::new("l.conf")).unwrap();
+    assert_eq!(cfg.auth_limit_address, 0);
+    let nets: Vec<String> = cfg.auth_limit_exempt.iter().map(ToString::to_string).collect();
+    assert_eq!(nets, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+    assert!(cfg.open_proxy_lists);
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].to_string().starts_with("l.conf:3: openproxylists = yes: ListSessions"), "{}", warnings[0]);
+    let err = Config::parse("authlimitexempt = 10.0.0.0/8, intranet\n", Path::new("e.conf")).unwrap_err();
+    assert!(err.to_string().starts_with("e.conf:1: invalid value for authlimitexempt: \"intranet\""), "{err}");
+    assert!(Config::parse("authlimitaddress = many\n", Path::new("e.conf")).is_err());
+    assert!(Config::parse("openproxylists = perhaps\n", Path::new("e.conf")).is_err());
+}
+
+#[test]
+fn reconnect_and_backlog_defaults() {
+    let (cfg, _) = Config::parse("", Path::new("empty.conf")).unwrap();
+    assert_eq!(cfg.retry_max, Duration::from_secs(5));
+    assert_eq!(cfg.listen_backlog, 4096);
+    let (cfg, _) = Config::parse("listenbacklog = 65535\nretrymax = 30\n", Path::new("x.conf")).unwrap();
+    assert_eq!((cfg.listen_backlog, cfg.retry_max), (65535, Duration::from_secs(30)));
+}
+
+#[test]
+fn a_bad_backlog_is_an_error() {
+    for bad in ["0", "-1", "many", "2147483648"] {
+        let err = Config::parse(&format!("listenbacklog = {bad}\n"), Path::new("b.conf")).unwrap_err();
+        assert!(err.to_string().starts_with("b.conf:1: invalid value for listenbacklog"), "{err}");
+    }
+}

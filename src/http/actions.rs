@@ -176,8 +176,8 @@ pub fn unauthorized() -> Response<Full<Bytes>> {
 /// Why an HTTP login attempt was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// The address used up its failed logins (`authlimit`): 429.
-    Blocked,
+    /// Locked out by a failed-login limit (`authlimit`, `authlimitaddress`): 429.
+    Blocked(crate::auth_limit::Lockout),
     /// Wrong user, secret or address: counted as a failed login.
     Wrong,
     /// The credentials are out of date (a stale Digest nonce): not a failure, the client retries.
@@ -201,8 +201,11 @@ where
     Fut: std::future::Future<Output = Result<(), Refused>>,
 {
     let ip = peer.ip();
-    if hub.auth_limiter().is_blocked(ip) {
-        return Err(Refused::Blocked);
+    let labels = crate::metrics::KindLabels { kind: "http" };
+    if let Some(lockout) = hub.auth_limiter().check(hub.config(), ip, name) {
+        // Logged once when the lock-out started; each refusal only counts.
+        hub.metrics().auth_failures.get_or_create(&labels).inc();
+        return Err(Refused::Blocked(lockout));
     }
     let users = hub.users();
     let outcome = match users.get(name) {
@@ -211,12 +214,12 @@ where
     };
     match outcome {
         Ok(()) => {
-            hub.auth_limiter().record_success(ip);
+            hub.auth_limiter().record_success(ip, name);
             Ok(users.get(name).map_or_else(Policy::open, Policy::for_user))
         }
         Err(Refused::Wrong) => {
-            hub.auth_limiter().record_failure(ip);
-            hub.metrics().auth_failures.get_or_create(&crate::metrics::KindLabels { kind: "http" }).inc();
+            hub.auth_limiter().record_failure(hub.config(), ip, name);
+            hub.metrics().auth_failures.get_or_create(&labels).inc();
             tokio::time::sleep(hub.config().auth_fail_delay).await;
             Err(Refused::Wrong)
         }
@@ -224,15 +227,15 @@ where
     }
 }
 
-/// 429 for an address that used up its failed logins.
-pub fn too_many_failures() -> Response<Full<Bytes>> {
-    plain(StatusCode::TOO_MANY_REQUESTS, "too many failed logins, try again later")
+/// 429 for a login refused by a failed-login limit, naming it.
+pub fn too_many_failures(lockout: crate::auth_limit::Lockout) -> Response<Full<Bytes>> {
+    plain(StatusCode::TOO_MANY_REQUESTS, lockout.http_text())
 }
 
 /// Checks a user name and secret (HTTP Basic) as [`attempt_login`] does.
 ///
 /// # Errors
-/// 429 while the address is blocked, 401 for wrong credentials.
+/// 429 while locked out, 401 for wrong credentials.
 pub async fn check_credentials(
     name: &str,
     secret: &str,
@@ -250,7 +253,7 @@ pub async fn check_credentials(
         }
     };
     attempt_login(name, peer, hub, check).await.map_err(|refused| match refused {
-        Refused::Blocked => too_many_failures(),
+        Refused::Blocked(lockout) => too_many_failures(lockout),
         Refused::Wrong | Refused::Stale => unauthorized(),
     })
 }

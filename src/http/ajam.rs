@@ -192,7 +192,7 @@ async fn check_digest(
     };
     match attempt_login(&creds.username, peer, hub, check).await {
         Ok(_) => Ok(()),
-        Err(Refused::Blocked) => Err(too_many_failures()),
+        Err(Refused::Blocked(lockout)) => Err(too_many_failures(lockout)),
         Err(Refused::Stale) => Err(unauthorized_any(true)),
         Err(Refused::Wrong) => Err(unauthorized_any(false)),
     }

@@ -228,6 +228,10 @@ impl SessionState {
         if self.sim.is_held(&name) {
             return Flow::Continue;
         }
+        tokio::select! {
+            () = self.sim.pass_gate(&name) => {}
+            () = self.conn.cancel.cancelled() => return Flow::Close,
+        }
         let Some(answer) = script::answer_to(&action, &name, id) else {
             self.send(&script::unknown_action(&name, id)).await;
             self.report_bad_format(&format!("Action: {name}"));

@@ -38,7 +38,8 @@
 //!
 //! Test hooks: [`AmiSim::emit`], [`AmiSim::emit_wire`], [`AmiSim::emit_many`],
 //! [`AmiSim::kill_connections`], [`AmiSim::set_drop_mid_list`], [`AmiSim::set_hold`],
-//! [`AmiSim::received`], [`SimOptions::ping_replies`].
+//! [`AmiSim::set_gate`] (with [`AmiSim::gated`] and [`AmiSim::open_gate`]: a late answer,
+//! released by the test), [`AmiSim::received`], [`SimOptions::ping_replies`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -119,8 +120,29 @@ struct Inner {
     logins: AtomicUsize,
     drop_mid_list: Mutex<Option<String>>,
     hold: Mutex<Option<String>>,
+    gate: Gate,
     stop: CancellationToken,
     accept_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A late answer: actions of one name wait at the gate, in their connection's reader, until the
+/// test lets them through (so the actions after them on that connection wait too, in order).
+struct Gate {
+    action: Mutex<Option<String>>,
+    /// Actions that reached the gate so far.
+    arrived: tokio::sync::watch::Sender<usize>,
+    /// Answers let through and not yet taken.
+    open: tokio::sync::Semaphore,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            action: Mutex::new(None),
+            arrived: tokio::sync::watch::Sender::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,7 +163,7 @@ impl AmiSim {
     /// # Errors
     /// The listener cannot be bound (the port is in use).
     pub async fn start_on(addr: SocketAddr, options: SimOptions) -> std::io::Result<AmiSim> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = crate::listen::bind(addr, crate::listen::DEFAULT_BACKLOG)?;
         let sim = AmiSim {
             inner: Arc::new(Inner {
                 addr: listener.local_addr()?,
@@ -152,6 +174,7 @@ impl AmiSim {
                 logins: AtomicUsize::new(0),
                 drop_mid_list: Mutex::new(None),
                 hold: Mutex::new(None),
+                gate: Gate::default(),
                 stop: CancellationToken::new(),
                 accept_task: Mutex::new(None),
             }),
@@ -291,6 +314,35 @@ impl AmiSim {
     /// `None` turns this off.
     pub fn set_hold(&self, action: Option<&str>) {
         *lock(&self.inner.hold) = action.map(str::to_string);
+    }
+
+    /// Answer the named action (e.g. `Ping`) only once [`AmiSim::open_gate`] lets it through; until
+    /// then its connection answers nothing after it either, as a busy Asterisk would. `None`
+    /// turns this off (actions already waiting still wait for `open_gate`).
+    pub fn set_gate(&self, action: Option<&str>) {
+        *lock(&self.inner.gate.action) = action.map(str::to_string);
+    }
+
+    /// Waits until `n` actions in all have reached the gate (they are received, not answered).
+    pub async fn gated(&self, n: usize) {
+        let mut arrived = self.inner.gate.arrived.subscribe();
+        let _ = arrived.wait_for(|&count| count >= n).await;
+    }
+
+    /// Lets `n` answers waiting at the gate (or the next ones to arrive) through.
+    pub fn open_gate(&self, n: usize) {
+        self.inner.gate.open.add_permits(n);
+    }
+
+    /// Waits at the gate if `action` is the gated one.
+    async fn pass_gate(&self, action: &str) {
+        if !Self::names(&self.inner.gate.action, action) {
+            return;
+        }
+        self.inner.gate.arrived.send_modify(|count| *count += 1);
+        if let Ok(permit) = self.inner.gate.open.acquire().await {
+            permit.forget();
+        }
     }
 
     fn record(&self, action: &Message) {

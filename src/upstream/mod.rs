@@ -5,7 +5,8 @@
 //! for `FullyBooted`, then hands the socket to the session loop (the `session` module), which owns the
 //! socket and the ActionID route map. When the connection drops, every pending action is answered
 //! with an error and the supervisor reconnects with capped exponential backoff plus jitter
-//! ([`backoff_delay`]). While the server is down, actions sent to it are answered at once. A
+//! ([`Backoff`]): a login that reached `FullyBooted` starts the count over, so a restarted
+//! Asterisk is tried again after about `retryinterval`, whatever happened before. While the server is down, actions sent to it are answered at once. A
 //! server that is down never stops the process.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -31,9 +32,6 @@ mod session;
 /// Capacity of a server's request queue. Requests are small; a full queue means Asterisk is
 /// not taking actions as fast as clients send them, and the client gets `Server busy` at once.
 pub const REQUEST_QUEUE: usize = 4096;
-
-/// A connection that stayed up this long resets the backoff, and its loss is retried at once.
-pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// Connection state of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +235,46 @@ pub fn spawn(config: ServerConfig, hub: Hub, parent: &CancellationToken, tracker
     handle
 }
 
+/// Reconnect pacing of one server: how long to wait before the next attempt, and how many
+/// attempts in a row have failed (for `maxretries`).
+///
+/// A failed attempt (no TCP connection, no AMI banner, login refused, dropped before
+/// `FullyBooted`) doubles the delay from `retryinterval` up to `retrymax`. A session that was
+/// logged in and booted starts the count over when it ends: its loss is retried after the first
+/// `retryinterval` (jittered), never at once, so a server that accepts the login and drops at
+/// once is tried about once per `retryinterval`, not in a tight loop.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    failures: u32,
+    base: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Pacing from `retryinterval` (`base`) and `retrymax` (`max`).
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self { failures: 0, base, max }
+    }
+
+    /// An attempt failed: the delay before the next one.
+    pub fn failed(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        backoff_delay(self.failures, self.base, self.max)
+    }
+
+    /// A logged-in, booted session ended: the count starts over; the delay before the next
+    /// attempt is the first one.
+    pub fn session_ended(&mut self) -> Duration {
+        self.failures = 0;
+        backoff_delay(1, self.base, self.max)
+    }
+
+    /// Failed attempts since the last session that reached `FullyBooted`.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
 /// The reconnect delay after `failures` consecutive failures: `base * 2^(failures-1)`, capped at
 /// `max`, times a jitter factor in [0.8, 1.2). A `base` of zero counts as one second: never a
 /// tight loop.
@@ -288,7 +326,7 @@ fn tls_connector(
 async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Request>) {
     let cfg = hub.config().clone();
     let cancel = handle.inner.cancel.clone();
-    let mut failures = 0u32;
+    let mut backoff = Backoff::new(cfg.retry_interval, cfg.retry_max);
     let tls = match tls_connector(handle.config(), &cfg) {
         Ok(tls) => tls,
         Err(e) => {
@@ -310,7 +348,7 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
             r = reject_while(attempt, &mut rx, &handle) => r,
             () = cancel.cancelled() => break,
         };
-        match outcome {
+        let delay = match outcome {
             Ok(conn) => {
                 handle.set_ami_version(conn.ami_version.clone());
                 handle.set_error(None);
@@ -318,7 +356,6 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
                 handle.set_status(Status::Connected);
                 tracing::info!(ami_version = %conn.ami_version, "connected and logged in");
                 hub.publish(crate::event::SharedEvent::new(status_event(handle.name(), Status::Connected, None)));
-                let started = tokio::time::Instant::now();
                 let reason = session::run(conn, &handle, &hub, &mut rx).await;
                 let stopping = cancel.is_cancelled();
                 handle.set_status(if stopping { Status::Stopped } else { Status::Disconnected });
@@ -333,19 +370,20 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
                     break;
                 }
                 tracing::warn!(reason = %reason, "connection lost");
-                // A connection that was healthy is retried at once (Asterisk restarted or the
-                // network blinked); one that dropped quickly counts as a failure.
-                failures = if started.elapsed() >= HEALTHY_AFTER { 0 } else { failures + 1 };
+                // The login reached FullyBooted: whatever failed before, Asterisk is back (or
+                // the network blinked), so the count starts over.
+                backoff.session_ended()
             }
             Err(e) => {
-                failures += 1;
-                tracing::warn!(error = %e, failures, "cannot connect");
+                let delay = backoff.failed();
+                tracing::warn!(error = %e, failures = backoff.failures(), "cannot connect");
                 handle.set_error(Some(e.to_string()));
                 handle.set_status(Status::Disconnected);
+                delay
             }
-        }
-        if cfg.max_retries > 0 && failures >= cfg.max_retries {
-            tracing::error!(failures, "giving up on this server (maxretries reached)");
+        };
+        if cfg.max_retries > 0 && backoff.failures() >= cfg.max_retries {
+            tracing::error!(failures = backoff.failures(), "giving up on this server (maxretries reached)");
             handle.set_status(Status::Failed);
             tokio::select! {
                 () = reject_forever(&mut rx, &handle) => {}
@@ -353,8 +391,6 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
             }
             break;
         }
-        let delay =
-            if failures == 0 { Duration::ZERO } else { backoff_delay(failures, cfg.retry_interval, cfg.retry_max) };
         tracing::debug!(?delay, "reconnecting after delay");
         tokio::select! {
             () = reject_while(tokio::time::sleep(delay), &mut rx, &handle) => {}
@@ -413,5 +449,53 @@ mod tests {
             assert!(d30 >= Duration::from_secs(48) && d30 < Duration::from_secs(72));
             assert!(backoff_delay(1, Duration::ZERO, max) >= Duration::from_millis(800));
         }
+    }
+
+    fn within(d: Duration, nominal: Duration) -> bool {
+        d >= nominal.mul_f64(0.8) && d < nominal.mul_f64(1.2)
+    }
+
+    #[test]
+    fn a_booted_session_starts_the_count_over() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(5));
+        let mut b = Backoff::new(base, max);
+        // A long outage: the delay doubles up to retrymax and stays there.
+        let delays: Vec<_> = (0..10).map(|_| b.failed()).collect();
+        for (i, nominal) in [1, 2, 4, 5, 5, 5, 5, 5, 5, 5].into_iter().enumerate() {
+            assert!(within(delays[i], Duration::from_secs(nominal)), "attempt {i}: {:?}", delays[i]);
+        }
+        assert_eq!(b.failures(), 10);
+        // Asterisk is back: a login with FullyBooted, then it restarts again, five times.
+        for _ in 0..5 {
+            let d = b.session_ended();
+            assert!(within(d, base), "{d:?}");
+            assert_eq!(b.failures(), 0);
+        }
+        // The first failure after that is the first step again, not the cap.
+        assert!(within(b.failed(), base));
+    }
+
+    #[test]
+    fn a_server_that_drops_after_login_is_never_retried_in_a_tight_loop() {
+        for base in [Duration::ZERO, Duration::from_millis(1), Duration::from_secs(2)] {
+            let mut b = Backoff::new(base, Duration::from_secs(5));
+            let floor = if base.is_zero() { Duration::from_millis(800) } else { base.mul_f64(0.8) };
+            for _ in 0..100 {
+                assert!(b.session_ended() >= floor);
+            }
+        }
+    }
+
+    #[test]
+    fn no_delay_ever_goes_past_retrymax_after_the_jitter() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(5));
+        let mut b = Backoff::new(base, max);
+        for i in 0..1000 {
+            let d = if i % 7 == 0 { b.session_ended() } else { b.failed() };
+            assert!(d < max.mul_f64(1.2), "{d:?}");
+        }
+        // retrymax below retryinterval: retryinterval wins (never shorter than the first step).
+        let mut b = Backoff::new(Duration::from_secs(3), Duration::from_secs(1));
+        assert!(within(b.failed(), Duration::from_secs(3)));
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use astmanproxy_handlers::{standard, Kind, Message, RawValue};
+use astmanproxy_handlers::{standard, DecodeError, Kind, Message, RawValue};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -163,9 +163,37 @@ impl Session<'_> {
             match decoder.decode(rbuf) {
                 Ok(Some(message)) => self.dispatch(message, decoder),
                 Ok(None) => return Ok(()),
-                Err(e) if e.can_continue() => tracing::warn!(error = %e, "skipped a message from Asterisk"),
+                Err(e) if e.can_continue() => self.on_skipped(&e, decoder),
                 Err(e) => return Err(format!("bad input from Asterisk: {e}")),
             }
+        }
+    }
+
+    /// A message from Asterisk broke a codec limit and was skipped; the session goes on. When it
+    /// was the answer to a client's action, that client gets an error at once instead of
+    /// waiting for `actiontimeout`. A list item is lost alone: the list goes on.
+    fn on_skipped(&mut self, error: &DecodeError, decoder: &mut astmanproxy_handlers::AmiDecoder) {
+        tracing::warn!(error = %error, "skipped a message from Asterisk");
+        let Some(id) = error.action_id().map(|id| String::from_utf8_lossy(id).into_owned()) else {
+            return;
+        };
+        let Some(route) = self.routes.get(&id) else {
+            return;
+        };
+        if route.in_list {
+            return;
+        }
+        if route.is_command {
+            decoder.command_answered();
+        }
+        let Some(route) = self.routes.remove(&id) else {
+            return;
+        };
+        if self.ping.as_ref().is_some_and(|(p, _)| *p == id) {
+            self.ping = None;
+        }
+        if let Some(owner) = route.owner {
+            answer_error(owner, self.handle.name(), &format!("Answer from Asterisk skipped: {error}"));
         }
     }
 

@@ -133,7 +133,9 @@ fn assert_same_message(ours: &Message, theirs: &Message, what: &str) {
 
 #[tokio::test]
 async fn rawman_session_replays_the_recorded_transcript() {
-    let (_sim, _proxy, addr) = http_proxy(|_| {}).await;
+    let (_sim, proxy, addr) = http_proxy(|_| {}).await;
+    // Sees the call's broadcast events as the AJAM session does, so the replay can wait for them.
+    let mut observer = AmiClient::login(proxy.addr, "bob", "bobpw").await;
     let mut cookie = String::new();
     for (path, with_cookie, theirs) in recorded("25-http-rawman.cap") {
         let path = path.replace("username=admin&secret=adminpass", "username=alice&secret=alicepw");
@@ -163,8 +165,11 @@ async fn rawman_session_replays_the_recorded_transcript() {
             cookie = ours.cookie();
         }
         if path.contains("action=originate") {
-            // Let the call's events reach the session's queue, as the recording waited 0.2 s.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Let the call's events reach the session's queue, as the recording waited 0.2 s:
+            // the call ends with the channel's Hangup and two DeviceStateChange events.
+            observer.recv_until(|m| m.event() == Some("Hangup")).await;
+            observer.recv_until(|m| m.event() == Some("DeviceStateChange")).await;
+            observer.recv_until(|m| m.event() == Some("DeviceStateChange")).await;
         }
     }
 }
@@ -398,7 +403,8 @@ async fn http_and_ami_share_the_ami_port() {
 
 #[tokio::test]
 async fn actions_the_proxy_answers_never_reach_asterisk_over_http() {
-    let (sim, proxy, addr) = http_proxy(|_| {}).await;
+    // ListSessions and ListServers are for admins.
+    let (sim, proxy, addr) = http_proxy(|cfg| cfg.admin_users = vec!["alice".into(), "bob".into()]).await;
     let logins = sim.login_count();
     let basic = "Authorization: Basic YWxpY2U6YWxpY2Vwdw==\r\n"; // alice:alicepw
     let ask = |path: String| {
@@ -502,7 +508,11 @@ async fn a_hostile_event_never_joins_or_ends_an_answer() {
 
 #[tokio::test]
 async fn a_request_whose_client_went_away_leaves_no_session() {
-    let (sim, proxy, addr) = http_proxy(|cfg| cfg.http.session_timeout = Duration::from_secs(600)).await;
+    let (sim, proxy, addr) = http_proxy(|cfg| {
+        cfg.http.session_timeout = Duration::from_secs(600);
+        cfg.admin_users = vec!["bob".into()]; // to watch the sessions with ListSessions
+    })
+    .await;
     sim.set_hold(Some("corestatus"));
     // Basic without a cookie: a session for this one request; the client hangs up before the
     // answer.

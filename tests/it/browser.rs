@@ -242,7 +242,10 @@ async fn live_page_in_headless_chromium() {
     let sim = sim().await;
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = http.local_addr().unwrap();
-    let proxy = spawn_proxy_with_http(config(vec![server("pbx1", sim.addr())]), http).await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    // The page lists the servers with ListServers, which is for admin users.
+    cfg.admin_users = vec!["alice".to_string()];
+    let proxy = spawn_proxy_with_http(cfg, http).await;
     wait_ready(proxy.addr, None).await;
 
     let driver = start_driver(&chromedriver).await.expect("chromedriver");

@@ -7,18 +7,117 @@ use astmanproxy_handlers::Message;
 
 use crate::support::*;
 
+/// Input that never ends a line is given up after 16 x `maxlinelength` bytes (never buffered),
+/// with a final error naming the limit.
 #[tokio::test]
-async fn oversize_line_gets_a_clear_error_and_a_close() {
+async fn input_without_line_end_is_closed_after_the_multiple_with_a_final_error() {
     let sim = sim().await;
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
     cfg.limits.max_line = 4096;
     let proxy = spawn_proxy(cfg).await;
     let mut c = AmiClient::connect(proxy.addr).await;
-    c.send_raw(&vec![b'A'; 10_000]).await;
+    // Exactly one byte past the multiple: the proxy reads all of it (no reset on close).
+    c.send_raw(&vec![b'A'; 16 * 4096 + 1]).await;
     let err = c.recv().await;
     assert_eq!(err.response(), Some("Error"));
-    assert!(err.get("Message").unwrap().contains("line too long"), "{err:?}");
+    let text = err.get("Message").unwrap();
+    assert!(text.contains("no line end within 65536 bytes (16 x maxlinelength)"), "{err:?}");
+    assert!(text.contains("closing connection"), "{err:?}");
     assert!(c.is_closed(WAIT).await);
+}
+
+/// A 100 KB header value (over the default `maxlinelength` of 64 KiB) skips its message with an
+/// error naming the limit and the message's ActionID, read before or after the long line; the
+/// session goes on.
+#[tokio::test]
+async fn oversize_line_is_answered_with_its_actionid_and_the_session_goes_on() {
+    let (_sim, proxy) = proxy_with_sim().await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let big = "v".repeat(100 * 1024);
+    c.send_raw(format!("Action: Ping\r\nActionID: before\r\nX-Big: {big}\r\nX-After: 1\r\n\r\n").as_bytes()).await;
+    let err = c.recv_until(|m| m.response().is_some()).await;
+    assert_eq!(err.response(), Some("Error"), "{err:?}");
+    assert_eq!(err.action_id(), Some("before"), "{err:?}");
+    assert_eq!(
+        err.get("Message"),
+        Some("Bad input: line longer than maxlinelength (65536 bytes); message skipped"),
+        "{err:?}"
+    );
+    c.send_raw(format!("Action: Ping\r\nX-Big: {big}\r\nActionID: after\r\n\r\n").as_bytes()).await;
+    let err = c.recv_until(|m| m.response().is_some()).await;
+    assert_eq!((err.response(), err.action_id()), (Some("Error"), Some("after")), "{err:?}");
+    assert_eq!(c.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
+}
+
+/// A message over `maxmessagesize` (every line short) is skipped the same way.
+#[tokio::test]
+async fn oversize_message_is_answered_with_its_actionid_and_the_session_goes_on() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.limits.max_message = 10_000;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let mut action = Message::new().with("Action", "Ping");
+    for i in 0..50 {
+        action.push(format!("Variable{i}"), "w".repeat(500));
+    }
+    action.push("ActionID", "large");
+    c.send(&action).await;
+    let err = c.recv_until(|m| m.response().is_some()).await;
+    assert_eq!((err.response(), err.action_id()), (Some("Error"), Some("large")), "{err:?}");
+    assert_eq!(
+        err.get("Message"),
+        Some("Bad input: message larger than maxmessagesize (10000 bytes); message skipped"),
+        "{err:?}"
+    );
+    assert_eq!(c.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
+}
+
+/// A JSON action over `maxmessagesize` is dropped up to its line end and answered; the JSON
+/// action after it is served (it used to be lost with the buffer).
+#[tokio::test]
+async fn oversize_json_action_is_skipped_to_its_line_end() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.limits.max_message = 1000;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let pad = "j".repeat(20_000);
+    let input = format!(
+        "{{\"Action\":\"Ping\",\"ActionID\":\"j1\",\"Pad\":\"{pad}\"}}\n{{\"Action\":\"Ping\",\"ActionID\":\"j2\"}}\n"
+    );
+    c.send_raw(input.as_bytes()).await;
+    let err = c.recv_until(|m| m.response().is_some()).await;
+    assert_eq!(err.response(), Some("Error"), "{err:?}");
+    assert_eq!(err.get("Message"), Some("Bad input: message larger than maxmessagesize (1000 bytes); message skipped"));
+    assert_eq!(c.response("j2").await.get("Ping"), Some("Pong"));
+}
+
+/// From Asterisk, an oversize event is skipped and logged, the session kept (no reconnect);
+/// an oversize answer to a client's action gets that client an error at once, not after
+/// `actiontimeout`.
+#[tokio::test]
+async fn oversize_messages_from_asterisk_are_skipped_and_the_session_kept() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.limits.max_message = 8192;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    sim.emit(
+        Message::new().with("Event", "UserEvent").with("Privilege", "user,all").with("Big", "b".repeat(100 * 1024)),
+    );
+    sim.emit(sentinel());
+    let next = c.recv_until(|m| m.event().is_some_and(|e| e != "FullyBooted")).await;
+    assert_eq!(next.event(), Some("Sentinel"), "{next:?}");
+    // `module show` answers ~31 KB, over maxmessagesize here.
+    let answer = c.action("Command", "mods", &[("Command", "module show")]).await;
+    assert_eq!(answer.response(), Some("Error"), "{answer:?}");
+    assert!(answer.get("Message").unwrap().contains("maxmessagesize (8192 bytes)"), "{answer:?}");
+    assert_eq!(c.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
+    assert_eq!(sim.login_count(), 1, "the Asterisk session was dropped and logged in again");
 }
 
 #[tokio::test]
@@ -50,15 +149,16 @@ fn sentinel() -> Message {
     Message::new().with("Event", "Sentinel").with("Privilege", "user,all")
 }
 
-/// A client that never reads is cut off by `clientwritetimeout`; another client gets every
-/// event, and the proxy's memory for the stalled one stays bounded by its queues.
+/// A client that never reads is cut off by `clientwritetimeout` (its writes make no progress),
+/// with the default event buffer; another client gets every event. The test waits for the cut-off
+/// itself (the lag counter) before it reads the stalled socket, so reading cannot rescue it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_never_reads_does_not_slow_others() {
     let sim = sim().await;
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
     cfg.client_write_timeout = Duration::from_millis(300);
-    cfg.client_event_queue = 65_536;
-    let proxy = spawn_proxy(cfg).await;
+    let proxy = spawn_proxy_with_admin(cfg).await;
+    let admin = proxy.admin.unwrap();
     wait_ready(proxy.addr, None).await;
     let mut stalled = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
     let mut fast = AmiClient::login(proxy.addr, "bob", "bobpw").await;
@@ -68,10 +168,58 @@ async fn client_that_never_reads_does_not_slow_others() {
     let (got, done, _) = fast.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", None).await;
     assert!(done, "the fast client was cut off");
     assert_eq!(got, n);
-    // Generous: on a loaded CI machine the flood itself can take a while.
-    let read = stalled.read_to_close(Duration::from_secs(30)).await;
-    assert!(read < n * 250, "the stalled client got {read} bytes: unbounded buffering?");
+    eventually("the stalled client cut off", || async move { metric(admin, LAG_DISCONNECTS).await >= 1.0 }).await;
+    let read = stalled.read_to_close(WAIT).await;
+    assert!(read < n * 250, "the stalled client got {read} bytes: it was not cut off");
     assert_eq!(fast.action("Ping", "after", &[]).await.get("Ping"), Some("Pong"));
+}
+
+const LAG_DISCONNECTS: &str = "astmanproxy_client_lag_disconnects_total{kind=\"ami\"}";
+
+/// Ten clients that read as fast as they can are never cut off by a burst of 100 000 events with
+/// the default event buffer (the old 4 096-event ring cut every one of them off): the burst, sent
+/// by Asterisk in one go, is what the proxy reads at once, not the clients' lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_does_not_cut_off_clients_that_keep_reading() {
+    let sim = sim().await;
+    let proxy = spawn_proxy_with_admin(config(vec![server("pbx1", sim.addr())])).await;
+    wait_ready(proxy.addr, None).await;
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(AmiClient::login(proxy.addr, "alice", "alicepw").await);
+    }
+    let n = 100_000;
+    sim.emit_many(&flood_event(), n);
+    sim.emit(sentinel());
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move { c.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", None).await })
+        })
+        .collect();
+    for r in readers {
+        let (got, done, _) = r.await.unwrap();
+        assert!(done, "a client that kept reading was cut off after {got} events");
+        assert_eq!(got, n);
+    }
+    assert_eq!(metric(proxy.admin.unwrap(), LAG_DISCONNECTS).await, 0.0);
+}
+
+/// A client that reads slowly but steadily (a pause after every read) through a burst is served
+/// to the end: lag is judged by the bytes waiting (`clienteventbuffer`), not by a count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_steady_reader_gets_the_whole_burst() {
+    let sim = sim().await;
+    let proxy = spawn_proxy(config(vec![server("pbx1", sim.addr())])).await;
+    wait_ready(proxy.addr, None).await;
+    let mut slow = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
+    let n = 20_000;
+    sim.emit_many(&flood_event(), n);
+    sim.emit(sentinel());
+    let (got, done, _) =
+        slow.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", Some(Duration::from_millis(1))).await;
+    assert!(done, "the slow reader was cut off after {got} events");
+    assert_eq!(got, n);
 }
 
 /// A client slower than the event stream: with `lagpolicy = disconnect` it gets a final
@@ -79,7 +227,8 @@ async fn client_that_never_reads_does_not_slow_others() {
 async fn lagging_reader(policy: LagPolicy) -> (usize, bool, Vec<u8>) {
     let sim = sim().await;
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
-    cfg.client_event_queue = 64;
+    // About 200 events' worth: far less than the flood.
+    cfg.client_event_buffer = 64 * 1024;
     cfg.lag_policy = policy;
     let proxy = spawn_proxy(cfg).await;
     wait_ready(proxy.addr, None).await;

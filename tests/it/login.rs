@@ -139,23 +139,159 @@ async fn open_proxy_serves_without_login_but_still_checks_known_users() {
     assert_eq!(c.login_as("alice", "wrong", None).await.response(), Some("Error"));
 }
 
+/// `astmanproxy_auth_failures_total{kind}` on the admin listener.
+async fn auth_failures(admin: std::net::SocketAddr, kind: &str) -> u64 {
+    let (_, body) = http(admin, "GET", "/metrics").await;
+    let prefix = format!("astmanproxy_auth_failures_total{{kind=\"{kind}\"}} ");
+    body.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Waits until the metric reaches `n`.
+async fn wait_auth_failures(admin: std::net::SocketAddr, kind: &str, n: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while auth_failures(admin, kind).await < n {
+        assert!(tokio::time::Instant::now() < deadline, "auth_failures never reached {n}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+const USER_LOCKOUT: &str =
+    "Authentication failed: too many failed logins for this user from this address, try again later";
+const ADDRESS_LOCKOUT: &str = "Authentication failed: too many failed logins from this address, try again later";
+
+/// One login on a fresh connection: the answer's `Message`.
+async fn login_message(proxy: &TestProxy, user: &str, secret: &str) -> String {
+    let mut c = AmiClient::connect(proxy.addr).await;
+    c.login_as(user, secret, None).await.get("Message").unwrap_or_default().to_string()
+}
+
 #[tokio::test]
-async fn failed_logins_are_rate_limited_per_address() {
+async fn a_locked_out_user_is_refused_at_once_without_the_secret_checked() {
     let sim = sim().await;
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
-    cfg.auth_limit = 3;
+    cfg.auth_limit = 1;
+    // Far longer than the test: the failing login below is still waiting when the rest is done.
+    cfg.auth_fail_delay = Duration::from_secs(600);
+    let proxy = spawn_proxy_with_admin(cfg).await;
+    let admin = proxy.admin.unwrap();
+    let mut failing = AmiClient::connect(proxy.addr).await;
+    failing.send(&Message::new().with("Action", "Login").with("Username", "alice").with("Secret", "guess")).await;
+    wait_auth_failures(admin, "ami", 1).await;
+    // Even the right secret is refused now, without being checked, and at once: its answer
+    // comes while the failed login it follows is still in its failure delay.
+    let mut c = AmiClient::connect(proxy.addr).await;
+    let refused = c.login_as("alice", "alicepw", None).await;
+    assert_eq!((refused.response(), refused.get("Message")), (Some("Error"), Some(USER_LOCKOUT)));
+    assert!(c.is_closed(WAIT).await);
+    // Another user from the same address logs in, also before the failure delay is over.
+    let mut bob = AmiClient::connect(proxy.addr).await;
+    assert_eq!(bob.login_as("bob", "bobpw", None).await.response(), Some("Success"));
+    assert!(failing.try_recv(Duration::ZERO).await.is_none(), "the failure delay did not apply");
+    // Refused attempts are counted as failed logins.
+    assert_eq!(auth_failures(admin, "ami").await, 2);
+}
+
+#[tokio::test]
+async fn thirty_failures_for_one_name_leave_other_users_of_the_address_alone() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.auth_fail_delay = Duration::from_millis(1);
     let proxy = spawn_proxy(cfg).await;
-    for _ in 0..3 {
-        let mut c = AmiClient::connect(proxy.addr).await;
-        assert_eq!(c.login_as("alice", "guess", None).await.get("Message"), Some("Authentication failed"));
+    for i in 0..30 {
+        let message = login_message(&proxy, "nosuchuser", "guess").await;
+        // authlimit = 10 by default: the lock-out names the user.
+        let expected = if i < 10 { "Authentication failed" } else { USER_LOCKOUT };
+        assert_eq!(message, expected, "attempt {i}");
     }
-    // Even the right secret is refused now, at once, without being checked.
+    // Another user from 127.0.0.1, at once.
+    let mut alice = AmiClient::connect(proxy.addr).await;
+    assert_eq!(alice.login_as("alice", "alicepw", None).await.response(), Some("Success"));
+    assert_eq!(alice.action("Ping", "p", &[]).await.get("Ping"), Some("Pong"));
+    assert_eq!(login_message(&proxy, "nosuchuser", "guess").await, USER_LOCKOUT);
+}
+
+#[tokio::test]
+async fn spraying_names_hits_the_address_ceiling_unless_exempt() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.auth_fail_delay = Duration::from_millis(1);
+    cfg.auth_limit = 2;
+    cfg.auth_limit_address = 5;
+    let mut exempt = cfg.clone();
+    let proxy = spawn_proxy(cfg).await;
+    for _ in 0..2 {
+        assert_eq!(login_message(&proxy, "mallory", "x").await, "Authentication failed");
+    }
+    // Refused attempts are not checked and count nothing toward the address's ceiling.
+    for _ in 0..10 {
+        assert_eq!(login_message(&proxy, "mallory", "x").await, USER_LOCKOUT);
+    }
+    assert_eq!(login_message(&proxy, "alice", "alicepw").await, "Authentication accepted");
+    for name in ["u1", "u2", "u3"] {
+        assert_eq!(login_message(&proxy, name, "x").await, "Authentication failed");
+    }
+    // Five checked failures from 127.0.0.1: every name is refused now, the right secret too.
+    assert_eq!(login_message(&proxy, "alice", "alicepw").await, ADDRESS_LOCKOUT);
+    assert_eq!(login_message(&proxy, "bob", "bobpw").await, ADDRESS_LOCKOUT);
+
+    // Exempt: the ceiling does not apply, the per-user lock-out does.
+    exempt.auth_limit_exempt = vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.0/8".parse().unwrap()];
+    let proxy = spawn_proxy(exempt).await;
+    for i in 0..8 {
+        assert_eq!(login_message(&proxy, &format!("u{i}"), "x").await, "Authentication failed");
+    }
+    assert_eq!(login_message(&proxy, "alice", "alicepw").await, "Authentication accepted");
+    assert_eq!(login_message(&proxy, "u0", "x").await, "Authentication failed");
+    assert_eq!(login_message(&proxy, "u0", "x").await, USER_LOCKOUT);
+}
+
+#[tokio::test]
+async fn http_logins_are_locked_out_per_user_too() {
+    use base64::Engine;
+    let sim = sim().await;
+    let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = http_listener.local_addr().unwrap();
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.auth_fail_delay = Duration::from_millis(1);
+    cfg.auth_limit = 2;
+    let proxy = spawn_proxy_with_http(cfg, http_listener).await;
+    wait_ready(proxy.addr, None).await;
+    let get = |user: &str, secret: &str| {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+        let request = format!(
+            "GET /rawman?Action=Ping HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\r\n"
+        );
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(request.as_bytes()).await.unwrap();
+            let mut raw = Vec::new();
+            tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
+            String::from_utf8_lossy(&raw).to_string()
+        }
+    };
+    for _ in 0..2 {
+        assert!(get("alice", "guess").await.starts_with("HTTP/1.1 401"));
+    }
+    let refused = get("alice", "alicepw").await;
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("too many failed logins for this user from this address"), "{refused}");
+    let bob = get("bob", "bobpw").await;
+    assert!(bob.starts_with("HTTP/1.1 200") && bob.contains("Ping: Pong"), "{bob}");
+}
+
+#[tokio::test]
+async fn the_default_failure_delay_applies() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    // The test configuration shortens it; the shipped default is 1 s.
+    cfg.auth_fail_delay = astmanproxy::config::Config::default().auth_fail_delay;
+    assert_eq!(cfg.auth_fail_delay, Duration::from_secs(1));
+    let proxy = spawn_proxy(cfg).await;
     let mut c = AmiClient::connect(proxy.addr).await;
     let started = tokio::time::Instant::now();
-    let refused = c.login_as("alice", "alicepw", None).await;
-    assert!(refused.get("Message").unwrap().contains("too many failed logins"), "{refused:?}");
-    assert!(started.elapsed() < Duration::from_millis(40));
-    assert!(c.is_closed(WAIT).await);
+    assert_eq!(c.login_as("nosuchuser", "guess", None).await.get("Message"), Some("Authentication failed"));
+    assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
 #[tokio::test]

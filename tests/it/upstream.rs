@@ -57,6 +57,8 @@ async fn pending_actions_are_answered_when_asterisk_restarts() {
     sim.kill_connections();
     let r = a.response("held").await;
     assert_eq!(r.response(), Some("Error"));
+    assert!(r.get("Message").unwrap().contains("disconnected before answering"), "{r:?}");
+    assert_eq!(r.get("Server"), Some("pbx1"));
     wait_ready(proxy.addr, None).await;
     // The client kept its proxy session throughout.
     assert_eq!(a.action("Ping", "p", &[]).await.get("Ping"), Some("Pong"));
@@ -92,5 +94,49 @@ async fn upstream_restart_on_the_same_port() {
     let _sim2 = AmiSim::start_on(addr, SimOptions::default()).await.unwrap();
     let up = a.recv_until(|m| m.event() == Some("ProxyServerStatus") && m.get("Status") == Some("Connected")).await;
     assert_eq!(up.get("Server"), Some("pbx1"));
+    assert_eq!(a.action("Ping", "back", &[]).await.get("Ping"), Some("Pong"));
+}
+
+/// Waits for the next `ProxyServerStatus` with `status`, skipping other messages.
+async fn server_status(a: &mut AmiClient, status: &str) {
+    let m = a.recv_until(|m| m.event() == Some("ProxyServerStatus") && m.get("Status") == Some(status)).await;
+    assert_eq!(m.get("Server"), Some("pbx1"));
+}
+
+#[tokio::test]
+async fn an_asterisk_that_keeps_restarting_is_retried_after_the_first_interval_each_time() {
+    let sim = sim().await;
+    let addr = sim.addr();
+    let mut cfg = config(vec![server("pbx1", addr)]);
+    // Short first step, the 1.x-era cap: a backoff that kept growing across restarts would wait
+    // 50 ms * 2^n, past the 10 s a test waits for any message by the ninth restart.
+    cfg.retry_interval = Duration::from_millis(50);
+    cfg.retry_max = Duration::from_secs(60);
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let logins = sim.login_count();
+    for restart in 1..=12 {
+        sim.kill_connections();
+        server_status(&mut a, "Disconnected").await;
+        server_status(&mut a, "Connected").await;
+        // One attempt per restart: the proxy logged in again at its first try.
+        assert_eq!(sim.login_count(), logins + restart);
+    }
+    assert_eq!(a.action("Ping", "after-restarts", &[]).await.get("Ping"), Some("Pong"));
+
+    // Then Asterisk is away for a while: its port answers but closes at once (every attempt
+    // fails), then it comes back on the same port.
+    sim.shutdown().await;
+    server_status(&mut a, "Disconnected").await;
+    let standin = astmanproxy::listen::bind(addr, 16).unwrap();
+    for _ in 0..5 {
+        let (conn, _) = standin.accept().await.unwrap();
+        drop(conn);
+    }
+    drop(standin);
+    let back = AmiSim::start_on(addr, SimOptions::default()).await.unwrap();
+    server_status(&mut a, "Connected").await;
+    assert_eq!(back.login_count(), 1);
     assert_eq!(a.action("Ping", "back", &[]).await.get("Ping"), Some("Pong"));
 }

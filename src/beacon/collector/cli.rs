@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// answer.
     #[arg(long, value_name = "SECS", default_value_t = CollectorConfig::default().request_timeout.as_secs())]
     pub request_timeout: u64,
+    /// Connections the kernel may hold before the collector accepts them (capped by
+    /// `net.core.somaxconn`).
+    #[arg(long, value_name = "N", default_value_t = crate::listen::DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::listen::MAX_BACKLOG)))]
+    pub listen_backlog: u32,
 }
 
 impl ServeArgs {
@@ -94,8 +99,7 @@ impl ServeArgs {
 pub async fn run(args: &ServeArgs, shutdown: impl Future<Output = ()>) -> Result<(), CollectorError> {
     let tls = tls_config(&args.tls_cert, &args.tls_key)?;
     let collector = Collector::open(args.config(), Arc::new(SystemClock))?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = crate::listen::bind(args.listen, args.listen_backlog)
         .map_err(|source| CollectorError::Bind { addr: args.listen, source })?;
     let bound = listener.local_addr().map_err(|source| CollectorError::Bind { addr: args.listen, source })?;
     // The address ends the line, so that scripts (and tests) can read it after "listening on ".
@@ -124,6 +128,7 @@ mod tests {
     fn flag_defaults_are_the_config_defaults() {
         let args = parse(&[]).unwrap();
         assert_eq!(args.listen, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(args.listen_backlog, 4096);
         let expected = CollectorConfig {
             db: "b.db".into(),
             handshake_timeout: CollectorConfig::default().request_timeout,
@@ -170,6 +175,8 @@ mod tests {
         assert_eq!(c.max_connections_per_address, 6);
         assert_eq!((c.request_timeout, c.handshake_timeout), (Duration::from_secs(9), Duration::from_secs(9)));
         assert!(parse(&["--register-per-hour", "-1"]).is_err());
+        assert_eq!(parse(&["--listen-backlog", "16"]).unwrap().listen_backlog, 16);
+        assert!(parse(&["--listen-backlog", "0"]).is_err(), "a backlog of 0 is refused");
         assert!(Wrapper::try_parse_from(["x", "--db", "b.db"]).is_err(), "certificate and key are required");
     }
 }

@@ -43,7 +43,7 @@ impl Proxy {
             &conf,
             format!(
                 "host = {}, {}, admin, adminpass, on, off, sim\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
-                 maxclients = 20000\nclienteventqueue = 262144\n",
+                 maxclients = 20000\n",
                 sim.ip(),
                 sim.port()
             ),
@@ -113,7 +113,11 @@ impl Client {
     }
 
     pub(crate) async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.expect("connect");
+        Self::from_stream(TcpStream::connect(addr).await.expect("connect")).await
+    }
+
+    /// A client on a connected socket: reads the banner.
+    pub(crate) async fn from_stream(stream: TcpStream) -> Client {
         let _ = stream.set_nodelay(true);
         let mut c = Client { stream, buf: BytesMut::with_capacity(64 * 1024), decoder: AmiDecoder::default(), seq: 0 };
         loop {
@@ -187,6 +191,11 @@ impl Client {
         self.buf.clear();
     }
 
+    /// The socket and what was read from it but not decoded yet.
+    pub(crate) fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.buf)
+    }
+
     /// Reads until `n` BenchEvents arrived in `format` (byte scan, so the client costs little CPU
     /// next to the proxy).
     pub(crate) async fn count_events(mut self, n: usize, format: String) -> Self {
@@ -216,6 +225,17 @@ impl Client {
         }
         self
     }
+}
+
+/// Raises this process's soft limit of open files to its hard limit (children inherit it).
+pub(crate) fn raise_fd_limit() {
+    astmanproxy::listen::raise_open_files_limit();
+}
+
+/// The soft limit of open files of this process.
+pub(crate) fn fd_room() -> usize {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
 }
 
 pub(crate) fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {

@@ -6,7 +6,9 @@
 //!   deliveries per second, and the proxy's CPU time per delivery (from `/proc/<pid>/stat`);
 //!   the same flood read directly from the simulator by N clients, for comparison;
 //! - **ping**: round-trip time of sequential `Ping` actions through the proxy and directly;
-//! - **idle**: resident memory of the proxy per idle logged-in client (from `/proc/<pid>/status`).
+//! - **idle**: all clients connect at once (a reconnect storm): time until every one has its
+//!   banner, then resident memory of the proxy per idle logged-in client (`/proc/<pid>/status`);
+//! - **reconnect**: Asterisk restarts in a row, and an outage, until clients are served again.
 //!
 //! Run: `cargo run --release --bin ampbench -- all` (see `docs/benchmarks.md`). Every address is
 //! 127.0.0.1; every run is bounded in count and time.
@@ -23,6 +25,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+mod burst;
 mod harness;
 mod web;
 use harness::{cores, cpu_model, default_proxy_bin, percentiles, us, Client, Proxy};
@@ -54,6 +57,16 @@ enum What {
         #[arg(long, default_value = "standard")]
         format: String,
     },
+    /// One burst of events to clients that keep reading, with and without one that never
+    /// reads: loss, rate, largest gap, proxy memory growth (proxy and direct).
+    Burst {
+        /// Reading clients.
+        #[arg(long, default_value_t = 10)]
+        clients: usize,
+        /// Events in the burst.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
     /// Ping round-trip time through the proxy and directly.
     Ping {
         /// Pings per run.
@@ -66,11 +79,14 @@ enum What {
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         clients: Vec<usize>,
     },
-    /// Time for the proxy to serve again after its Asterisk restarts.
+    /// Time for the proxy to serve again after its Asterisk restarts, and after an outage.
     Reconnect {
-        /// Restarts to measure.
+        /// Restarts in a row to measure.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Seconds the simulator is away for the outage run (0: none).
+        #[arg(long, default_value_t = 30)]
+        outage: u64,
     },
     /// HTTP requests per second with keep-alive, on the AMI port: an AJAM session on
     /// `/rawman`, and one action per request with Basic on `/json`.
@@ -142,6 +158,9 @@ async fn main() {
             );
         }
     }
+    // Thousands of idle clients: this process and the proxy it starts (which inherits the limit)
+    // each hold one descriptor per client.
+    harness::raise_fd_limit();
     let bin = args.proxy_bin.clone().unwrap_or_else(default_proxy_bin);
     let sim = AmiSim::start(SimOptions::default()).await.expect("start the simulator");
     let proxy = Proxy::start(&bin, sim.addr()).await;
@@ -154,6 +173,10 @@ async fn main() {
             }
         }
         What::Ping { count } => ping(&sim, &proxy, count).await,
+        What::Burst { clients, events } => {
+            burst::burst(&sim, &proxy, clients, events).await;
+            burst::memory_per_event(&sim, &bin, events).await;
+        }
         What::Idle { clients } => {
             for n in clients {
                 idle(&proxy, n).await;
@@ -171,6 +194,8 @@ async fn main() {
             for format in ["xml", "json"] {
                 fanout(&sim, &proxy, 10, 200_000, format).await;
             }
+            burst::burst(&sim, &proxy, 10, 200_000).await;
+            burst::memory_per_event(&sim, &bin, 200_000).await;
             ping(&sim, &proxy, 20_000).await;
             for c in [1, 10] {
                 http(&proxy, 20_000, c).await;
@@ -178,9 +203,11 @@ async fn main() {
             for n in [1, 10] {
                 ws_fanout(&sim, &proxy, n, 200_000).await;
             }
-            reconnect(&sim, &proxy, 5).await;
+            let _back = reconnect(&sim, &proxy, 5, Duration::from_secs(30)).await;
         }
-        What::Reconnect { rounds } => reconnect(&sim, &proxy, rounds).await,
+        What::Reconnect { rounds, outage } => {
+            let _back = reconnect(&sim, &proxy, rounds, Duration::from_secs(outage)).await;
+        }
         What::Ws { clients, events } => {
             for n in clients {
                 ws_fanout(&sim, &proxy, n, events).await;
@@ -196,7 +223,7 @@ async fn main() {
     drop(proxy);
 }
 
-fn bench_event() -> Message {
+pub(crate) fn bench_event() -> Message {
     // About the size of a real Newchannel event (~300 bytes).
     Message::new()
         .with("Event", "BenchEvent")
@@ -339,59 +366,139 @@ async fn ping(sim: &AmiSim, proxy: &Proxy, count: usize) {
     );
 }
 
+/// Memory per idle client, after a connection storm: all `n` clients connect at once (what a
+/// proxy restart looks like), every one waits for its banner, then all log in at once.
 async fn idle(proxy: &Proxy, n: usize) {
-    let before = proxy.rss_bytes();
-    let mut clients = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut c = Client::connect(proxy.addr).await;
-        c.login().await;
-        c.shrink();
-        clients.push(c);
+    let room = harness::fd_room();
+    if n + 200 > room {
+        println!("idle clients={n:>5}: SKIPPED, the open-files limit ({room}) is too low; raise `ulimit -Hn`");
+        return;
     }
+    let before = proxy.rss_bytes();
+    let addr = proxy.addr;
+    let t0 = Instant::now();
+    let connects: Vec<_> = (0..n)
+        .map(|_| {
+            tokio::spawn(async move {
+                let c = Client::connect(addr).await;
+                (c, t0.elapsed())
+            })
+        })
+        .collect();
+    let mut clients = Vec::with_capacity(n);
+    let mut banners = Vec::with_capacity(n);
+    for c in connects {
+        let (c, at) = c.await.expect("connect");
+        clients.push(c);
+        banners.push(at);
+    }
+    let (b50, b99) = percentiles(&mut banners);
+    let all_banners = banners.iter().max().copied().unwrap_or_default();
+    let t1 = Instant::now();
+    let logins: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                c.login().await;
+                c.shrink();
+                c
+            })
+        })
+        .collect();
+    let mut clients = Vec::with_capacity(n);
+    for l in logins {
+        clients.push(l.await.expect("login"));
+    }
+    let all_logins = t1.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = proxy.rss_bytes();
     let per = after.saturating_sub(before) as f64 / n as f64;
     println!(
-        "idle clients={n:>5}: proxy RSS {:.1} MiB -> {:.1} MiB, {:.1} KiB per idle client",
+        "idle clients={n:>5}: {n} connects at once, every banner within {:.0} ms (p50 {:.0} ms, p99 {:.0} ms; \
+         includes httpdetecttimeout = 100 ms), all logged in {:.0} ms later; proxy RSS {:.1} MiB -> {:.1} MiB, \
+         {:.1} KiB per idle client",
+        all_banners.as_secs_f64() * 1e3,
+        b50.as_secs_f64() * 1e3,
+        b99.as_secs_f64() * 1e3,
+        all_logins.as_secs_f64() * 1e3,
         before as f64 / 1048576.0,
         after as f64 / 1048576.0,
         per / 1024.0
     );
     drop(clients);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the proxy see every close before the next run.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
 }
 
-/// Asterisk restarts (its connections drop, it accepts again at once); measures the time until a
-/// Ping through the proxy succeeds again. The proxy's session had been up for over 10 s, so it
-/// reconnects without backoff.
-async fn reconnect(sim: &AmiSim, proxy: &Proxy, rounds: usize) {
+/// Pings through the proxy until one succeeds; returns when, and the first instant `seen` was
+/// true (checked between pings).
+async fn until_served(client: &mut Client, mut seen: impl FnMut() -> bool) -> (Instant, Option<Instant>) {
+    let mut first_seen = None;
+    loop {
+        if first_seen.is_none() && seen() {
+            first_seen = Some(Instant::now());
+        }
+        if client.ping().await.response() == Some("Success") {
+            let now = Instant::now();
+            return (now, Some(first_seen.unwrap_or(now)));
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// Asterisk restarts: `rounds` restarts in a row (its connections drop and it accepts again at
+/// once), each timed from the drop to the first Ping answered through the proxy; then an outage
+/// of `outage` (nothing listens on its port), timed from its return (listening again, and its
+/// `FullyBooted` to the proxy's login) to the first Ping answered through the proxy.
+async fn reconnect(sim: &AmiSim, proxy: &Proxy, rounds: usize, outage: Duration) -> Option<AmiSim> {
     let mut client = Client::connect(proxy.addr).await;
     client.login().await;
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        // A healthy session first (see upstream::HEALTHY_AFTER).
-        tokio::time::sleep(Duration::from_secs(11)).await;
+        let logins = sim.login_count();
         let t = Instant::now();
         sim.kill_connections();
-        // Wait for the proxy to notice (answers become errors), then for it to come back.
-        loop {
-            if client.ping().await.response() != Some("Success") {
-                break;
-            }
-            if t.elapsed() > Duration::from_secs(5) {
-                break;
-            }
-        }
-        while client.ping().await.response() != Some("Success") {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        times.push(t.elapsed());
+        // Served again only after the proxy logged in again (answers before that come from
+        // the old session or are errors).
+        let (served, _) = until_served_after(&mut client, || sim.login_count() > logins).await;
+        times.push(served - t);
     }
+    let list: Vec<String> = times.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1e3)).collect();
     let (p50, _) = percentiles(&mut times);
     let max = times.iter().max().copied().unwrap_or_default();
     println!(
-        "reconnect rounds={rounds}: Asterisk restart to first Ping answered through the proxy: median {:.1} ms, max {:.1} ms",
+        "reconnect rounds={rounds}: Asterisk restart to first Ping answered through the proxy, in order: [{}] ms; \
+         median {:.1} ms, max {:.1} ms",
+        list.join(", "),
         p50.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3
     );
+    if outage.is_zero() {
+        return None;
+    }
+    let addr = sim.addr();
+    sim.shutdown().await;
+    tokio::time::sleep(outage).await;
+    let back_at = Instant::now();
+    let back = AmiSim::start_on(addr, SimOptions::default()).await.expect("restart the simulator");
+    let (served, booted) = until_served_after(&mut client, || back.login_count() > 0).await;
+    println!(
+        "reconnect outage={:.0}s: Asterisk back (listening) to first Ping answered through the proxy {:.0} ms; \
+         its FullyBooted (the proxy's login) to first Ping answered {:.1} ms",
+        outage.as_secs_f64(),
+        (served - back_at).as_secs_f64() * 1e3,
+        (served - booted).as_secs_f64() * 1e3
+    );
+    Some(back)
+}
+
+/// [`until_served`], but only a success after `ready` counts (returns when, and when `ready`
+/// was first seen).
+async fn until_served_after(client: &mut Client, mut ready: impl FnMut() -> bool) -> (Instant, Instant) {
+    loop {
+        let (at, seen) = until_served(client, &mut ready).await;
+        if let Some(seen) = seen.filter(|_| ready()) {
+            return (at, seen);
+        }
+    }
 }

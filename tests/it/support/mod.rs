@@ -30,6 +30,18 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
+    /// Stops the proxy; true when it finished (within [`WAIT`], the bound for a proxy that
+    /// would never finish).
+    pub async fn stop_finished(mut self) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(WAIT, task).await.is_ok(),
+            None => true,
+        }
+    }
+
     /// Stops the proxy and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -385,4 +397,28 @@ impl AmiClient {
             }
         }
     }
+}
+
+/// Waits until `check` holds, polling; panics with `what` after [`WAIT`]. For states that have
+/// no event to wait on (a counter in another task); never a bound on how fast the proxy is.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of the metric series `series` (name with labels, as `/metrics` prints it) on the
+/// admin listener `admin`, or 0 when it is absent.
+pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let (_, body) = http(admin, "GET", "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
