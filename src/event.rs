@@ -11,7 +11,7 @@ mod ring;
 
 pub use ring::{EventRing, Lagged};
 
-use astmanproxy_handlers::{AmiDecoder, Limits, Message, OutputFormat};
+use astmanproxy_handlers::{AmiDecoder, Charset, Limits, Message, OutputFormat};
 use bytes::{Bytes, BytesMut};
 
 /// Bit set of AMI event classes (`system`, `call`, ...), as used by `Privilege:` on events and
@@ -117,6 +117,9 @@ fn class_index(name: &str) -> Option<usize> {
 pub struct SharedEvent {
     wire: Bytes,
     classes: ClassMask,
+    /// The rule the message's texts of bytes that are not UTF-8 were made with, so that other
+    /// formats read them the same (`charset`).
+    charset: Charset,
     /// Encodings in the other formats, made on demand (empty until one is asked for).
     others: OnceLock<Box<[OnceLock<Bytes>; OutputFormat::COUNT]>>,
 }
@@ -134,13 +137,15 @@ impl SharedEvent {
         OutputFormat::Standard.encode(&message, &mut out);
         // An allocation of exactly the event's size: the buffer is bounded in bytes.
         let wire = Bytes::copy_from_slice(&out);
-        Arc::new(Self { wire, classes, others: OnceLock::new() })
+        let charset = message.charset().unwrap_or_default();
+        Arc::new(Self { wire, classes, charset, others: OnceLock::new() })
     }
 
     /// The event message, decoded from its bytes (a fresh copy: for filters and tests; the
     /// fan-out path uses [`SharedEvent::bytes`]).
     pub fn message(&self) -> Message {
-        let limits = Limits { max_line: usize::MAX, max_message: usize::MAX, max_headers: usize::MAX };
+        let limits =
+            Limits { max_line: usize::MAX, max_message: usize::MAX, max_headers: usize::MAX, charset: self.charset };
         let mut buf = BytesMut::from(&self.wire[..]);
         AmiDecoder::new(limits).decode(&mut buf).ok().flatten().unwrap_or_default()
     }

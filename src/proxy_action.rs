@@ -6,7 +6,7 @@
 //! `ListServers` never shows a secret. `AddServer`/`DropServer` need the permission model of the
 //! user named in `adminusers`; their input is validated (1.x overflowed its buffers on it).
 
-use astmanproxy_handlers::{Message, OutputFormat};
+use astmanproxy_handlers::{Message, OutputFormat, RawValue};
 
 use crate::hub::Hub;
 
@@ -49,17 +49,17 @@ impl ProxyAction {
 }
 
 /// A `ProxyResponse:` answer with the ActionID second.
-pub fn proxy_response(status: &str, action_id: Option<&str>) -> Message {
+pub fn proxy_response(status: &str, action_id: Option<&RawValue>) -> Message {
     let mut m = Message::with_capacity(8);
     m.push("ProxyResponse", status);
     if let Some(id) = action_id {
-        m.push("ActionID", id);
+        m.push_value("ActionID", id);
     }
     m
 }
 
 /// The answer to `ListSessions`.
-pub fn list_sessions(hub: &Hub, action_id: Option<&str>) -> Message {
+pub fn list_sessions(hub: &Hub, action_id: Option<&RawValue>) -> Message {
     let mut m = proxy_response("Success", action_id);
     let mut clients = hub.clients();
     clients.sort_by_key(|(id, _)| *id);
@@ -77,7 +77,7 @@ pub fn list_sessions(hub: &Hub, action_id: Option<&str>) -> Message {
 }
 
 /// The answer to `ListServers` (1.x line layout; never the secret).
-pub fn list_servers(hub: &Hub, action_id: Option<&str>) -> Message {
+pub fn list_servers(hub: &Hub, action_id: Option<&RawValue>) -> Message {
     let mut m = proxy_response("Success", action_id);
     for server in hub.servers() {
         let c = server.config();
@@ -102,7 +102,7 @@ pub fn list_servers(hub: &Hub, action_id: Option<&str>) -> Message {
 pub const INPUT_FORMATS: &[&str] = &["standard", "xml", "json", "http"];
 
 /// The answer to `ListIOHandlers`.
-pub fn list_io_handlers(action_id: Option<&str>) -> Message {
+pub fn list_io_handlers(action_id: Option<&RawValue>) -> Message {
     let mut m = proxy_response("Success", action_id);
     for input in INPUT_FORMATS {
         m.push("InputHandler", *input);
@@ -118,7 +118,7 @@ const MAX_FIELD: usize = 256;
 
 /// `AddServer`: starts a session to a new Asterisk server (`Server`, `Port`, `Username`,
 /// `Secret`, `Events`, optional `UseSSL` and `Name`).
-pub fn add_server(hub: &Hub, message: &Message, action_id: Option<&str>) -> Message {
+pub fn add_server(hub: &Hub, message: &Message, action_id: Option<&RawValue>) -> Message {
     let host = message.get("Server").unwrap_or_default().trim();
     let failure = |why: String| {
         tracing::info!(host = %host, "AddServer refused: {why}");
@@ -168,7 +168,7 @@ pub fn add_server(hub: &Hub, message: &Message, action_id: Option<&str>) -> Mess
 }
 
 /// `DropServer`: stops a server's session (it logs off; its pending actions are answered).
-pub fn drop_server(hub: &Hub, message: &Message, action_id: Option<&str>) -> Message {
+pub fn drop_server(hub: &Hub, message: &Message, action_id: Option<&RawValue>) -> Message {
     let name = message.get("Server").unwrap_or_default().trim();
     if hub.drop_server(name) {
         tracing::info!(server = %name, "server dropped at run time");

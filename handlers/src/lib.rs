@@ -27,5 +27,5 @@ pub mod xml;
 
 pub use error::{DecodeError, Limit};
 pub use format::OutputFormat;
-pub use message::{Kind, Message};
+pub use message::{Charset, Kind, Message, RawValue};
 pub use standard::{AmiDecoder, Limits};

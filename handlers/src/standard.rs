@@ -22,12 +22,13 @@
 use bytes::{Buf, BufMut, BytesMut};
 
 use crate::error::{DecodeError, Limit};
-use crate::message::Message;
+use crate::message::{Charset, Message};
 
 /// The marker that closes an Asterisk 11-13 `Response: Follows` body.
 pub const END_COMMAND: &str = "--END COMMAND--";
 
-/// Bounds applied while decoding. Every one is configurable (see `docs/configuration.md`).
+/// Bounds applied while decoding, and how bytes that are not UTF-8 become text. Every one is
+/// configurable (see `docs/configuration.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest accepted line in bytes, line ending excluded.
@@ -36,6 +37,8 @@ pub struct Limits {
     pub max_message: usize,
     /// Most headers (plus raw body lines) in one message.
     pub max_headers: usize,
+    /// The text given to a key or value that is not UTF-8 (its exact bytes are kept anyway).
+    pub charset: Charset,
 }
 
 impl Limits {
@@ -67,6 +70,7 @@ impl Default for Limits {
             max_line: Self::DEFAULT_MAX_LINE,
             max_message: Self::DEFAULT_MAX_MESSAGE,
             max_headers: Self::DEFAULT_MAX_HEADERS,
+            charset: Charset::default(),
         }
     }
 }
@@ -362,7 +366,7 @@ impl AmiDecoder {
     }
 
     fn feed_body(&mut self, line: &[u8]) -> Result<Option<Message>, DecodeError> {
-        let text = String::from_utf8_lossy(line);
+        let text = self.limits.charset.text(line);
         if let Some(prefix) = text.strip_suffix(END_COMMAND) {
             if !prefix.is_empty() {
                 self.body.push(prefix.trim_end_matches(['\r', '\n']).to_string());
@@ -375,7 +379,7 @@ impl AmiDecoder {
     }
 
     fn push_header(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Message>, DecodeError> {
-        self.current.push_bytes(key, value);
+        self.current.push_raw(key, value, self.limits.charset);
         self.check_count()
     }
 
@@ -393,7 +397,7 @@ impl AmiDecoder {
         if self.state == State::Discard {
             return;
         }
-        let action_id = self.current.get("ActionID").map(|id| id.as_bytes().to_vec());
+        let action_id = self.current.get_bytes("ActionID").map(<[u8]>::to_vec);
         let phase = self.state;
         self.clear();
         self.state = State::Discard;
@@ -479,11 +483,12 @@ fn split_header(line: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((key, value.strip_prefix(b" ").unwrap_or(value)))
 }
 
-/// Writes `message` in the standard AMI format (CRLF lines, closing empty line). A raw body is
-/// written after the headers, followed by `--END COMMAND--` as Asterisk 11-13 did.
+/// Writes `message` in the standard AMI format (CRLF lines, closing empty line), every key and
+/// value as the exact bytes it was read with. A raw body is written after the headers, followed by
+/// `--END COMMAND--` as Asterisk 11-13 did.
 pub fn encode(message: &Message, out: &mut BytesMut) {
     out.reserve(message.encoded_len_hint() + 32);
-    for (key, value) in message.headers() {
+    for (key, value) in message.headers_bytes() {
         put_clean(out, key);
         out.put_slice(b": ");
         put_clean(out, value);
@@ -491,7 +496,7 @@ pub fn encode(message: &Message, out: &mut BytesMut) {
     }
     if let Some(body) = message.body() {
         for line in body {
-            put_clean(out, line);
+            put_clean(out, line.as_bytes());
             out.put_slice(b"\n");
         }
         out.put_slice(END_COMMAND.as_bytes());
@@ -507,13 +512,13 @@ pub fn encode_to_bytes(message: &Message) -> bytes::Bytes {
     out.freeze()
 }
 
-fn put_clean(out: &mut BytesMut, text: &str) {
-    if text.bytes().any(|b| b == b'\r' || b == b'\n') {
-        for b in text.bytes() {
+fn put_clean(out: &mut BytesMut, bytes: &[u8]) {
+    if bytes.iter().any(|&b| b == b'\r' || b == b'\n') {
+        for &b in bytes {
             out.put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
         }
     } else {
-        out.put_slice(text.as_bytes());
+        out.put_slice(bytes);
     }
 }
 

@@ -59,3 +59,54 @@ fn mxml_bodies_stay_well_formed() {
         astmanproxy_handlers::fuzzing::check_mxml(input);
     }
 }
+
+/// Bytes pass through unchanged (`fuzzing::check_raw_value`, also the `raw_value` fuzz target):
+/// the values of the issue, then arbitrary bytes.
+#[test]
+fn raw_values_round_trip() {
+    use astmanproxy_handlers::fuzzing::check_raw_value;
+    // charset byte, key length, key, value.
+    for charset in [0u8, 1] {
+        for (key, value) in [
+            (&b"ActionID2"[..], &b"\xff\xfe\xc3("[..]),
+            (b"CallerIDName", b"\xe9t\xe9"),
+            (b"Caller\xe9", b" \xe9t\xe9  "),
+            (b"Exten", b"plain"),
+            (b"Exten", b""),
+            (b"Exten", b"\xc3\xa9t\xc3\xa9 and \xe9"),
+        ] {
+            let mut input = vec![charset, key.len() as u8];
+            input.extend_from_slice(key);
+            input.extend_from_slice(value);
+            check_raw_value(&input);
+        }
+    }
+}
+
+mod raw_value_property {
+    use astmanproxy_handlers::fuzzing::check_raw_value;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+        /// Any value without CR or LF (arbitrary bytes, invalid UTF-8 included) round-trips
+        /// through decode and standard encode unchanged.
+        #[test]
+        fn any_value_round_trips(charset in 0u8..2, key in prop::collection::vec(any::<u8>(), 0..12),
+                                 value in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut input = vec![charset, key.len() as u8];
+            input.extend_from_slice(&key);
+            input.extend_from_slice(&value);
+            check_raw_value(&input);
+        }
+
+        /// The same with values made mostly of bytes >= 0x80 (Latin-1 text, broken UTF-8).
+        #[test]
+        fn high_bytes_round_trip(charset in 0u8..2, value in prop::collection::vec(0x80u8..=0xff, 1..32)) {
+            let mut input = vec![charset, 4];
+            input.extend_from_slice(b"Name");
+            input.extend_from_slice(&value);
+            check_raw_value(&input);
+        }
+    }
+}

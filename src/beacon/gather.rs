@@ -42,7 +42,7 @@ pub async fn data_for(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, 
 pub async fn gather(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, String> {
     let (reply, mut rx) = sink::channel(hub.next_client_id(), QUEUE_BYTES, CancellationToken::new());
     let ask = |action: Message| {
-        let request = Request { action, reply: reply.clone(), original_id: Some("beacon".to_string()) };
+        let request = Request { action, reply: reply.clone(), original_id: Some("beacon".into()) };
         reply.try_begin_action(usize::MAX);
         server.submit(request).map_err(|r| r.reason)
     };

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use astmanproxy_handlers::Message;
+use astmanproxy_handlers::{Message, RawValue};
 
 pub mod cli;
 pub mod clock;
@@ -196,11 +196,11 @@ impl ServerData {
 }
 
 /// The `Event: BeaconShowServerResponse` of one server.
-pub fn show_server_event(data: &ServerData, action_id: Option<&str>) -> Message {
+pub fn show_server_event(data: &ServerData, action_id: Option<&RawValue>) -> Message {
     let mut m = Message::with_capacity(24 + data.modules.len() * 4);
     m.push("Event", "BeaconShowServerResponse");
     if let Some(id) = action_id {
-        m.push("ActionID", id);
+        m.push_value("ActionID", id);
     }
     m.push("Server", &data.server);
     let p = &data.posting;
@@ -231,9 +231,9 @@ pub fn show_server_event(data: &ServerData, action_id: Option<&str>) -> Message 
 }
 
 /// The whole EventList answer to `BeaconShowServer`.
-pub fn show_server_events(servers: &[ServerData], action_id: Option<&str>) -> Vec<Message> {
+pub fn show_server_events(servers: &[ServerData], action_id: Option<&RawValue>) -> Vec<Message> {
     let mut out = Vec::with_capacity(servers.len() + 2);
-    let mut start = Message::response_with("Success", action_id, None);
+    let mut start = Message::response_with_id("Success", action_id, None);
     start.insert(if action_id.is_some() { 2 } else { 1 }, "EventList", "start");
     start.push("Message", "Beacon server data will follow");
     out.push(start);
@@ -242,7 +242,7 @@ pub fn show_server_events(servers: &[ServerData], action_id: Option<&str>) -> Ve
     }
     let mut complete = Message::new().with("Event", "BeaconShowServerComplete");
     if let Some(id) = action_id {
-        complete.push("ActionID", id);
+        complete.push_value("ActionID", id);
     }
     complete.push("EventList", "Complete");
     complete.push("ListItems", servers.len().to_string());
@@ -297,7 +297,7 @@ mod tests {
     #[test]
     fn event_round_trip_and_layout() {
         let data = sample();
-        assert_eq!(ServerData::from_event(&show_server_event(&data, Some("x"))), data);
+        assert_eq!(ServerData::from_event(&show_server_event(&data, Some(&"x".into()))), data);
         let text = data.render();
         for line in [
             "Server ID: sid",

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use astmanproxy_handlers::Message;
+use astmanproxy_handlers::{Message, RawValue};
 
 use super::sink::{ClientId, ClientSink, ToClient};
 use super::writer::ClientShared;
@@ -27,8 +27,8 @@ pub enum Flow {
 }
 
 /// The answer to `Action: Logoff` and `ProxyAction: Logoff`, as Asterisk words it.
-fn goodbye(id: Option<&str>) -> Message {
-    Message::response_with("Goodbye", id, Some("Thanks for all the fish."))
+fn goodbye(id: Option<&RawValue>) -> Message {
+    Message::response_with_id("Goodbye", id, Some("Thanks for all the fish."))
 }
 
 /// The reader-side state of one client.
@@ -54,14 +54,15 @@ impl ClientSession {
         self.user.is_some() || !self.hub.config().auth_required
     }
 
-    fn reply(&self, response: &str, action_id: Option<&str>, message: Option<&str>) {
-        self.sink.send_message(Message::response_with(response, action_id, message));
+    fn reply(&self, response: &str, action_id: Option<&RawValue>, message: Option<&str>) {
+        self.sink.send_message(Message::response_with_id(response, action_id, message));
     }
 
     /// Handles one message from the client.
     pub async fn handle(&mut self, message: Message) -> Flow {
-        let action_id = message.action_id().map(str::to_owned);
-        let id = action_id.as_deref();
+        // The client's ActionID byte for byte: every answer carries it back unchanged.
+        let action_id = message.get_value("ActionID");
+        let id = action_id.as_ref();
         if let Some(name) = message.get("ProxyAction").map(str::to_owned) {
             return self.proxy_action(&name, &message, id);
         }
@@ -86,7 +87,7 @@ impl ClientSession {
         Flow::Continue
     }
 
-    fn proxy_action(&mut self, name: &str, message: &Message, id: Option<&str>) -> Flow {
+    fn proxy_action(&mut self, name: &str, message: &Message, id: Option<&RawValue>) -> Flow {
         use crate::proxy_action::{self as pa, ProxyAction};
         if !self.authenticated() {
             // 1.x let unauthenticated clients run every ProxyAction (bug B2).
@@ -147,7 +148,7 @@ impl ClientSession {
         Flow::Continue
     }
 
-    async fn login(&mut self, message: &Message, id: Option<&str>) -> Flow {
+    async fn login(&mut self, message: &Message, id: Option<&RawValue>) -> Flow {
         let username = message.get("Username").unwrap_or_default().trim();
         let ip = self.peer.ip();
         if let Some(lockout) = self.hub.auth_limiter().check(self.hub.config(), ip, username) {
@@ -230,7 +231,7 @@ impl ClientSession {
     }
 
     /// `Action: BeaconShowServer`: answered by the proxy, never forwarded.
-    async fn beacon_show_server(&mut self, message: &Message, id: Option<&str>) {
+    async fn beacon_show_server(&mut self, message: &Message, id: Option<&RawValue>) {
         let servers = match message.get("Server") {
             Some(name) => match self.hub.server(Some(name)) {
                 Some(s) => vec![s],
@@ -262,36 +263,36 @@ impl ClientSession {
 
     /// `Action: BeaconShowConfiguration`: the running Beacon configuration (proxy passwords
     /// masked), answered by the proxy.
-    fn beacon_show_configuration(&mut self, id: Option<&str>) {
-        let mut answer = Message::response_with("Success", id, None);
+    fn beacon_show_configuration(&mut self, id: Option<&RawValue>) {
+        let mut answer = Message::response_with_id("Success", id, None);
         for (key, value) in self.hub.config().beacon.describe() {
             answer.push(key, value);
         }
         self.sink.send_message(answer);
     }
 
-    fn challenge(&mut self, message: &Message, id: Option<&str>) {
+    fn challenge(&mut self, message: &Message, id: Option<&RawValue>) {
         if !message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5")) {
             self.reply("Error", id, Some("Must specify AuthType"));
             return;
         }
         // Unpredictable and fresh for every challenge (1.x used an unseeded rand()).
         let nonce = (rand::random::<u64>() % 1_000_000_000_000).to_string();
-        let mut answer = Message::response_with("Success", id, None);
+        let mut answer = Message::response_with_id("Success", id, None);
         answer.push("Challenge", nonce.clone());
         self.challenge = Some(nonce);
         self.sink.send_message(answer);
     }
 
-    fn events(&mut self, message: &Message, id: Option<&str>) {
+    fn events(&mut self, message: &Message, id: Option<&RawValue>) {
         let mask = ClassMask::parse(message.get("EventMask").unwrap_or("off"));
         self.shared.set_mask(mask);
-        let mut answer = Message::response_with("Success", id, None);
+        let mut answer = Message::response_with_id("Success", id, None);
         answer.push("Events", if mask.is_on() { "On" } else { "Off" });
         self.sink.send_message(answer);
     }
 
-    fn forward(&mut self, mut action: Message, original_id: Option<String>) {
+    fn forward(&mut self, mut action: Message, original_id: Option<RawValue>) {
         let wanted =
             action.get("Server").map(str::to_owned).or_else(|| self.policy.default_server().map(str::to_owned));
         let Some(server) = self.hub.server(wanted.as_deref()) else {
@@ -299,21 +300,21 @@ impl ClientSession {
                 Some(name) => format!("Unknown server {name}"),
                 None => "No Asterisk server is configured".to_string(),
             };
-            self.reply("Error", original_id.as_deref(), Some(&text));
+            self.reply("Error", original_id.as_ref(), Some(&text));
             return;
         };
         if let Err(why) = self.policy.check_action(&mut action, server.name()) {
             tracing::info!(user = ?self.user, action = ?action.action(), server = %server.name(), why, "action denied");
-            let mut answer = Message::response_with("Error", original_id.as_deref(), Some("Permission denied"));
+            let mut answer = Message::response_with_id("Error", original_id.as_ref(), Some("Permission denied"));
             answer.push("Server", server.name());
             self.sink.send_message(answer);
             return;
         }
         let max = self.hub.config().max_pending_actions;
         if !self.sink.try_begin_action(max) {
-            let mut answer = Message::response_with(
+            let mut answer = Message::response_with_id(
                 "Error",
-                original_id.as_deref(),
+                original_id.as_ref(),
                 Some(&format!("Too many pending actions (limit {max})")),
             );
             answer.push("Server", server.name());

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use astmanproxy_handlers::{DecodeError, Limits, Message, OutputFormat};
+use astmanproxy_handlers::{Charset, DecodeError, Limits, Message, OutputFormat};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -118,7 +118,7 @@ where
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        if let Flow::Close = on_decode_error(&sink, &e) {
+                        if let Flow::Close = on_decode_error(&sink, &e, cfg.limits.charset) {
                             break 'read;
                         }
                     }
@@ -171,12 +171,12 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 
 /// Answers a decode error (with the skipped message's ActionID when one was read); returns
 /// whether the connection must close.
-fn on_decode_error(sink: &sink::ClientSink, error: &DecodeError) -> Flow {
+fn on_decode_error(sink: &sink::ClientSink, error: &DecodeError, charset: Charset) -> Flow {
     tracing::info!(error = %error, "bad input from client");
     let mut answer = Message::with_capacity(3);
     answer.push("Response", "Error");
     if let Some(id) = error.action_id() {
-        answer.push_bytes(b"ActionID", id);
+        answer.push_raw(b"ActionID", id, charset);
     }
     match error {
         DecodeError::NoLineEnd { limit } => {

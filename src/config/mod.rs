@@ -65,7 +65,8 @@ pub struct Config {
     pub proc_user: Option<String>,
     /// `proc_group`: group to switch to after binding (optional).
     pub proc_group: Option<String>,
-    /// Codec limits: `maxlinelength`, `maxmessagesize`, `maxheaders` (new).
+    /// Codec limits: `maxlinelength`, `maxmessagesize`, `maxheaders`, and the `charset` rule for
+    /// bytes that are not UTF-8 (all new).
     pub limits: Limits,
     /// `clienteventqueue` (new in 2.0, no longer used since events are buffered by bytes): kept
     /// so that configurations that set it still load; a warning says it is ignored.

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use astmanproxy_handlers::{Limits, OutputFormat};
+use astmanproxy_handlers::{Charset, Limits, OutputFormat};
 
 use super::raw::{parse_lines, RawLine};
 use super::{AutoFilter, Config, ConfigError, ConfigWarning, LagPolicy, Secret, ServerConfig, TlsConfig, Users};
@@ -135,6 +135,7 @@ impl Config {
                 "outputformat" => {
                     c.output_format = v.parse_with(|s| s.parse::<OutputFormat>().map_err(|e| e.to_string()))?
                 }
+                "charset" => c.limits.charset = v.parse_with(|s| s.parse::<Charset>().map_err(|e| e.to_string()))?,
                 "forcebanner" => c.force_banner = v.optional(),
                 "defaultamiversion" => c.default_ami_version = v.nonempty()?,
                 "logfile" => c.log_file = v.optional().map(PathBuf::from),

@@ -141,6 +141,18 @@ fn listenport_error_reads_well() {
 }
 
 #[test]
+fn charset_rule() {
+    let path = Path::new("charset.conf");
+    let host = "host = pbx1, 5038, admin, pw, on, off\n";
+    let (cfg, _) = Config::parse(host, path).unwrap();
+    assert_eq!(cfg.limits.charset, astmanproxy_handlers::Charset::Latin1);
+    let (cfg, _) = Config::parse(&format!("{host}charset = utf8-lossy\n"), path).unwrap();
+    assert_eq!(cfg.limits.charset, astmanproxy_handlers::Charset::Utf8Lossy);
+    let err = Config::parse(&format!("{host}charset = koi8-r\n"), path).unwrap_err().to_string();
+    assert!(err.contains("charset.conf:2") && err.contains("latin1, utf8-lossy"), "{err}");
+}
+
+#[test]
 fn login_limits_and_proxy_lists() {
     let (cfg, warnings) = Config::parse("", Path::new("empty.conf")).unwrap();
     assert!(warnings.is_empty());

@@ -291,18 +291,18 @@ pub fn answered_by_proxy(action: &Message) -> bool {
 /// Actions of the proxy's own session ([`answered_by_proxy`]) are refused, never forwarded: a
 /// `Login` reaching Asterisk on the proxy's connection would end it.
 pub async fn run_action(mut action: Message, policy: &Policy, hub: &Hub) -> Result<Vec<Message>, StatusCode> {
-    let original_id = action.action_id().map(str::to_owned);
+    let original_id = action.get_value("ActionID");
     if answered_by_proxy(&action) {
         let text = "This action is answered by the proxy on a session: log in first (cookie) or use /rawman";
-        return Ok(vec![Message::response_with("Error", original_id.as_deref(), Some(text))]);
+        return Ok(vec![Message::response_with_id("Error", original_id.as_ref(), Some(text))]);
     }
     let wanted = action.get("Server").map(str::to_owned).or_else(|| policy.default_server().map(str::to_owned));
     let Some(server) = hub.server(wanted.as_deref()) else {
         let text = wanted.map_or("No Asterisk server is configured".to_string(), |n| format!("Unknown server {n}"));
-        return Ok(vec![Message::response_with("Error", original_id.as_deref(), Some(&text))]);
+        return Ok(vec![Message::response_with_id("Error", original_id.as_ref(), Some(&text))]);
     };
     if policy.check_action(&mut action, server.name()).is_err() {
-        let mut m = Message::response_with("Error", original_id.as_deref(), Some("Permission denied"));
+        let mut m = Message::response_with_id("Error", original_id.as_ref(), Some("Permission denied"));
         m.push("Server", server.name());
         return Ok(vec![m]);
     }

@@ -36,10 +36,10 @@
 //! as Asterisk drops clients that do not read. The decoder limits, the list of received actions
 //! (the last [`RECEIVED_KEPT`]) and the queues are all bounded.
 //!
-//! Test hooks: [`AmiSim::emit`], [`AmiSim::emit_many`], [`AmiSim::kill_connections`],
-//! [`AmiSim::set_drop_mid_list`], [`AmiSim::set_hold`], [`AmiSim::set_gate`] (with
-//! [`AmiSim::gated`] and [`AmiSim::open_gate`]: a late answer, released by the test),
-//! [`AmiSim::received`], [`SimOptions::ping_replies`].
+//! Test hooks: [`AmiSim::emit`], [`AmiSim::emit_wire`], [`AmiSim::emit_many`],
+//! [`AmiSim::kill_connections`], [`AmiSim::set_drop_mid_list`], [`AmiSim::set_hold`],
+//! [`AmiSim::set_gate`] (with [`AmiSim::gated`] and [`AmiSim::open_gate`]: a late answer,
+//! released by the test), [`AmiSim::received`], [`SimOptions::ping_replies`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use astmanproxy_handlers::{standard, Message};
+use astmanproxy_handlers::{standard, AmiDecoder, Message};
 use bytes::BytesMut;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -227,6 +227,18 @@ impl AmiSim {
     /// events fully on).
     pub fn emit(&self, event: Message) {
         self.emit_ref(&event);
+    }
+
+    /// Broadcasts one event given as its exact wire bytes (one message, closing empty line
+    /// included), sent unchanged: for bytes that are not UTF-8, as a Latin-1 caller name is.
+    /// Who gets it is judged as for [`emit`](Self::emit).
+    pub fn emit_wire(&self, wire: &[u8]) {
+        let mut buf = BytesMut::from(wire);
+        let event = AmiDecoder::default().decode(&mut buf).ok().flatten().unwrap_or_default();
+        let bytes = bytes::Bytes::copy_from_slice(wire);
+        for conn in self.eligible(EventMask::of_event(&event)) {
+            conn.push(bytes.clone());
+        }
     }
 
     fn emit_ref(&self, event: &Message) {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use astmanproxy_handlers::Message;
+use astmanproxy_handlers::{Message, RawValue};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -78,8 +78,9 @@ pub struct Request {
     pub action: Message,
     /// The client's queue.
     pub reply: ClientSink,
-    /// The client's own ActionID, restored on every answer (`None`: answers carry none).
-    pub original_id: Option<String>,
+    /// The client's own ActionID, restored byte for byte on every answer (`None`: answers carry
+    /// none).
+    pub original_id: Option<RawValue>,
 }
 
 /// A request the server could not take, with the reason to tell the client.
@@ -286,7 +287,7 @@ pub fn backoff_delay(failures: u32, base: Duration, max: Duration) -> Duration {
 
 /// Answers a request at once with `Response: Error`.
 pub fn reject(request: Request, server: &str, message: &str) {
-    let mut answer = Message::response_with("Error", request.original_id.as_deref(), Some(message));
+    let mut answer = Message::response_with_id("Error", request.original_id.as_ref(), Some(message));
     answer.push("Server", server);
     request.reply.send_message(answer);
     request.reply.end_action();

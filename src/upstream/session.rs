@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use astmanproxy_handlers::{standard, DecodeError, Kind, Message};
+use astmanproxy_handlers::{standard, DecodeError, Kind, Message, RawValue};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -55,7 +55,7 @@ impl Route {
 
 struct Owner {
     sink: ClientSink,
-    original_id: Option<String>,
+    original_id: Option<RawValue>,
 }
 
 /// The ActionID prefix of this process: random, so that ActionIDs of other AMI users of the same
@@ -393,7 +393,7 @@ fn answer_error(owner: Owner, server: &str, text: &str) {
 /// Sends a message to its owner with the owner's ActionID restored and `Server:` added.
 fn deliver(owner: &Owner, mut message: Message, server: &str) {
     match &owner.original_id {
-        Some(original) => message.set("ActionID", original.clone()),
+        Some(original) => message.set_value("ActionID", original),
         None => {
             message.remove("ActionID");
         }

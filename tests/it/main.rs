@@ -19,6 +19,7 @@ mod ops;
 mod ordering;
 mod permissions;
 mod proxy_actions;
+mod raw_bytes;
 mod storms;
 mod tls;
 mod upstream;

@@ -132,7 +132,7 @@ fn ping(id: &str) -> Result<Message, DecodeError> {
     Ok(Message::new().with("Action", "Ping").with("ActionID", id))
 }
 
-const SMALL_LINES: Limits = Limits { max_line: 16, max_message: 4096, max_headers: 64 };
+const SMALL_LINES: Limits = Limits { max_line: 16, max_message: 4096, max_headers: 64, charset: Charset::Latin1 };
 
 #[test]
 fn overlong_line_skips_its_message_with_the_actionid_read_before_it() {
@@ -343,4 +343,21 @@ fn byte_at_a_time_equals_whole() {
         }
     }
     assert_eq!(got, expected);
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_kept_and_read_by_the_charset() {
+    let input = b"Event: Newchannel\r\nCallerIDName: \xe9t\xe9\r\nActionID: \xff\xfe\xc3(\r\n\r\n";
+    for (charset, name) in [(Charset::Latin1, "\u{e9}t\u{e9}"), (Charset::Utf8Lossy, "\u{fffd}t\u{fffd}")] {
+        let mut dec = AmiDecoder::new(Limits { charset, ..Limits::default() });
+        let msgs = decode_all(&mut dec, input);
+        assert_eq!(msgs[0].get("CallerIDName"), Some(name));
+        assert_eq!(msgs[0].get_bytes("calleridname"), Some(&b"\xe9t\xe9"[..]));
+        assert_eq!(&encode_to_bytes(&msgs[0])[..], input);
+    }
+    // Raw CLI lines of a Follows body are text, read by the same rule.
+    let mut dec = AmiDecoder::default();
+    dec.expect_command_output();
+    let msgs = decode_all(&mut dec, b"Response: Follows\r\nPrivilege: Command\r\n\xe9t\xe9\n--END COMMAND--\r\n\r\n");
+    assert_eq!(msgs[0].body().unwrap(), ["\u{e9}t\u{e9}"]);
 }
