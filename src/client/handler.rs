@@ -27,6 +27,13 @@ pub enum Flow {
 }
 
 /// The answer to `Action: Logoff` and `ProxyAction: Logoff`, as Asterisk words it.
+/// Actions the proxy answers itself (the others go to Asterisk).
+fn is_local(action: &str) -> bool {
+    ["login", "challenge", "logoff", "events", "beaconshowserver", "beaconshowconfiguration"]
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(action))
+}
+
 fn goodbye(id: Option<&RawValue>) -> Message {
     Message::response_with_id("Goodbye", id, Some("Thanks for all the fish."))
 }
@@ -58,11 +65,27 @@ impl ClientSession {
         self.sink.send_message(Message::response_with_id(response, action_id, message));
     }
 
+    /// Asterisk answers the actions of a connection strictly in order (clients such as pyst2
+    /// match answers by order alone): an answer the proxy makes itself waits until the actions
+    /// sent before it have their answers queued, bounded as they are (`actiontimeout`).
+    async fn after_earlier_answers(&self) {
+        if self.sink.unanswered() > 0 {
+            let limit = self.hub.config().action_timeout + super::ANSWER_GRACE;
+            let _ = tokio::time::timeout(limit, self.sink.actions_done()).await;
+        }
+    }
+
     /// Handles one message from the client.
     pub async fn handle(&mut self, message: Message) -> Flow {
         // The client's ActionID byte for byte: every answer carries it back unchanged.
         let action_id = message.get_value("ActionID");
         let id = action_id.as_ref();
+        let forwarded = self.authenticated()
+            && !message.contains("ProxyAction")
+            && message.action().is_some_and(|a| !is_local(a.trim()));
+        if !forwarded {
+            self.after_earlier_answers().await;
+        }
         if let Some(name) = message.get("ProxyAction").map(str::to_owned) {
             return self.proxy_action(&name, &message, id);
         }
@@ -82,7 +105,7 @@ impl ClientSession {
             "events" => self.events(&message, id),
             "beaconshowserver" => self.beacon_show_server(&message, id).await,
             "beaconshowconfiguration" => self.beacon_show_configuration(id),
-            _ => self.forward(message, action_id),
+            _ => self.forward(message, action_id).await,
         }
         Flow::Continue
     }
@@ -292,7 +315,7 @@ impl ClientSession {
         self.sink.send_message(answer);
     }
 
-    fn forward(&mut self, mut action: Message, original_id: Option<RawValue>) {
+    async fn forward(&mut self, mut action: Message, original_id: Option<RawValue>) {
         let wanted =
             action.get("Server").map(str::to_owned).or_else(|| self.policy.default_server().map(str::to_owned));
         let Some(server) = self.hub.server(wanted.as_deref()) else {
@@ -300,6 +323,7 @@ impl ClientSession {
                 Some(name) => format!("Unknown server {name}"),
                 None => "No Asterisk server is configured".to_string(),
             };
+            self.after_earlier_answers().await;
             self.reply("Error", original_id.as_ref(), Some(&text));
             return;
         };
@@ -307,6 +331,7 @@ impl ClientSession {
             tracing::info!(user = ?self.user, action = ?action.action(), server = %server.name(), why, "action denied");
             let mut answer = Message::response_with_id("Error", original_id.as_ref(), Some("Permission denied"));
             answer.push("Server", server.name());
+            self.after_earlier_answers().await;
             self.sink.send_message(answer);
             return;
         }
@@ -318,6 +343,7 @@ impl ClientSession {
                 Some(&format!("Too many pending actions (limit {max})")),
             );
             answer.push("Server", server.name());
+            self.after_earlier_answers().await;
             self.sink.send_message(answer);
             return;
         }

@@ -201,7 +201,7 @@ fn on_decode_error(sink: &sink::ClientSink, error: &DecodeError, charset: Charse
 /// How long past `actiontimeout` a leaving client waits for its answers: the upstream session
 /// answers an action with a timeout error at `actiontimeout` (checked every half second at most),
 /// and that error should still reach the client.
-const ANSWER_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// Waits until the actions the client sent so far are answered (after a Logoff, or once the
 /// client half-closed its socket), for at most `limit` (`actiontimeout`) plus [`ANSWER_GRACE`].

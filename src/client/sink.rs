@@ -152,7 +152,7 @@ impl ClientSink {
     }
 
     /// Actions in flight whose answer has not been queued yet.
-    fn unanswered(&self) -> usize {
+    pub fn unanswered(&self) -> usize {
         self.inner.in_flight.load(Ordering::Acquire).saturating_sub(self.inner.originates.load(Ordering::Acquire))
     }
 

@@ -121,3 +121,29 @@ async fn logoff_after_an_async_originate_does_not_wait_for_the_call() {
     let got = responses_to_close(&mut c).await;
     assert_eq!(got, [pair("Success", "o1"), pair("Goodbye", "bye")]);
 }
+
+/// An answer the proxy makes itself (`Events`, a ProxyAction, an unknown server) comes after the
+/// answers of the actions sent before it, as Asterisk answers a connection's actions in order.
+#[tokio::test]
+async fn the_proxys_own_answers_keep_their_place_in_line() {
+    let (sim, proxy) = gated_proxy().await;
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    c.send_raw(
+        b"Action: Ping\r\nActionID: p1\r\n\r\n\
+          Action: Events\r\nEventMask: off\r\nActionID: e1\r\n\r\n\
+          ProxyAction: ListIOHandlers\r\nActionID: l1\r\n\r\n\
+          Action: Ping\r\nServer: nowhere\r\nActionID: u1\r\n\r\n\
+          Action: Ping\r\nActionID: p2\r\n\r\n",
+    )
+    .await;
+    sim.gated(1).await;
+    sim.open_gate(2);
+    let mut ids = Vec::new();
+    while ids.len() < 5 {
+        let m = c.recv().await;
+        if m.response().is_some() || m.get("ProxyResponse").is_some() {
+            ids.push(m.action_id().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(ids, ["p1", "e1", "l1", "u1", "p2"]);
+}
