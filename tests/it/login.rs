@@ -258,17 +258,7 @@ async fn http_logins_are_locked_out_per_user_too() {
     wait_ready(proxy.addr, None).await;
     let get = |user: &str, secret: &str| {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
-        let request = format!(
-            "GET /rawman?Action=Ping HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\r\n"
-        );
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(request.as_bytes()).await.unwrap();
-            let mut raw = Vec::new();
-            tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
-            String::from_utf8_lossy(&raw).to_string()
-        }
+        async move { http_basic(addr, "/rawman?Action=Ping", &basic).await }
     };
     for _ in 0..2 {
         assert!(get("alice", "guess").await.starts_with("HTTP/1.1 401"));

@@ -185,22 +185,14 @@ async fn an_open_proxy_lists_only_to_admins_or_with_openproxylists() {
 
 #[tokio::test]
 async fn the_lists_are_for_admins_over_http_too() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sim = sim().await;
     let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = http_listener.local_addr().unwrap();
     let proxy = spawn_proxy_with_http(lists_config(&sim), http_listener).await;
     wait_ready(proxy.addr, None).await;
     let get = |path: &str, basic: &str| {
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\r\n");
-        async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(request.as_bytes()).await.unwrap();
-            let mut raw = Vec::new();
-            tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
-            String::from_utf8_lossy(&raw).to_string()
-        }
+        let (path, basic) = (path.to_string(), basic.to_string());
+        async move { http_basic(addr, &path, &basic).await }
     };
     let (reader, carol) = ("cmVhZGVyOnJlYWRlcnB3", "Y2Fyb2w6Y2Fyb2xwdw=="); // reader:readerpw, carol:carolpw
     for path in ["/rawman?ProxyAction=ListSessions&ActionID=s", "/json?ProxyAction=ListServers&ActionID=v"] {

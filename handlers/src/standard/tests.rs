@@ -229,26 +229,9 @@ fn skipped_follows_body_ends_at_end_command_not_at_its_empty_lines() {
     let limits = Limits { max_message: 80, ..Limits::default() };
     let input = b"Response: Follows\r\nPrivilege: Command\r\nActionID: c1\r\nline one is long enough\n\n\
 ActionID: not-this\nline two is long enough too\n\n--END COMMAND--\r\n\r\nEvent: Next\r\n\r\n";
-    let run = |chunk: usize| {
-        let mut dec = AmiDecoder::new(limits);
-        dec.expect_command_output();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for piece in input.chunks(chunk) {
-            buf.extend_from_slice(piece);
-            loop {
-                match dec.decode(&mut buf) {
-                    Ok(Some(m)) => out.push(Ok(m)),
-                    Ok(None) => break,
-                    Err(e) => out.push(Err(e)),
-                }
-            }
-        }
-        out
-    };
     for chunk in 1..=input.len() {
         assert_eq!(
-            run(chunk),
+            decode_command_answer(limits, input, chunk),
             [skipped(Limit::MessageSize(80), Some("c1")), Ok(Message::new().with("Event", "Next"))],
             "reads of {chunk} bytes"
         );
@@ -263,20 +246,7 @@ fn overlong_follows_line_glued_to_end_command_still_ends_the_body() {
         "Response: Follows\r\nPrivilege: Command\r\nActionID: c1\r\nshort\n\n{long}--END COMMAND--\r\n\r\nEvent: Next\r\n\r\n"
     );
     for chunk in 1..=input.len() {
-        let mut dec = AmiDecoder::new(limits);
-        dec.expect_command_output();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for piece in input.as_bytes().chunks(chunk) {
-            buf.extend_from_slice(piece);
-            loop {
-                match dec.decode(&mut buf) {
-                    Ok(Some(m)) => out.push(Ok(m)),
-                    Ok(None) => break,
-                    Err(e) => out.push(Err(e)),
-                }
-            }
-        }
+        let out = decode_command_answer(limits, input.as_bytes(), chunk);
         assert_eq!(
             out,
             [skipped(Limit::LineLength(32), Some("c1")), Ok(Message::new().with("Event", "Next"))],
@@ -360,4 +330,24 @@ fn bytes_that_are_not_utf8_are_kept_and_read_by_the_charset() {
     dec.expect_command_output();
     let msgs = decode_all(&mut dec, b"Response: Follows\r\nPrivilege: Command\r\n\xe9t\xe9\n--END COMMAND--\r\n\r\n");
     assert_eq!(msgs[0].body().unwrap(), ["\u{e9}t\u{e9}"]);
+}
+
+/// Everything a decoder expecting a Command answer makes of `input` fed in reads of `chunk`
+/// bytes, errors included.
+fn decode_command_answer(limits: Limits, input: &[u8], chunk: usize) -> Vec<Result<Message, DecodeError>> {
+    let mut dec = AmiDecoder::new(limits);
+    dec.expect_command_output();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in input.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            match dec.decode(&mut buf) {
+                Ok(Some(m)) => out.push(Ok(m)),
+                Ok(None) => break,
+                Err(e) => out.push(Err(e)),
+            }
+        }
+    }
+    out
 }

@@ -137,6 +137,18 @@ async fn spawn_with(
     TestProxy { addr, admin, stop: Some(stop), task: Some(task) }
 }
 
+/// A GET of `path` with HTTP Basic credentials `basic` (base64 of `user:secret`) over a fresh
+/// connection; returns the whole answer, head and body.
+pub async fn http_basic(addr: SocketAddr, path: &str, basic: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&raw).to_string()
+}
+
 /// A plain HTTP/1.1 GET (or other method) over a fresh connection; returns status and body.
 pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
