@@ -214,3 +214,51 @@ async fn wait_for_answers(sink: &sink::ClientSink, limit: Duration, cancel: &Can
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Users};
+    use tokio::io::AsyncReadExt;
+
+    /// An event published after a login succeeded reaches the client even when the client's
+    /// writer has not yet run: the login takes its place in the event buffer before its
+    /// `Success` is queued (the writer used to subscribe only when it got to it, and missed
+    /// whatever came in between).
+    #[tokio::test]
+    async fn an_event_right_after_the_login_is_not_missed() {
+        let users = Users::from_pairs(&[("alice", "alicepw")]);
+        let hub = Hub::new(Config::default(), users.clone());
+        hub.set_users(users);
+        let cancel = CancellationToken::new();
+        let (sink, receiver) = sink::channel(1, 1 << 20, cancel.clone());
+        let shared = Arc::new(ClientShared::new(OutputFormat::Standard, "ami"));
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut session = ClientSession::new(1, peer, hub.clone(), sink.clone(), shared.clone());
+        let login = Message::new().with("Action", "Login").with("Username", "alice").with("Secret", "alicepw");
+        assert!(matches!(session.handle(login).await, handler::Flow::Continue));
+        // Published before the writer has taken anything from the client's queue.
+        hub.publish(crate::event::SharedEvent::new(
+            Message::new().with("Event", "Right").with("Privilege", "user,all"),
+        ));
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let writer = tokio::spawn(writer::run(server, receiver, hub, shared, cancel.clone()));
+        let mut out = String::new();
+        let read = async {
+            let mut chunk = [0u8; 4096];
+            while !out.contains("Event: Right") {
+                let n = client.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed: {out}");
+                out.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        };
+        // Bounded only so that a missed event fails instead of hanging.
+        let got = tokio::time::timeout(Duration::from_secs(10), read).await.is_ok();
+        cancel.cancel();
+        writer.await.unwrap();
+        assert!(got, "the event was missed: {out}");
+        let success = out.find("Response: Success").expect("the login's answer");
+        let event = out.find("Event: Right").unwrap_or_else(|| panic!("the event was missed: {out}"));
+        assert!(success < event, "the event came before the login's answer: {out}");
+    }
+}
