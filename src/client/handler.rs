@@ -68,7 +68,7 @@ impl ClientSession {
     /// Asterisk answers the actions of a connection strictly in order (clients such as pyst2
     /// match answers by order alone): an answer the proxy makes itself waits until the actions
     /// sent before it have their answers queued, bounded as they are (`actiontimeout`).
-    async fn after_earlier_answers(&self) {
+    pub async fn after_earlier_answers(&self) {
         if self.sink.unanswered() > 0 {
             let limit = self.hub.config().action_timeout + super::ANSWER_GRACE;
             let _ = tokio::time::timeout(limit, self.sink.actions_done()).await;

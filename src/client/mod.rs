@@ -114,10 +114,12 @@ where
                     },
                     Ok(Some(Input::Invalid(why))) => {
                         tracing::info!(error = %why, "bad input from client");
+                        session.after_earlier_answers().await;
                         sink.send_message(Message::response_with("Error", None, Some(&why)));
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        session.after_earlier_answers().await;
                         if let Flow::Close = on_decode_error(&sink, &e, cfg.limits.charset) {
                             break 'read;
                         }
