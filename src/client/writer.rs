@@ -100,7 +100,8 @@ pub async fn run<W: AsyncWrite + Unpin>(
     let mut cursor: Option<u64> = None;
     let mut policy = Policy::open();
     let mut buf = BytesMut::new();
-    let mut taken = Vec::with_capacity(EVENTS_PER_READ);
+    // Grows on the first events only: an idle client keeps nothing here.
+    let mut taken = Vec::new();
     loop {
         let mut step = tokio::select! {
             biased;
