@@ -10,6 +10,7 @@ mod beacon_report;
 mod binary;
 mod browser;
 mod bugs_1x;
+mod examples;
 mod formats;
 mod http;
 mod isolation;
