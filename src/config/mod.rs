@@ -164,6 +164,10 @@ pub struct HttpConfig {
     /// and open WebSockets besides the proxy's own pages (a reverse proxy's public name, a web
     /// app of yours).
     pub allowed_origins: Vec<String>,
+    /// `httpprefix`: a path prefix in front of every HTTP path (`asterisk` serves
+    /// `/asterisk/rawman`, as Asterisk's `http.conf` `prefix`); empty: none. Kept without
+    /// slashes at either end.
+    pub prefix: String,
 }
 
 impl Default for HttpConfig {
@@ -175,6 +179,7 @@ impl Default for HttpConfig {
             detect_timeout: Duration::from_millis(100),
             max_body: 64 * 1024,
             allowed_origins: Vec::new(),
+            prefix: String::new(),
         }
     }
 }

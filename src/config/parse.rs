@@ -208,6 +208,13 @@ impl Config {
                 "httpeventqueue" => c.http.event_queue = v.positive::<usize>()?,
                 "httpdetecttimeout" => c.http.detect_timeout = Duration::from_millis(v.parse("a number of ms")?),
                 "httpmaxbody" => c.http.max_body = v.positive::<usize>()?,
+                "httpprefix" => {
+                    let prefix = raw.value.trim().trim_matches('/');
+                    if prefix.contains(['?', '#', ' ']) {
+                        return Err(v.invalid(&raw.value, "a path prefix such as asterisk (no ?, # or spaces)"));
+                    }
+                    c.http.prefix = prefix.to_string();
+                }
                 "httpallowedorigins" => {
                     c.http.allowed_origins =
                         raw.value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect()

@@ -62,7 +62,10 @@ impl ActionRequest {
         let basic = basic_credentials(headers);
         let digest = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(super::digest::parse);
         let method = req.method().as_str().to_string();
-        let uri = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+        let uri = match req.extensions().get::<super::OriginalUri>() {
+            Some(original) => original.0.clone(),
+            None => req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string()),
+        };
         let path = req.uri().path().to_string();
         let mut pairs: Vec<(String, String)> =
             form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();

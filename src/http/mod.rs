@@ -156,8 +156,37 @@ where
     }
 }
 
+/// The request's URI as the client sent it, before `httpprefix` was taken off its path (HTTP
+/// Digest signs that one).
+#[derive(Debug, Clone)]
+pub struct OriginalUri(pub String);
+
+/// Takes `httpprefix` off the request's path (`/asterisk/rawman` -> `/rawman`); `None` when the
+/// path is not under the prefix.
+fn strip_prefix(req: &mut Request<Incoming>, prefix: &str) -> Option<()> {
+    if prefix.is_empty() {
+        return Some(());
+    }
+    let original = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let rest = req.uri().path().strip_prefix('/')?.strip_prefix(prefix)?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let path = if rest.is_empty() { "/" } else { rest };
+    let new = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    *req.uri_mut() = new.parse().ok()?;
+    req.extensions_mut().insert(OriginalUri(original));
+    Some(())
+}
+
 /// Picks the handler of a request by its path.
-async fn route(req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Response<Full<Bytes>> {
+async fn route(mut req: Request<Incoming>, peer: SocketAddr, front: &Front) -> Response<Full<Bytes>> {
+    if strip_prefix(&mut req, &front.hub.config().http.prefix).is_none() {
+        return plain(StatusCode::NOT_FOUND, "not found (the HTTP front is under httpprefix)");
+    }
     let path = req.uri().path().to_string();
     let render = match path.as_str() {
         "/ws" => return ws::handle(req, peer, front).await,

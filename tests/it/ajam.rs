@@ -436,11 +436,10 @@ async fn actions_the_proxy_answers_never_reach_asterisk_over_http() {
     assert_eq!(client.action("Ping", "after", &[]).await.get("Ping"), Some("Pong"));
 }
 
-#[tokio::test]
-async fn digest_authentication_on_amxml_as_asterisk_asks_for_it() {
+/// A Digest exchange for `path` as curl makes it: the 401 challenge, then the answer with the
+/// right secret and with a wrong one.
+async fn digest_exchange(addr: SocketAddr, path: &str) -> (Answer, Answer) {
     use astmanproxy::http::digest;
-    let (_sim, _proxy, addr) = http_proxy(|_| {}).await;
-    let path = "/amxml?action=Ping&actionid=d";
     let first = get(addr, path, None).await;
     assert_eq!(first.status, 401);
     let challenge = first.header("www-authenticate").to_string();
@@ -455,10 +454,36 @@ async fn digest_authentication_on_amxml_as_asterisk_asks_for_it() {
         let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n{header}Connection: close\r\n\r\n");
         async move { exchange(addr, &request).await }
     };
-    let ok = ask("alicepw").await;
+    (ask("alicepw").await, ask("wrong").await)
+}
+
+#[tokio::test]
+async fn digest_authentication_on_amxml_as_asterisk_asks_for_it() {
+    let (_sim, _proxy, addr) = http_proxy(|_| {}).await;
+    let (ok, wrong) = digest_exchange(addr, "/amxml?action=Ping&actionid=d").await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(ok.body.contains("ping='Pong'") && ok.body.contains("actionid='d'"), "{}", ok.body);
-    assert_eq!(ask("wrong").await.status, 401);
+    assert_eq!(wrong.status, 401);
+}
+
+/// `httpprefix = asterisk` serves the front under `/asterisk/`, as Asterisk's `http.conf`
+/// `prefix` does (a reverse proxy publishing it under a path): AJAM, Digest over the full path,
+/// the live page; the bare paths are not found.
+#[tokio::test]
+async fn the_http_front_under_a_prefix() {
+    let (_sim, _proxy, addr) = http_proxy(|cfg| cfg.http.prefix = "asterisk".to_string()).await;
+    let login = get(addr, "/asterisk/rawman?action=login&username=alice&secret=alicepw", None).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let ping = get(addr, "/asterisk/rawman?action=ping", Some(&login.cookie())).await;
+    assert!(ping.body.contains("Ping: Pong"), "{}", ping.body);
+    assert_eq!(get(addr, "/rawman?action=ping", Some(&login.cookie())).await.status, 404);
+    assert_eq!(get(addr, "/asteriskrawman?action=ping", None).await.status, 404);
+    let (ok, wrong) = digest_exchange(addr, "/asterisk/amxml?action=Ping&actionid=d").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(wrong.status, 401);
+    let page = get(addr, "/asterisk/", None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").starts_with("text/html"), "{}", page.header("content-type"));
 }
 
 #[tokio::test]

@@ -59,4 +59,5 @@ fn the_examples_say_what_they_claim() {
 
     let rp = load("reverse-proxy.conf");
     assert_eq!(rp.http.allowed_origins, ["https://pbx-api.example.com"]);
+    assert_eq!(rp.http.prefix, "asterisk");
 }
