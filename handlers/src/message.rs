@@ -572,7 +572,7 @@ impl fmt::Debug for Message {
         for s in &self.spans {
             let (k, v) = (self.text_of(s.key), self.text_of(s.value));
             // Never print secrets, even in debug output (and `-dd` traces every message).
-            if is_secret_header(&k) {
+            if is_secret_header(k) {
                 list.entry(&format_args!("{k}: ********"));
             } else if s.value.converted() {
                 let raw = bytes::Bytes::copy_from_slice(self.bytes_of(s.value));
