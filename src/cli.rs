@@ -14,10 +14,10 @@ pub const DEFAULT_USERS: &str = "/etc/asterisk/astmanproxy.users";
 #[command(name = "astmanproxy", disable_version_flag = true)]
 pub struct Cli {
     /// Configuration file (1.x `astmanproxy.conf` format).
-    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG, global = true)]
     pub config: PathBuf,
     /// Users file (1.x `astmanproxy.users` format).
-    #[arg(short = 'u', long = "users", value_name = "FILE", default_value = DEFAULT_USERS)]
+    #[arg(short = 'u', long = "users", value_name = "FILE", default_value = DEFAULT_USERS, global = true)]
     pub users: PathBuf,
     /// Stay in the foreground (accepted for 1.x compatibility: the proxy never daemonizes;
     /// run it under systemd or another supervisor).
@@ -32,11 +32,13 @@ pub struct Cli {
     /// Accepted for 1.x compatibility (core dumps are the system's business).
     #[arg(short = 'g', hide = true)]
     pub core_dumps: bool,
-    /// Print the version and exit.
-    #[arg(short = 'v', long = "version")]
+    /// Print the version and exit (`-v` as in 1.x, or `-V`).
+    #[arg(short = 'v', short_alias = 'V', long = "version")]
     pub version: bool,
-    /// Check the configuration and users file, print the result, and exit.
-    #[arg(long = "check-config")]
+    /// Check everything start-up would (files, TLS certificate and key, proc_user/proc_group,
+    /// listener addresses, unknown keys), print the result, and exit: 0 when all is well, 2 with
+    /// `file:line` messages otherwise. Creates no file.
+    #[arg(short = 't', long = "check-config")]
     pub check_config: bool,
     /// Beacon dev mode: the public Beacon server is refused (a configuration error) and never
     /// contacted. Also `ASTMANPROXY_BEACON_DEV=1`; always on in debug builds.

@@ -10,6 +10,7 @@ pub mod event;
 pub mod http;
 pub mod hub;
 pub mod listen;
+pub mod logfile;
 pub mod metrics;
 pub mod policy;
 pub mod privileges;

@@ -29,6 +29,9 @@ async fn main() -> ExitCode {
     if let Some(Command::Beacon { what: BeaconCommand::Show { what } }) = &cli.command {
         return beacon_show(what, &cli.config).await;
     }
+    if cli.check_config {
+        return check_config(&cli);
+    }
     let (mut config, warnings) = match Config::load(&cli.config) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -36,10 +39,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = init_tracing(&cli, &config) {
-        eprintln!("astmanproxy: cannot open log file: {e}");
+    if let Err(e) = init_tracing(&cli, config.log_file.as_deref()) {
+        eprintln!("astmanproxy: cannot open log file {e}");
         return ExitCode::from(2);
     }
+    // With `logfile` set, a start-up error goes to the terminal (or the journal) too.
+    let log_to_file = config.log_file.is_some();
+    let fail = |message: &dyn std::fmt::Display, code: u8| {
+        tracing::error!("{message}");
+        if log_to_file {
+            eprintln!("astmanproxy: {message}");
+        }
+        ExitCode::from(code)
+    };
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
@@ -54,48 +66,57 @@ async fn main() -> ExitCode {
     config.sources = Some((cli.config.clone(), cli.users.clone()));
     match Users::load(&cli.users) {
         Ok(users) => config.users = users,
-        Err(e) if config.auth_required => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(e) if config.auth_required => return fail(&e, 2),
         Err(e) => tracing::warn!("{e}; continuing because authrequired = no"),
-    }
-    if cli.check_config {
-        println!("{}: OK ({} servers, {} users)", cli.config.display(), config.servers.len(), config.users.len());
-        let beacon = &config.beacon;
-        match (&beacon.source, beacon.sending()) {
-            (Some(file), true) => {
-                println!("{}: OK (Beacon reporting ON, {} targets)", file.display(), beacon.targets.len())
-            }
-            (Some(file), false) => println!("{}: OK (Beacon reporting off)", file.display()),
-            (None, _) => println!("no Beacon file: Beacon reporting off"),
-        }
-        return ExitCode::SUCCESS;
     }
     let listeners = match astmanproxy::Listeners::bind(&config).await {
         Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return fail(&e, 1),
     };
     if let Ok(bound) = listeners.ami.local_addr() {
         tracing::info!("astmanproxy {} listening on {bound}", env!("CARGO_PKG_VERSION"));
     }
+    // The certificate and key are read while still root: a key readable only by root works.
+    let acceptor = match astmanproxy::tls::client_acceptor(&config.tls) {
+        Ok(acceptor) => acceptor,
+        Err(e) => return fail(&e, 1),
+    };
     if let Err(e) = astmanproxy::privileges::drop_to(config.proc_user.as_deref(), config.proc_group.as_deref()) {
-        tracing::error!("{e}");
-        return ExitCode::from(1);
+        return fail(&e, 1);
     }
-    match astmanproxy::serve(config, listeners, astmanproxy::shutdown::signal()).await {
+    match astmanproxy::server::serve_with_acceptor(config, listeners, acceptor, astmanproxy::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e, 1),
     }
 }
 
-fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
+/// `--check-config`: every check start-up makes, printed; creates no file.
+fn check_config(cli: &Cli) -> ExitCode {
+    let report = astmanproxy::config::check::check(&cli.config, &cli.users);
+    for warning in &report.warnings {
+        eprintln!("astmanproxy: warning: {warning}");
+    }
+    for error in &report.errors {
+        eprintln!("astmanproxy: {error}");
+    }
+    let Some(config) = report.config.as_ref().filter(|_| report.ok()) else {
+        eprintln!("astmanproxy: {}: configuration NOT OK", cli.config.display());
+        return ExitCode::from(2);
+    };
+    println!("{}: OK ({} servers, {} users)", cli.config.display(), config.servers.len(), config.users.len());
+    let beacon = &config.beacon;
+    match (&beacon.source, beacon.sending()) {
+        (Some(file), true) => {
+            println!("{}: OK (Beacon reporting ON, {} targets)", file.display(), beacon.targets.len())
+        }
+        (Some(file), false) => println!("{}: OK (Beacon reporting off)", file.display()),
+        (None, _) => println!("no Beacon file: Beacon reporting off"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Logging to stderr, or to `log_file` (reopened on SIGHUP).
+fn init_tracing(cli: &Cli, log_file: Option<&std::path::Path>) -> std::io::Result<()> {
     let default = match cli.debug {
         0 => "info",
         1 => "debug",
@@ -103,15 +124,18 @@ fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let file = match &config.log_file {
-        Some(path) => Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+    let file = match log_file {
+        Some(path) => Some(astmanproxy::logfile::LogFile::open(path)?),
         None => None,
     };
+    if let Some(file) = &file {
+        file.install();
+    }
     use std::io::IsTerminal;
     let ansi = file.is_none() && std::io::stderr().is_terminal();
     match (file, cli.log_json) {
-        (Some(f), true) => builder.json().with_writer(std::sync::Mutex::new(f)).init(),
-        (Some(f), false) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init(),
+        (Some(f), true) => builder.json().with_writer(move || f.clone()).init(),
+        (Some(f), false) => builder.with_ansi(false).with_writer(move || f.clone()).init(),
         (None, true) => builder.json().with_writer(std::io::stderr).init(),
         (None, false) => builder.with_ansi(ansi).with_writer(std::io::stderr).init(),
     }
@@ -120,7 +144,7 @@ fn init_tracing(cli: &Cli, config: &Config) -> std::io::Result<()> {
 
 /// `astmanproxy beacon serve ...`: the Beacon collector, until SIGINT or SIGTERM.
 async fn beacon_serve(cli: &Cli, args: &astmanproxy::beacon::collector::ServeArgs) -> ExitCode {
-    if let Err(e) = init_tracing(cli, &Config::default()) {
+    if let Err(e) = init_tracing(cli, None) {
         eprintln!("astmanproxy: {e}");
         return ExitCode::from(2);
     }

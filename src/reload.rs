@@ -26,6 +26,33 @@ pub struct ReloadReport {
     pub changed: Vec<String>,
     /// Clients closed because their user is gone.
     pub closed_clients: usize,
+    /// Users before and after the reload.
+    pub users: (usize, usize),
+    /// Listener, TLS or limit settings changed (they take effect at the next restart).
+    pub needs_restart: bool,
+}
+
+/// One line: `users 3 -> 4; servers added pbx2, removed pbx3, restarted none`.
+impl std::fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |names: &[String]| if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        write!(
+            f,
+            "users {} -> {}; servers added {}, removed {}, restarted {}",
+            self.users.0,
+            self.users.1,
+            list(&self.added),
+            list(&self.removed),
+            list(&self.changed)
+        )?;
+        if self.closed_clients > 0 {
+            write!(f, "; {} clients closed (user removed)", self.closed_clients)?;
+        }
+        if self.needs_restart {
+            write!(f, "; listener, TLS or limit changes wait for a restart")?;
+        }
+        Ok(())
+    }
 }
 
 /// Re-reads both files and applies them.
@@ -43,7 +70,7 @@ pub fn reload_files(hub: &Hub, config_path: &Path, users_path: &Path) -> Result<
 
 /// Applies a validated configuration and users to the running proxy.
 pub fn apply(hub: &Hub, config: &Config, users: Users) -> ReloadReport {
-    let mut report = ReloadReport::default();
+    let mut report = ReloadReport { users: (hub.users().len(), users.len()), ..ReloadReport::default() };
     for (_, client) in hub.clients() {
         if let Some(user) = &client.user {
             if users.get(user).is_none() {
@@ -93,8 +120,9 @@ pub fn apply(hub: &Hub, config: &Config, users: Users) -> ReloadReport {
         || running.tls != config.tls
     {
         tracing::warn!("listener, TLS and limit settings changed; they take effect at the next restart");
+        report.needs_restart = true;
     }
-    tracing::info!(?report, "configuration reloaded");
+    tracing::info!("reload: {report}");
     report
 }
 
@@ -106,9 +134,36 @@ pub async fn on_sighup(hub: Hub, config_path: std::path::PathBuf, users_path: st
         return;
     };
     while hup.recv().await.is_some() {
+        // logrotate moved the file away: write to a new one at the same path from now on.
+        match crate::logfile::reopen() {
+            Ok(Some(path)) => tracing::info!("SIGHUP: reopened log file {}", path.display()),
+            Ok(None) => {}
+            Err(e) => tracing::error!("SIGHUP: cannot reopen the log file, still writing to the old one: {e}"),
+        }
         tracing::info!("SIGHUP: reloading {} and {}", config_path.display(), users_path.display());
         if let Err(e) = reload_files(&hub, &config_path, &users_path) {
             tracing::error!("reload rejected, keeping the running configuration: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReloadReport;
+
+    #[test]
+    fn the_summary_is_one_readable_line() {
+        let report = ReloadReport {
+            added: vec!["pbx2".into()],
+            removed: vec!["pbx3".into()],
+            users: (3, 4),
+            ..ReloadReport::default()
+        };
+        assert_eq!(report.to_string(), "users 3 -> 4; servers added pbx2, removed pbx3, restarted none");
+        let report = ReloadReport { changed: vec!["a".into(), "b".into()], closed_clients: 1, ..report };
+        assert_eq!(
+            report.to_string(),
+            "users 3 -> 4; servers added pbx2, removed pbx3, restarted a, b; 1 clients closed (user removed)"
+        );
     }
 }

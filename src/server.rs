@@ -90,9 +90,22 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
 /// Only errors that stop the whole proxy (the TLS certificate cannot be loaded); a failing
 /// client or server never does.
 pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let acceptor = crate::tls::client_acceptor(&config.tls)?;
+    serve_with_acceptor(config, listeners, acceptor, shutdown).await
+}
+
+/// [`serve`] with the TLS acceptor for clients already loaded (by
+/// [`crate::tls::client_acceptor`], before privileges are dropped).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_acceptor(
+    config: Config,
+    listeners: Listeners,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let Listeners { ami: listener, tls: tls_listener, admin, http } = listeners;
-    let acceptor =
-        if crate::tls::clients_want_tls(&config.tls) { Some(crate::tls::acceptor(&config.tls)?) } else { None };
     let clients_token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let users = config.users.clone();

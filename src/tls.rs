@@ -88,6 +88,41 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> 
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The acceptor for TLS clients when the configuration wants one (`None` otherwise). The binary
+/// calls this before dropping privileges, so a key readable only by root works.
+///
+/// # Errors
+/// As [`acceptor`].
+pub fn client_acceptor(cfg: &TlsConfig) -> Result<Option<tokio_rustls::TlsAcceptor>, TlsError> {
+    if clients_want_tls(cfg) {
+        acceptor(cfg).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Every TLS file of the configuration, read and checked as start-up and the first `use_ssl`
+/// connection would (`--check-config`): the client certificate and key (parse and match)
+/// when TLS for clients is on or a certificate is configured, and `tlscafile`.
+///
+/// # Errors
+/// Each problem, naming the file.
+pub fn check(cfg: &TlsConfig) -> Vec<TlsError> {
+    let mut errors = Vec::new();
+    let configured = cfg.cert.is_some() || cfg.key.is_some() || cfg.cert_file.is_some();
+    if clients_want_tls(cfg) || configured {
+        if let Err(e) = acceptor(cfg) {
+            errors.push(e);
+        }
+    }
+    if let Some(ca) = &cfg.ca_file {
+        if let Err(e) = load_certs(ca) {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
 /// The connector toward `use_ssl` servers: system roots plus `tlscafile`, or no verification at
 /// all when `insecure`.
 ///

@@ -556,13 +556,23 @@ impl PartialEq for Message {
 
 impl Eq for Message {}
 
+/// Headers whose value `Debug` masks: `Secret` and `Key` (the MD5 login answer), `ProxyKey`,
+/// and any password or token (`Password`, `Token`, `AuthToken`, ...).
+fn is_secret_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    matches!(lower.as_str(), "secret" | "key" | "proxykey")
+        || lower.ends_with("password")
+        || lower.ends_with("token")
+        || lower.ends_with("secret")
+}
+
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
         for s in &self.spans {
             let (k, v) = (self.text_of(s.key), self.text_of(s.value));
-            // Never print secrets, even in debug output.
-            if k.eq_ignore_ascii_case("Secret") || k.eq_ignore_ascii_case("Key") {
+            // Never print secrets, even in debug output (and `-dd` traces every message).
+            if is_secret_header(k) {
                 list.entry(&format_args!("{k}: ********"));
             } else if s.value.converted() {
                 let raw = bytes::Bytes::copy_from_slice(self.bytes_of(s.value));
@@ -593,6 +603,22 @@ mod tests {
         assert_eq!(m.header(1), Some(("ActionID", "2")));
         assert_eq!(m.remove("ActionID"), Some((1, "2".to_string())));
         assert_eq!(m.action_id(), None);
+    }
+
+    #[test]
+    fn debug_masks_secrets_keys_and_tokens() {
+        let m = Message::new()
+            .with("Action", "Login")
+            .with("Username", "admin")
+            .with("Secret", "s3cret")
+            .with("key", "abc")
+            .with("AuthToken", "t0k")
+            .with("ProxyKey", "pk");
+        let shown = format!("{m:?}");
+        for hidden in ["s3cret", "abc", "t0k", "pk"] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
+        assert!(shown.contains("Secret: ********") && shown.contains("Username: admin"), "{shown}");
     }
 
     #[test]

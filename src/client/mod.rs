@@ -100,18 +100,21 @@ where
         'read: loop {
             loop {
                 match input.next(&mut buf, eof) {
-                    Ok(Some(Input::Message(message))) => match session.handle(message).await {
-                        Flow::Continue => {}
-                        Flow::Close => break 'read,
-                        Flow::Logoff(goodbye) => {
-                            // Asterisk answers pipelined actions in order: those before the
-                            // Logoff come before its Goodbye.
-                            wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
-                            sink.send_message(goodbye);
-                            sink.send(ToClient::Close);
-                            break 'read;
+                    Ok(Some(Input::Message(message))) => {
+                        tracing::trace!(ami = ?message, "from client");
+                        match session.handle(message).await {
+                            Flow::Continue => {}
+                            Flow::Close => break 'read,
+                            Flow::Logoff(goodbye) => {
+                                // Asterisk answers pipelined actions in order: those before the
+                                // Logoff come before its Goodbye.
+                                wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
+                                sink.send_message(goodbye);
+                                sink.send(ToClient::Close);
+                                break 'read;
+                            }
                         }
-                    },
+                    }
                     Ok(Some(Input::Invalid(why))) => {
                         tracing::info!(error = %why, "bad input from client");
                         session.after_earlier_answers().await;

@@ -199,7 +199,10 @@ fn take(
     shared: &ClientShared,
 ) -> Step {
     match item {
-        ToClient::Message(m) => shared.format().encode(&m, buf),
+        ToClient::Message(m) => {
+            tracing::trace!(ami = ?m, "to client");
+            shared.format().encode(&m, buf);
+        }
         ToClient::Raw(bytes) => buf.extend_from_slice(&bytes),
         ToClient::Policy(p) => *policy = p,
         ToClient::Subscribe(position) => {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use astmanproxy_handlers::{Limits, OutputFormat};
 
+pub mod check;
 mod parse;
 pub mod raw;
 pub mod secret;
@@ -308,6 +309,13 @@ pub struct ConfigWarning {
     pub line: usize,
     /// What to look at.
     pub message: String,
+}
+
+impl ConfigWarning {
+    /// A key the file does not know (a misspelling, usually): `--check-config` fails on it.
+    pub fn is_unknown_key(&self) -> bool {
+        self.message.starts_with("unknown key ")
+    }
 }
 
 impl fmt::Display for ConfigWarning {

@@ -9,6 +9,76 @@ use astmanproxy_handlers::{Charset, Limits, OutputFormat};
 use super::raw::{parse_lines, RawLine};
 use super::{AutoFilter, Config, ConfigError, ConfigWarning, LagPolicy, Secret, ServerConfig, TlsConfig, Users};
 
+/// The keys of `astmanproxy.conf`, for the "did you mean" of an unknown key (a key missing here
+/// only loses its suggestion; a test checks that every one is known to [`Config::parse`]).
+pub(crate) const KNOWN_KEYS: &[&str] = &[
+    "host",
+    "listenaddress",
+    "listenport",
+    "listenbacklog",
+    "retryinterval",
+    "retrymax",
+    "maxretries",
+    "autofilter",
+    "authrequired",
+    "asteriskwritetimeout",
+    "clientwritetimeout",
+    "inputformat",
+    "outputformat",
+    "charset",
+    "forcebanner",
+    "defaultamiversion",
+    "logfile",
+    "proc_user",
+    "proc_group",
+    "maxlinelength",
+    "maxmessagesize",
+    "maxheaders",
+    "clienteventqueue",
+    "clienteventbuffer",
+    "clientmaxpendingbytes",
+    "lagpolicy",
+    "maxclients",
+    "maxpendingactions",
+    "connecttimeout",
+    "logintimeout",
+    "pinginterval",
+    "pingtimeout",
+    "actiontimeout",
+    "originatetimeout",
+    "authfaildelay",
+    "acceptencryptedconnection",
+    "acceptunencryptedconnection",
+    "certfile",
+    "sslclienthellotimeout",
+    "tlscert",
+    "tlskey",
+    "tlslistenport",
+    "tlshandshaketimeout",
+    "tlscafile",
+    "authlimit",
+    "authlimitaddress",
+    "authlimitexempt",
+    "openproxylists",
+    "authtimeout",
+    "adminusers",
+    "tlsinsecure",
+    "proxykey",
+    "httplistenport",
+    "httpsessiontimeout",
+    "httpmaxsessions",
+    "httpeventqueue",
+    "httpdetecttimeout",
+    "httpmaxbody",
+    "httpallowedorigins",
+    "adminlisten",
+    "readyshare",
+    "beaconconfig",
+    "shutdowngrace",
+    "filterlocal",
+    "debug",
+];
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -116,11 +186,15 @@ impl Config {
         })?;
         let mut cfg = Config::default();
         let mut warnings = Vec::new();
+        let mut host_lines = Vec::new();
         for raw in &lines {
             let v = Value { raw, path };
             let c = &mut cfg;
             match raw.key.as_str() {
-                "host" => c.servers.push(v.server()?),
+                "host" => {
+                    c.servers.push(v.server()?);
+                    host_lines.push(raw.line);
+                }
                 "listenaddress" => c.listen_address = v.address()?,
                 "listenport" => c.listen_port = v.parse("a port number")?,
                 "listenbacklog" => c.listen_backlog = v.backlog()?,
@@ -225,10 +299,10 @@ impl Config {
                 "shutdowngrace" => c.shutdown_grace = Duration::from_secs(v.parse("a number of seconds")?),
                 // 1.x keys with no effect here: `filterlocal` never worked in 1.x, `debug` is `-d`.
                 "filterlocal" | "debug" => {}
-                _ => warnings.push(v.unknown()),
+                _ => warnings.push(v.unknown_among(KNOWN_KEYS)),
             }
         }
-        name_servers(&mut cfg.servers, path)?;
+        name_servers(&mut cfg.servers, &host_lines, path)?;
         Ok((cfg, warnings))
     }
 
@@ -238,32 +312,64 @@ impl Config {
     }
 }
 
-/// Gives servers that share a name `host:port` names; still duplicated names are an error.
-fn name_servers(servers: &mut [ServerConfig], path: &Path) -> Result<(), ConfigError> {
+/// Gives servers that share a name `host:port` names; still duplicated names are an error, naming
+/// the line (`lines[i]` is the line of `servers[i]`).
+fn name_servers(servers: &mut [ServerConfig], lines: &[usize], path: &Path) -> Result<(), ConfigError> {
+    let at = |i: usize, message: String| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line: lines.get(i).copied().unwrap_or(0),
+        message,
+    };
     for i in 0..servers.len() {
         let (host, port) = (&servers[i].host, servers[i].port);
-        if servers[..i].iter().any(|o| o.host.eq_ignore_ascii_case(host) && o.port == port) {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: format!("Asterisk server {host}:{port} is configured twice"),
-            });
+        if let Some(first) = servers[..i].iter().position(|o| o.host.eq_ignore_ascii_case(host) && o.port == port) {
+            let first_line = lines.get(first).copied().unwrap_or(0);
+            return Err(at(
+                i,
+                format!("Asterisk server {host}:{port} is configured twice (first at line {first_line})"),
+            ));
         }
         let clash = servers[..i].iter().any(|s| s.name.eq_ignore_ascii_case(&servers[i].name));
         if clash {
             let s = &mut servers[i];
             s.name = format!("{}:{}", s.host, s.port);
             if servers[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&servers[i].name)) {
-                return Err(ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "two servers are named {:?}; give one a name (7th field of host =)",
-                        servers[i].name
-                    ),
-                });
+                return Err(at(
+                    i,
+                    format!("two servers are named {:?}; give one a name (7th field of host =)", servers[i].name),
+                ));
             }
         }
     }
     Ok(())
+}
+
+/// The known key closest to `key` (at most 2 edits, or a third of its length), if any.
+pub(crate) fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let limit = (key.chars().count() / 3).max(2);
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), ignoring ASCII case.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_ascii_lowercase().chars().collect();
+    let b: Vec<char> = b.to_ascii_lowercase().chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// One value being validated, with what an error needs to name it (shared with `beacon.conf`).
@@ -280,6 +386,15 @@ impl Value<'_> {
             line: self.raw.line,
             message: format!("unknown key {:?} ignored", self.raw.key),
         }
+    }
+
+    /// [`Value::unknown`] with a "did you mean" from `known`.
+    pub(crate) fn unknown_among(&self, known: &[&str]) -> ConfigWarning {
+        let mut warning = self.unknown();
+        if let Some(key) = suggest(&self.raw.key, known) {
+            warning.message = format!("unknown key {:?} ignored; did you mean {key}?", self.raw.key);
+        }
+        warning
     }
 
     pub(crate) fn invalid(&self, value: &str, reason: impl Into<String>) -> ConfigError {

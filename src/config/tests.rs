@@ -189,3 +189,38 @@ fn a_bad_backlog_is_an_error() {
         assert!(err.to_string().starts_with("b.conf:1: invalid value for listenbacklog"), "{err}");
     }
 }
+
+#[test]
+fn a_duplicate_server_names_its_line_and_the_first() {
+    let text = "listenport = 1\nhost = a, 1, u, s, on, off\n\nhost = A, 1, u, s, on, off\n";
+    let err = Config::parse(text, Path::new("d.conf")).unwrap_err().to_string();
+    assert_eq!(err, "d.conf:4: Asterisk server A:1 is configured twice (first at line 2)");
+    let text = "host = a, 1, u, s, on, off, x\nhost = b, 1, u, s, on, off, a:2\nhost = a, 2, u, s, on, off, x\n";
+    let err = Config::parse(text, Path::new("n.conf")).unwrap_err().to_string();
+    assert!(err.starts_with("n.conf:3: two servers are named"), "{err}");
+}
+
+#[test]
+fn an_unknown_key_gets_a_suggestion() {
+    let (_, warnings) = Config::parse("listenprot = 5038\nlogfle = /x\nzzz = 1\n", Path::new("k.conf")).unwrap();
+    let shown: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "k.conf:1: unknown key \"listenprot\" ignored; did you mean listenport?",
+            "k.conf:2: unknown key \"logfle\" ignored; did you mean logfile?",
+            "k.conf:3: unknown key \"zzz\" ignored",
+        ]
+    );
+    assert!(warnings.iter().all(ConfigWarning::is_unknown_key));
+}
+
+#[test]
+fn every_suggested_key_is_known() {
+    for key in parse::KNOWN_KEYS {
+        // A known key either parses or fails on its value; it is never "unknown".
+        if let Ok((_, warnings)) = Config::parse(&format!("{key} = \n"), Path::new("k.conf")) {
+            assert!(!warnings.iter().any(ConfigWarning::is_unknown_key), "{key}: {warnings:?}");
+        }
+    }
+}

@@ -115,6 +115,7 @@ async fn read_more(conn: &mut Connection, deadline: Instant, what: &'static str)
 
 async fn write(conn: &mut Connection, message: &Message) -> Result<(), UpstreamError> {
     let mut out = BytesMut::new();
+    tracing::trace!(ami = ?message, "to Asterisk");
     astmanproxy_handlers::standard::encode(message, &mut out);
     conn.stream.write_all(&out).await.map_err(UpstreamError::Io)
 }
@@ -122,6 +123,7 @@ async fn write(conn: &mut Connection, message: &Message) -> Result<(), UpstreamE
 async fn next_message(conn: &mut Connection, deadline: Instant, what: &'static str) -> Result<Message, UpstreamError> {
     loop {
         if let Some(m) = conn.decoder.decode(&mut conn.rbuf)? {
+            tracing::trace!(ami = ?m, "from Asterisk");
             return Ok(m);
         }
         read_more(conn, deadline, what).await?;

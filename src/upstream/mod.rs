@@ -230,7 +230,14 @@ pub fn spawn(config: ServerConfig, hub: Hub, parent: &CancellationToken, tracker
             cancel: parent.child_token(),
         }),
     };
-    let span = tracing::info_span!("upstream", server = %handle.name());
+    let cfg = handle.config();
+    // Every line of this server names its host and port (IPv6 in brackets).
+    let addr = if cfg.host.contains(':') {
+        format!("[{}]:{}", cfg.host, cfg.port)
+    } else {
+        format!("{}:{}", cfg.host, cfg.port)
+    };
+    let span = tracing::info_span!("upstream", server = %handle.name(), %addr);
     tracker.spawn(supervise(handle.clone(), hub, rx).instrument(span));
     handle
 }

@@ -105,6 +105,7 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
             () = cancel.cancelled() => {
                 s.out.clear();
                 let logoff = Message::new().with("Action", "Logoff").with("ActionID", format!("{}logoff", id_prefix()));
+                tracing::trace!(ami = ?logoff, "to Asterisk");
                 standard::encode(&logoff, &mut s.out);
                 // Best effort: Asterisk is told goodbye, but shutdown never waits long for it.
                 let _ = tokio::time::timeout(LOGOFF_GRACE, writer.write_all(&s.out)).await;
@@ -224,6 +225,7 @@ impl Session<'_> {
         if is_command {
             decoder.expect_command_output();
         }
+        tracing::trace!(ami = ?action, "to Asterisk");
         standard::encode(&action, &mut self.out);
         self.handle.inner.state.actions.inc();
         let started = Instant::now();
@@ -237,6 +239,7 @@ impl Session<'_> {
         self.seq += 1;
         let id = format!("{}{}", id_prefix(), self.seq);
         let ping = Message::new().with("Action", "Ping").with("ActionID", id.clone());
+        tracing::trace!(ami = ?ping, "to Asterisk");
         standard::encode(&ping, &mut self.out);
         self.routes.insert(
             id.clone(),
@@ -254,6 +257,7 @@ impl Session<'_> {
     }
 
     fn dispatch(&mut self, message: Message, decoder: &mut astmanproxy_handlers::AmiDecoder) {
+        tracing::trace!(ami = ?message, "from Asterisk");
         match message.kind() {
             Kind::Response => self.on_response(message, decoder),
             Kind::Event => self.on_event(message),
