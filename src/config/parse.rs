@@ -71,6 +71,7 @@ pub(crate) const KNOWN_KEYS: &[&str] = &[
     "httpdetecttimeout",
     "httpmaxbody",
     "httpallowedorigins",
+    "httpprefix",
     "adminlisten",
     "readyshare",
     "beaconconfig",
