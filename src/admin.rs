@@ -1,8 +1,9 @@
-//! The admin HTTP listener (`adminlisten`): `/metrics` (OpenMetrics text, which Prometheus
-//! scrapes), `/healthz`
-//! (the process is up) and `/readyz` (at least `readyshare` of the servers are logged in).
+//! The admin HTTP listener (`adminlisten`): `/metrics` (the Prometheus text format 0.0.4, or
+//! OpenMetrics when the `Accept` header asks for it; see `docs/metrics.md`), `/healthz` (the
+//! process is up) and `/readyz` (at least `readyshare` of the servers are logged in).
 //!
-//! Served with hyper over plain TCP; meant for 127.0.0.1 or a private network.
+//! GET and HEAD are served (HEAD: the same status and headers, no body; hyper leaves the body
+//! out). Served with hyper over plain TCP; meant for 127.0.0.1 or a private network.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
-use crate::metrics::AMI;
+use crate::metrics::{Format, Metrics, AMI};
 use crate::upstream::Status;
 
 /// Serves the admin endpoints until `cancel`.
@@ -41,8 +42,17 @@ pub fn respond(req: &Request<Incoming>, hub: &Hub) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/metrics" => {
             let queued: usize = hub.clients().iter().map(|(_, c)| c.sink.queued_bytes()).sum();
-            hub.metrics().client_queue_bytes.get_or_create(&AMI).set(i64::try_from(queued).unwrap_or(i64::MAX));
-            text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", hub.metrics().encode())
+            let metrics = hub.metrics();
+            metrics.client_queue_bytes.get_or_create(&AMI).set(i64::try_from(queued).unwrap_or(i64::MAX));
+            for server in hub.servers() {
+                // A server that never failed shows 0 rather than no series.
+                metrics.server_connect_failures.get_or_create(&Metrics::server(server.name())).inc_by(0);
+            }
+            let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::from_accept(accept);
+            let mut response = text(StatusCode::OK, format.content_type(), metrics.encode_as(format));
+            response.headers_mut().insert(hyper::header::VARY, hyper::header::HeaderValue::from_static("accept"));
+            response
         }
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => {

@@ -383,6 +383,7 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
             }
             Err(e) => {
                 let delay = backoff.failed();
+                hub.metrics().server_connect_failures.get_or_create(&handle.inner.state.labels).inc();
                 tracing::warn!(error = %e, failures = backoff.failures(), "cannot connect");
                 handle.set_error(Some(e.to_string()));
                 handle.set_status(Status::Disconnected);

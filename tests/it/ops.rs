@@ -1,10 +1,114 @@
 //! Operations: metrics and health endpoints, graceful shutdown, and fault tests.
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use astmanproxy_handlers::{Kind, Message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
+
+/// One admin request with an optional `Accept` header: status, the response head (lower-cased)
+/// and the body.
+async fn admin_request(addr: SocketAddr, method: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{accept}Connection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// The `Content-Type` in a response head from [`admin_request`].
+fn content_type(head: &str) -> &str {
+    head.lines().find_map(|l| l.strip_prefix("content-type: ")).unwrap_or("")
+}
+
+/// The name of a sample line (up to its labels or value).
+fn sample_name(line: &str) -> &str {
+    &line[..line.find(['{', ' ']).unwrap_or(line.len())]
+}
+
+/// Checks the structure of a Prometheus text format 0.0.4 exposition: every family has HELP then
+/// TYPE once, before its samples, and each sample belongs to the family above it; counters are
+/// named with `_total`; nothing of OpenMetrics (`# EOF`, `# UNIT`, `_created`) is left.
+/// Returns the family names with their types.
+fn check_text_format(body: &str) -> Vec<(String, String)> {
+    let mut families: Vec<(String, String)> = Vec::new();
+    let mut help: Option<String> = None;
+    for line in body.lines() {
+        assert!(!line.is_empty(), "blank line in:\n{body}");
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split(' ').next().unwrap().to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert_eq!(help.take().as_deref(), Some(name), "TYPE {name} without its HELP just before");
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{line}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "counter family not named with _total: {line}");
+            }
+            assert!(families.iter().all(|(n, _)| n != name), "family {name} twice");
+            families.push((name.to_string(), kind.to_string()));
+        } else {
+            assert!(!line.starts_with('#'), "unexpected comment {line}");
+            let (family, kind) = families.last().unwrap_or_else(|| panic!("sample before any TYPE: {line}"));
+            let name = sample_name(line);
+            let ok = match kind.as_str() {
+                "histogram" => ["_bucket", "_sum", "_count"].iter().any(|s| name == format!("{family}{s}")),
+                _ => name == family,
+            };
+            assert!(ok, "sample {name} under family {family} ({kind})");
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "bad value in {line}");
+        }
+    }
+    families
+}
+
+/// Checks the structure of an OpenMetrics exposition: ends with `# EOF`, counter families are
+/// named without `_total` and their samples with it. Returns the family names with their types.
+fn check_openmetrics(body: &str) -> Vec<(String, String)> {
+    assert!(body.ends_with("# EOF\n"), "no # EOF at the end:\n{body}");
+    assert_eq!(body.matches("# EOF").count(), 1);
+    let mut families: Vec<(String, String)> = Vec::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            families.push((name.to_string(), kind.to_string()));
+        } else if !line.starts_with('#') {
+            let (family, kind) = families.last().unwrap();
+            let name = sample_name(line);
+            if kind == "counter" {
+                assert!(!family.ends_with("_total"), "{family}");
+                assert_eq!(name, format!("{family}_total"), "{line}");
+            } else if kind == "gauge" {
+                assert_eq!(name, family, "{line}");
+            }
+        }
+    }
+    families
+}
+
+/// Every name a PromQL query can use in `body` (text format): family names, sample names and a
+/// histogram's `_bucket`, `_sum` and `_count` series, present or not yet.
+fn metric_names(body: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (name, kind) in check_text_format(body) {
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+        names.insert(name);
+    }
+    names
+}
 
 #[tokio::test]
 async fn metrics_health_and_readiness() {
@@ -35,11 +139,154 @@ async fn metrics_health_and_readiness() {
     ] {
         assert!(body.contains(needle), "{needle} missing from:\n{body}");
     }
+    // The dead server's failed attempts are counted (it is retried, so wait for the first).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let body = http(admin, "GET", "/metrics").await.1;
+        let failures = body
+            .lines()
+            .find_map(|l| l.strip_prefix("astmanproxy_server_connect_failures_total{server=\"dead\"} "))
+            .and_then(|v| v.parse::<u64>().ok());
+        if failures.is_some_and(|n| n >= 1) {
+            assert!(body.contains("astmanproxy_server_connect_failures_total{server=\"pbx1\"} 0\n"), "{body}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no connect failure counted for dead:\n{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(http(admin, "GET", "/healthz").await, (200, "ok\n".to_string()));
     let (status, body) = http(admin, "GET", "/readyz").await;
     assert_eq!((status, body.as_str()), (503, "not ready: 1/2 servers logged in\n"));
     assert_eq!(http(admin, "POST", "/metrics").await.0, 405);
     assert_eq!(http(admin, "GET", "/nope").await.0, 404);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_negotiate_text_format_and_openmetrics() {
+    let (_sim, proxy) = {
+        let sim = sim().await;
+        let proxy = spawn_proxy_with_admin(config(vec![server("pbx1", sim.addr())])).await;
+        wait_ready(proxy.addr, None).await;
+        (sim, proxy)
+    };
+    let admin = proxy.admin.unwrap();
+    let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    assert_eq!(c.action("Ping", "m1", &[]).await.get("Ping"), Some("Pong"));
+    const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+    const OPEN: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                      text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let mut texts = Vec::new();
+    for (accept, want) in [
+        (None, TEXT),
+        (Some("text/plain"), TEXT),
+        (Some("*/*"), TEXT),
+        (Some("text/plain;q=1, application/openmetrics-text;q=0.5"), TEXT),
+        (Some("application/openmetrics-text"), OPEN),
+        (Some(prometheus), OPEN),
+    ] {
+        let (status, head, body) = admin_request(admin, "GET", "/metrics", accept).await;
+        assert_eq!((status, content_type(&head)), (200, want), "Accept {accept:?}");
+        if want == TEXT {
+            texts.push(body);
+        } else {
+            let families = check_openmetrics(&body);
+            assert!(families.contains(&("astmanproxy_server_connects".into(), "counter".into())), "{body}");
+            assert!(body.contains("astmanproxy_server_connects_total{server=\"pbx1\"} 1\n"), "{body}");
+        }
+    }
+    for body in &texts {
+        let families = check_text_format(body);
+        for (name, kind) in [
+            ("astmanproxy_server_connects_total", "counter"),
+            ("astmanproxy_server_connect_failures_total", "counter"),
+            ("astmanproxy_server_events_total", "counter"),
+            ("astmanproxy_server_action_seconds", "histogram"),
+            ("astmanproxy_auth_failures_total", "counter"),
+            ("astmanproxy_client_lag_disconnects_total", "counter"),
+            ("astmanproxy_client_events_dropped_total", "counter"),
+            ("astmanproxy_build_info", "gauge"),
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_open_fds", "gauge"),
+            ("process_max_fds", "gauge"),
+            ("process_start_time_seconds", "gauge"),
+        ] {
+            assert!(families.contains(&(name.into(), kind.into())), "{name} {kind} missing from:\n{body}");
+        }
+        assert!(body.contains("astmanproxy_server_connects_total{server=\"pbx1\"} 1\n"), "{body}");
+        assert!(body.contains("astmanproxy_server_action_seconds_bucket{le=\"+Inf\",server=\"pbx1\"} "), "{body}");
+        assert!(body.contains(&format!("astmanproxy_build_info{{version=\"{}\",", env!("CARGO_PKG_VERSION"))));
+        let rss = body.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).unwrap();
+        assert!(rss.parse::<f64>().unwrap() > 0.0, "{body}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn head_on_admin_endpoints_answers_like_get_without_a_body() {
+    let sim = sim().await;
+    let proxy = spawn_proxy_with_admin(config(vec![server("pbx1", sim.addr())])).await;
+    wait_ready(proxy.addr, None).await;
+    let admin = proxy.admin.unwrap();
+    for path in ["/metrics", "/healthz", "/readyz", "/nope"] {
+        let (get_status, get_head, get_body) = admin_request(admin, "GET", path, None).await;
+        let (status, head, body) = admin_request(admin, "HEAD", path, None).await;
+        assert_eq!(status, get_status, "HEAD {path}");
+        assert_eq!(content_type(&head), content_type(&get_head), "HEAD {path}");
+        assert_eq!(body, "", "HEAD {path} has a body");
+        assert!(!get_body.is_empty());
+    }
+    let (status, head, _) = admin_request(admin, "HEAD", "/metrics", Some("application/openmetrics-text")).await;
+    assert_eq!((status, content_type(&head)), (200, "application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn dashboard_and_alert_rules_use_only_metrics_that_exist() {
+    let sim = sim().await;
+    let proxy = spawn_proxy_with_admin(config(vec![server("pbx1", sim.addr())])).await;
+    wait_ready(proxy.addr, None).await;
+    let (status, body) = http(proxy.admin.unwrap(), "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    let exist = metric_names(&body);
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(conf.join("grafana-dashboard.json")).unwrap()).unwrap();
+    let mut dashboard_exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        assert!(panel["title"].is_string() && panel["gridPos"].is_object(), "{panel}");
+        for target in panel["targets"].as_array().unwrap() {
+            dashboard_exprs.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = variable["definition"].as_str() {
+            dashboard_exprs.push(q.to_string());
+        }
+    }
+    let rules: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(conf.join("prometheus-alerts.yml")).unwrap()).unwrap();
+    let mut alerts = BTreeSet::new();
+    let mut rule_exprs = Vec::new();
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            alerts.insert(rule["alert"].as_str().unwrap().to_string());
+            rule_exprs.push(rule["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for wanted in ["AstmanproxyServerDown", "AstmanproxyClientsLagging", "AstmanproxyAuthFailuresSpike"] {
+        assert!(alerts.contains(wanted), "alert {wanted} missing: {alerts:?}");
+    }
+    let name = regex::Regex::new(r"\b(?:astmanproxy|process)_[a-z_]+").unwrap();
+    for (file, exprs) in [("grafana-dashboard.json", &dashboard_exprs), ("prometheus-alerts.yml", &rule_exprs)] {
+        let used: BTreeSet<&str> = exprs.iter().flat_map(|e| name.find_iter(e).map(|m| m.as_str())).collect();
+        assert!(used.len() >= 5, "{file} uses hardly any metric: {used:?}");
+        for metric in used {
+            assert!(exist.contains(metric), "{file} uses {metric}, which /metrics does not have:\n{body}");
+        }
+    }
     proxy.stop().await;
 }
 
