@@ -190,7 +190,10 @@ async fn route(mut req: Request<Incoming>, peer: SocketAddr, front: &Front) -> R
     let path = req.uri().path().to_string();
     let render = match path.as_str() {
         "/ws" => return ws::handle(req, peer, front).await,
-        "/" if *req.method() == Method::GET && page::wants_page(req.uri().query()) => return page::handle(),
+        // HEAD like GET (hyper sends no body): monitoring probes and link checkers use it.
+        "/" if matches!(*req.method(), Method::GET | Method::HEAD) && page::wants_page(req.uri().query()) => {
+            return page::handle()
+        }
         "/rawman" | "/arawman" => Some(Render::Rawman),
         "/mxml" | "/amxml" => Some(Render::Mxml),
         "/" | "/json" | "/xml" => None,

@@ -216,6 +216,9 @@ async fn page_is_served_with_a_restrictive_csp() {
     assert!(body.contains("<form id=\"login-form\""), "{body}");
     // With an Action, `/` is the 1.x handler (401 without credentials).
     assert_eq!(http_get_status(addr, "/?Action=Ping").await, 401);
+    // HEAD answers like GET, without the body (it was 405).
+    let (status, body) = crate::support::http(addr, "HEAD", "/").await;
+    assert_eq!((status, body.as_str()), (200, ""));
 }
 
 async fn http_get_status(addr: SocketAddr, path: &str) -> u16 {
