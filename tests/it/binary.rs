@@ -189,11 +189,7 @@ async fn sighup_reloads_users_and_servers_and_rejects_a_broken_config() {
 /// Started as root with `proc_user`, the proxy binds first and then runs as that user.
 #[tokio::test]
 async fn proc_user_drops_root_after_binding() {
-    if !nix::unistd::geteuid().is_root() || nix::unistd::User::from_name("nobody").ok().flatten().is_none() {
-        eprintln!("skipped: needs root and a `nobody` user");
-        return;
-    }
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let Some(nobody) = root_and_nobody() else { return };
     let sim = sim().await;
     let dir = std::env::temp_dir().join(format!("astmanproxy-it-priv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -472,8 +468,7 @@ async fn version_flags_and_global_config_flag() {
 #[tokio::test]
 async fn a_root_only_tls_key_works_with_proc_user() {
     use std::os::unix::fs::PermissionsExt;
-    if !nix::unistd::geteuid().is_root() || nix::unistd::User::from_name("nobody").ok().flatten().is_none() {
-        eprintln!("skipped: needs root and a `nobody` user");
+    if root_and_nobody().is_none() {
         return;
     }
     let sim = sim().await;
@@ -501,4 +496,15 @@ async fn a_root_only_tls_key_works_with_proc_user() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `nobody` user when this test runs as root (the tests that drop privileges need both);
+/// `None`, with a note, otherwise.
+fn root_and_nobody() -> Option<nix::unistd::User> {
+    let nobody = nix::unistd::User::from_name("nobody").ok().flatten();
+    if !nix::unistd::geteuid().is_root() || nobody.is_none() {
+        eprintln!("skipped: needs root and a `nobody` user");
+        return None;
+    }
+    nobody
 }
