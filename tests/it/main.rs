@@ -4,6 +4,7 @@
 mod support;
 
 mod ajam;
+mod ampbench;
 mod beacon;
 mod beacon_collector;
 mod beacon_report;
