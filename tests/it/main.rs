@@ -22,6 +22,7 @@ mod permissions;
 mod proxy_actions;
 mod raw_bytes;
 mod storms;
+mod systemd;
 mod tls;
 mod upstream;
 mod ws;
