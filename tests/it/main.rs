@@ -11,6 +11,7 @@ mod beacon_report;
 mod binary;
 mod browser;
 mod bugs_1x;
+mod container;
 mod formats;
 mod http;
 mod isolation;
