@@ -1,4 +1,4 @@
-//! Writes the man page `astmanproxy.8` and the shell completions of `astmanproxy`, generated
+//! Writes the man pages `astmanproxy.8` (and one per subcommand) and the shell completions of `astmanproxy`, generated
 //! from its clap definition, into a directory (default `target/assets`), for the Debian
 //! package: `cargo run --release --bin gen-man -- target/assets` before `cargo deb`
 //! (`conf/build-deb` does both). cargo-deb gzips the man page.
@@ -32,14 +32,30 @@ fn generate(out: &std::path::Path) -> std::io::Result<()> {
              SIGHUP reloads the configuration and reopens the log file; SIGTERM stops the proxy \
              gracefully.",
         );
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).section("8").manual("System Administration").render(&mut page)?;
-    std::fs::write(out.join("astmanproxy.8"), page)?;
+    std::fs::create_dir_all(out.join("man"))?;
+    man_pages(&cmd, &out.join("man"))?;
     for (shell, file) in [(Shell::Bash, "astmanproxy"), (Shell::Zsh, "_astmanproxy"), (Shell::Fish, "astmanproxy.fish")]
     {
         let mut text = Vec::new();
         clap_complete::generate(shell, &mut cmd.clone(), "astmanproxy", &mut text);
         std::fs::write(out.join("completions").join(file), text)?;
+    }
+    Ok(())
+}
+
+/// `astmanproxy.8`, and `astmanproxy-beacon.8` and so on for the subcommands it refers to.
+fn man_pages(cmd: &clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    let name = cmd.get_name().to_string();
+    // `help` subcommands would refer to pages that do not exist (`--help` is listed).
+    let cmd = cmd.clone().disable_help_subcommand(true);
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).section("8").manual("System Administration").render(&mut page)?;
+    std::fs::write(dir.join(format!("{name}.8")), page)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // clap names are &'static without its `string` feature; this runs once and exits.
+        let full: &'static str = format!("{name}-{}", sub.get_name()).leak();
+        let sub = sub.clone().name(full).version(env!("CARGO_PKG_VERSION"));
+        man_pages(&sub, dir)?;
     }
     Ok(())
 }
