@@ -141,6 +141,12 @@ pub async fn serve_with_acceptor(
     // WebSocket sessions take their room from the same `maxclients`.
     let limit = front.limit.clone();
     tracing::info!(addr = %listener.local_addr().map_err(|e| io_error("listener address", e))?, "accepting AMI clients");
+    // systemd `Type=notify`: ready once every listener is bound and every server's first
+    // connection attempt is under way (an Asterisk that is down does not hold up the start).
+    // Without NOTIFY_SOCKET (not under systemd) this sends nothing.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd the proxy is ready (NOTIFY_SOCKET): {e}");
+    }
     tokio::pin!(shutdown);
     loop {
         let (accepted, tls_only) = tokio::select! {

@@ -520,8 +520,16 @@ impl Value<'_> {
         let shown =
             fields.iter().enumerate().map(|(i, f)| if i == 3 { "********" } else { f }).collect::<Vec<_>>().join(", ");
         const NAMES: [&str; 6] = ["host", "port", "user", "secret", "events", "use_ssl"];
+        // `system,call` as the events field splits into two fields: name the events field, not
+        // the use_ssl field that the second class lands in.
+        const CLASS_LIST: &str =
+            "an event class list in the events field (field 5) is written with `|` (`system|call`), \
+             since commas separate the fields";
         if fields.len() > 7 {
-            return Err(self.invalid(&shown, "too many fields (host, port, user, secret, events, use_ssl[, name])"));
+            return Err(self.invalid(
+                &shown,
+                format!("too many fields (host, port, user, secret, events, use_ssl[, name]); {CLASS_LIST}"),
+            ));
         }
         for (i, name) in NAMES.iter().enumerate() {
             if fields.get(i).is_none_or(|f| f.is_empty()) {
@@ -536,7 +544,14 @@ impl Value<'_> {
             .ok()
             .filter(|p| *p > 0)
             .ok_or_else(|| self.invalid(&shown, "the port is not a port number"))?;
-        let use_ssl = parse_bool(fields[5]).ok_or_else(|| self.invalid(&shown, "use_ssl is not on or off"))?;
+        let use_ssl = parse_bool(fields[5]).ok_or_else(|| {
+            let reason = if fields[5].chars().all(|c| c.is_ascii_alphabetic() || c == '|') {
+                format!("field 6 (use_ssl) is `{}`, not on or off; {CLASS_LIST}", fields[5])
+            } else {
+                format!("field 6 (use_ssl) is `{}`, not on or off", fields[5])
+            };
+            self.invalid(&shown, reason)
+        })?;
         let name = fields.get(6).filter(|n| !n.is_empty()).unwrap_or(&fields[0]).to_string();
         Ok(ServerConfig {
             name,

@@ -224,3 +224,18 @@ fn every_suggested_key_is_known() {
         }
     }
 }
+
+#[test]
+fn an_events_list_written_with_commas_names_the_events_field() {
+    // The old message blamed use_ssl ("use_ssl is not on or off") for `system,call`.
+    for line in ["host = h, 5038, u, s, system,call, off", "host = h, 5038, u, s, system,call,log, off, name"] {
+        let err = Config::parse(&format!("{line}\n"), Path::new("e.conf")).unwrap_err().to_string();
+        assert!(err.starts_with("e.conf:1: invalid value for host"), "{err}");
+        assert!(err.contains("events field") && err.contains("`system|call`"), "{err}");
+    }
+    let (cfg, _) = Config::parse("host = h, 5038, u, s, system|call, off\n", Path::new("e.conf")).unwrap();
+    assert_eq!(cfg.servers[0].events, "system,call");
+    // A use_ssl that is simply wrong says so, without the class-list hint.
+    let err = Config::parse("host = h, 5038, u, s, on, 2\n", Path::new("e.conf")).unwrap_err().to_string();
+    assert!(err.contains("field 6 (use_ssl) is `2`, not on or off") && !err.contains("events field"), "{err}");
+}

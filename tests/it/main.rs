@@ -4,12 +4,14 @@
 mod support;
 
 mod ajam;
+mod ampbench;
 mod beacon;
 mod beacon_collector;
 mod beacon_report;
 mod binary;
 mod browser;
 mod bugs_1x;
+mod container;
 mod examples;
 mod formats;
 mod http;
@@ -22,6 +24,7 @@ mod permissions;
 mod proxy_actions;
 mod raw_bytes;
 mod storms;
+mod systemd;
 mod tls;
 mod upstream;
 mod ws;

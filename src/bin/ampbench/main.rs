@@ -132,7 +132,7 @@ const USER: &str = "bench";
 const SECRET: &str = "benchpw";
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if let What::Relay { to } = args.what {
         let addr = relay(to).await;
@@ -140,7 +140,13 @@ async fn main() {
         std::future::pending::<()>().await;
     }
     if let What::Sim { listen, events } = args.what {
-        let sim = AmiSim::start_on(listen, SimOptions::default()).await.expect("start the simulator");
+        let sim = match AmiSim::start_on(listen, SimOptions::default()).await {
+            Ok(sim) => sim,
+            Err(e) => {
+                eprintln!("ampbench sim: cannot listen on {listen}: {e} (choose another address with --listen)");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         println!("AMI simulator listening on {} (user admin, secret adminpass); Ctrl-C stops it", sim.addr());
         let mut n = 0u64;
         loop {
@@ -221,6 +227,7 @@ async fn main() {
         What::Relay { .. } | What::Sim { .. } => {}
     }
     drop(proxy);
+    std::process::ExitCode::SUCCESS
 }
 
 pub(crate) fn bench_event() -> Message {
