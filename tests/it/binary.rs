@@ -226,15 +226,9 @@ fn test_dir(tag: &str) -> std::path::PathBuf {
 
 /// Waits until `path` exists and holds a line containing `needle`; returns the file's text.
 async fn wait_for_line_in(path: &std::path::Path, needle: &str) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{} never got {needle:?}:\n{text}", path.display());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let has = || async { std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) };
+    eventually(&format!("{} getting {needle:?}", path.display()), has).await;
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// With `logfile` set, a start-up error (here: the port is taken) is on stderr and in the file.

@@ -148,11 +148,7 @@ async fn auth_failures(admin: std::net::SocketAddr, kind: &str) -> u64 {
 
 /// Waits until the metric reaches `n`.
 async fn wait_auth_failures(admin: std::net::SocketAddr, kind: &str, n: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while auth_failures(admin, kind).await < n {
-        assert!(tokio::time::Instant::now() < deadline, "auth_failures never reached {n}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(&format!("auth_failures reaching {n}"), || async { auth_failures(admin, kind).await >= n }).await;
 }
 
 const USER_LOCKOUT: &str =
@@ -268,20 +264,6 @@ async fn http_logins_are_locked_out_per_user_too() {
     assert!(refused.contains("too many failed logins for this user from this address"), "{refused}");
     let bob = get("bob", "bobpw").await;
     assert!(bob.starts_with("HTTP/1.1 200") && bob.contains("Ping: Pong"), "{bob}");
-}
-
-#[tokio::test]
-async fn the_default_failure_delay_applies() {
-    let sim = sim().await;
-    let mut cfg = config(vec![server("pbx1", sim.addr())]);
-    // The test configuration shortens it; the shipped default is 1 s.
-    cfg.auth_fail_delay = astmanproxy::config::Config::default().auth_fail_delay;
-    assert_eq!(cfg.auth_fail_delay, Duration::from_secs(1));
-    let proxy = spawn_proxy(cfg).await;
-    let mut c = AmiClient::connect(proxy.addr).await;
-    let started = tokio::time::Instant::now();
-    assert_eq!(c.login_as("nosuchuser", "guess", None).await.get("Message"), Some("Authentication failed"));
-    assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
 #[tokio::test]
