@@ -15,6 +15,7 @@ mod container;
 mod examples;
 mod formats;
 mod http;
+mod http_access;
 mod isolation;
 mod limits;
 mod login;
