@@ -18,12 +18,11 @@ use tracing::Instrument;
 use crate::hub::{ClientInfo, Hub};
 
 mod handler;
-mod input;
 pub mod sink;
 pub mod writer;
 
 use handler::{ClientSession, Flow};
-use input::Input;
+use astmanproxy_handlers::input::{self, Input};
 use sink::ToClient;
 use writer::ClientShared;
 

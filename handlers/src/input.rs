@@ -5,7 +5,7 @@
 //! blank line (see [`AmiDecoder`]), an XML action up to its closing tag or blank line, a JSON
 //! action up to its line end. Each is answered once, when its end has come.
 
-use astmanproxy_handlers::{json, xml, AmiDecoder, DecodeError, Limit, Limits, Message};
+use crate::{json, xml, AmiDecoder, DecodeError, Limit, Limits, Message};
 use bytes::{Buf, BytesMut};
 
 /// What the next bytes held.
@@ -155,7 +155,7 @@ mod tests {
         max_line: 64 * 1024,
         max_message: 200,
         max_headers: 64,
-        charset: astmanproxy_handlers::Charset::Latin1,
+        charset: crate::Charset::Latin1,
     };
 
     /// What a reader made of `input` fed `chunk` bytes at a time: `Ok(action id)` per action,
