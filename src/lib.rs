@@ -9,7 +9,6 @@ pub mod error;
 pub mod event;
 pub mod http;
 pub mod hub;
-pub mod listen;
 pub mod logfile;
 pub mod metrics;
 pub mod policy;
@@ -22,4 +21,5 @@ pub mod sim;
 pub mod tls;
 pub mod upstream;
 
+pub use astmanproxy_net::listen;
 pub use server::{run, serve, Listeners};

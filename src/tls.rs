@@ -1,40 +1,21 @@
 //! TLS on both sides, with rustls: the client-facing acceptor (same-port detection or a TLS-only
 //! port) and the connector toward `use_ssl` Asterisk servers.
 //!
-//! PEM files are read with `rustls-pki-types` (`PemObject`). The acceptor takes `certfile` (1.x:
+//! PEM files are read by `astmanproxy_net::tls`. The acceptor takes `certfile` (1.x:
 //! one PEM holding the key and the chain) or `tlscert` + `tlskey`. Toward Asterisk, certificates
 //! are verified against the system roots plus `tlscafile`, with SNI; `tlsinsecure` names the
 //! servers for which verification is skipped, loudly.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::TlsConfig;
 
-/// A TLS setup problem, naming the file.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A PEM file could not be read or holds nothing usable.
-    #[error("{path}: {message}")]
-    Pem {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// TLS is asked for but no certificate is configured.
-    #[error("TLS for clients needs certfile (key and certificate in one PEM) or tlscert and tlskey")]
-    NoCertificate,
-    /// rustls refused the key or certificates.
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-}
+pub use astmanproxy_net::tls::{load_certs, load_key, pem_error, provider, TlsError};
 
 /// Any byte stream a session can run over (plain TCP or TLS).
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -42,29 +23,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 /// A boxed stream.
 pub type BoxStream = Box<dyn Stream>;
-
-pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn pem_error(path: &Path, message: impl Into<String>) -> TlsError {
-    TlsError::Pem { path: path.display().to_string(), message: message.into() }
-}
-
-pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(path, e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(pem_error(path, "no certificate in this file"));
-    }
-    Ok(certs)
-}
-
-pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, format!("no usable private key ({e})")))
-}
 
 /// Whether clients may use TLS at all (same port or TLS-only port).
 pub fn clients_want_tls(cfg: &TlsConfig) -> bool {

@@ -40,7 +40,7 @@ pub mod detect;
 pub mod digest;
 pub mod page;
 pub mod session;
-pub mod stall;
+pub use astmanproxy_net::stall;
 pub mod ws;
 
 /// Bytes the in-process pipe between an AJAM session or a WebSocket and its client session holds
