@@ -12,12 +12,12 @@ use serde::Serialize;
 use astmanproxy_handlers::{Message, RawValue};
 
 pub mod cli;
-pub mod clock;
 pub mod collector;
 pub mod gather;
 mod parse;
 pub mod report;
-pub mod wire;
+
+pub use astmanproxy_beacon_wire::{clock, wire};
 
 pub use parse::{parse_modules, version_number};
 
