@@ -69,8 +69,14 @@ pub enum BeaconCommand {
         #[command(subcommand)]
         what: BeaconShow,
     },
-    /// Run the Beacon collector: the HTTPS REST API that reporters post to.
-    Serve(crate::beacon::collector::ServeArgs),
+    /// Moved: the Beacon collector is its own program, `astmanproxy-collector` (same flags).
+    /// Kept, hidden, to say so to whoever still runs `astmanproxy beacon serve`.
+    #[command(hide = true, disable_help_flag = true)]
+    Serve {
+        /// The flags meant for the collector (ignored).
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// `beacon show ...`

@@ -16,10 +16,9 @@ pub mod privileges;
 pub mod proxy_action;
 pub mod reload;
 pub mod server;
-pub mod shutdown;
 pub mod sim;
 pub mod tls;
 pub mod upstream;
 
-pub use astmanproxy_net::listen;
+pub use astmanproxy_net::{listen, shutdown};
 pub use server::{run, serve, Listeners};

@@ -23,8 +23,8 @@ async fn main() -> ExitCode {
     if cli.beacon_dev {
         astmanproxy::beacon::report::set_dev_mode();
     }
-    if let Some(Command::Beacon { what: BeaconCommand::Serve(args) }) = &cli.command {
-        return beacon_serve(&cli, args).await;
+    if let Some(Command::Beacon { what: BeaconCommand::Serve { .. } }) = &cli.command {
+        return beacon_serve_moved();
     }
     if let Some(Command::Beacon { what: BeaconCommand::Show { what } }) = &cli.command {
         return beacon_show(what, &cli.config).await;
@@ -142,19 +142,14 @@ fn init_tracing(cli: &Cli, log_file: Option<&std::path::Path>) -> std::io::Resul
     Ok(())
 }
 
-/// `astmanproxy beacon serve ...`: the Beacon collector, until SIGINT or SIGTERM.
-async fn beacon_serve(cli: &Cli, args: &astmanproxy::beacon::collector::ServeArgs) -> ExitCode {
-    if let Err(e) = init_tracing(cli, None) {
-        eprintln!("astmanproxy: {e}");
-        return ExitCode::from(2);
-    }
-    match astmanproxy::beacon::collector::cli::run(args, astmanproxy::shutdown::signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+/// `astmanproxy beacon serve ...`: the collector is `astmanproxy-collector` now (it brings SQLite
+/// and its rate limiter, which the proxy does not need); this says so and fails.
+fn beacon_serve_moved() -> ExitCode {
+    eprintln!(
+        "astmanproxy: the Beacon collector is its own program now: run `astmanproxy-collector` \
+         with the same flags (`astmanproxy-collector --help`, docs/beacon-collector.md)"
+    );
+    ExitCode::from(2)
 }
 
 /// `astmanproxy beacon show ...`: the configuration from the files, or the server data from the
@@ -182,7 +177,7 @@ async fn beacon_show(what: &BeaconShow, config_path: &std::path::Path) -> ExitCo
             let addr = proxy.unwrap_or(std::net::SocketAddr::new(host, config.listen_port));
             let user = user.clone().or_else(|| std::env::var("ASTMANPROXY_USER").ok()).unwrap_or_default();
             let secret = secret.clone().or_else(|| std::env::var("ASTMANPROXY_SECRET").ok()).unwrap_or_default();
-            match astmanproxy::beacon::cli::show_server(addr, &user, &secret, server.as_deref()).await {
+            match astmanproxy::beacon::show::show_server(addr, &user, &secret, server.as_deref()).await {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS

@@ -11,11 +11,10 @@ use serde::Serialize;
 
 use astmanproxy_handlers::{Message, RawValue};
 
-pub mod cli;
-pub mod collector;
 pub mod gather;
 mod parse;
 pub mod report;
+pub mod show;
 
 pub use astmanproxy_beacon_wire::{clock, wire};
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use astmanproxy::beacon::clock::ManualClock;
-use astmanproxy::beacon::collector::CollectorConfig;
+use astmanproxy_beacon_wire::clock::ManualClock;
+use astmanproxy_collector::CollectorConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -254,41 +254,6 @@ async fn servers_and_tokens_survive_a_reopen() {
     c.stop().await;
 }
 
-#[tokio::test]
-async fn binary_serves_a_registration_and_stops_on_sigterm() {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-
-    let pki = Pki::new("binary");
-    let db = pki.path("bin.db");
-    let (cert, key) = (pki.path("cert.pem"), pki.path("key.pem"));
-    let args = ["beacon", "serve", "--listen", "127.0.0.1:0", "--register-per-hour", "3", "--db"];
-    let tls = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
-    let mut args: Vec<&str> = args.to_vec();
-    args.push(db.to_str().unwrap());
-    args.extend_from_slice(&tls);
-    let crate::binary::Binary { mut child, addr, mut log } = crate::binary::start_binary_with(&args).await;
-    let c = Running { addr, client: pki.client(), stop: None, task: tokio::spawn(async { Ok(()) }) };
-    let reg = c.register(server("22.10.1", "Linux", &["chan_pjsip.so"], None)).await;
-    assert_eq!(reg.status, StatusCode::CREATED);
-    let id = reg.body["server"]["id"].as_str().unwrap();
-    assert!(reg.body["token"]["id"].as_str().is_some_and(|t| t.len() >= 32));
-    let a = c.update(id, reg.body["token"]["id"].as_str(), server("22.10.2", "Linux", &[], None)).await;
-    assert_eq!(a.status, StatusCode::OK);
-
-    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "{status}");
-    let mut lines = Vec::new();
-    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), log.recv()).await {
-        lines.push(line);
-    }
-    let log = lines.join("\n");
-    assert!(log.contains("SIGTERM received") && log.contains("beacon collector stopped"), "{log}");
-    assert!(!log.contains(reg.body["token"]["id"].as_str().unwrap()), "a token reached the log");
-    assert!(db.exists());
-}
-
 #[test]
 fn the_spec_checks_are_not_vacuous() {
     let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
@@ -369,21 +334,19 @@ async fn slow_clients_are_cut_off() {
     c.stop().await;
 }
 
+/// `astmanproxy beacon serve` is gone from the proxy (which no longer links SQLite): it fails,
+/// naming the program that serves now, instead of an unknown-subcommand error.
 #[tokio::test]
-async fn binary_refuses_a_missing_certificate_naming_it() {
-    let pki = Pki::new("nocert");
+async fn beacon_serve_names_the_collector_program() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_astmanproxy"))
-        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--tls-cert", "/nonexistent/cert.pem"])
-        .arg("--db")
-        .arg(pki.path("x.db"))
-        .arg("--tls-key")
-        .arg(pki.path("key.pem"))
+        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--db", "/nonexistent/x.db"])
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    assert!(err.contains("run `astmanproxy-collector` with the same flags"), "{err}");
+    assert!(!std::path::Path::new("/nonexistent/x.db").exists());
 }
 
 /// Not a check: prints how fast updates go over HTTPS and how long a `/stats` scan of many

@@ -120,7 +120,7 @@ async fn first_report_is_a_post_with_the_design_body_then_puts_with_the_token() 
     assert_eq!(item.get("TokenIssuedDate"), Some("2026-12-01T08:00:00Z"));
     assert!(item.get("LastPosting").is_some_and(|p| p.len() == 20 && p.ends_with('Z')), "{item:?}");
     assert!(item.get("NextPosting").is_some_and(|p| !p.is_empty()), "{item:?}");
-    let text = astmanproxy::beacon::cli::show_server(proxy.addr, "alice", "alicepw", None).await.unwrap();
+    let text = astmanproxy::beacon::show::show_server(proxy.addr, "alice", "alicepw", None).await.unwrap();
     assert!(text.contains("Server ID: srv-1\n"), "{text}");
     assert!(text.contains("Token: tok-2\n"), "{text}");
     assert!(text.contains(&format!("Last Posting: {}\n", item.get("LastPosting").unwrap())), "{text}");

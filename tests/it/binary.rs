@@ -1,20 +1,12 @@
 //! The real binary, started with the 1.x flags, as a user would.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::support::*;
 
-/// The real binary, started with `-c conf -u users` plus `extra` arguments; its log lines are
-/// forwarded to the returned channel.
-pub struct Binary {
-    pub child: tokio::process::Child,
-    pub addr: std::net::SocketAddr,
-    pub log: tokio::sync::mpsc::UnboundedReceiver<String>,
-}
+pub use crate::support::program::Binary;
 
 /// Starts the binary and waits for its "listening on" line.
 pub async fn start_binary(conf: &std::path::Path, users: &std::path::Path, extra: &[&str]) -> Binary {
@@ -31,31 +23,7 @@ pub async fn start_binary_with(args: &[&str]) -> Binary {
 
 /// [`start_binary_with`] with `RUST_LOG` set to `rust_log` (`None`: unset, so `-d` decides).
 pub async fn start_binary_log(args: &[&str], rust_log: Option<&str>) -> Binary {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_astmanproxy"));
-    match rust_log {
-        Some(filter) => command.env("RUST_LOG", filter),
-        None => command.env_remove("RUST_LOG"),
-    };
-    let mut child = command.args(args).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.trim().parse::<std::net::SocketAddr>().unwrap();
-            }
-        }
-        panic!("the binary exited without listening");
-    })
-    .await
-    .unwrap();
-    // Keep draining its log so it never blocks on a full pipe.
-    let (tx, log) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = tx.send(line);
-        }
-    });
-    Binary { child, addr, log }
+    crate::support::program::start(env!("CARGO_BIN_EXE_astmanproxy"), args, rust_log).await
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! End to end against the real collector (`astmanproxy::beacon::collector`, through the
+//! End to end against the real collector (`astmanproxy_collector`, through the
 //! collector tests' own harness) over HTTPS with rcgen certificates: registration, update, a
 //! restart, the 401 rule, `/stats`; and the reporter's bodies checked against the published
 //! OpenAPI document.
@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use astmanproxy::beacon::clock::ManualClock;
+use astmanproxy_beacon_wire::clock::ManualClock;
 use astmanproxy::beacon::report::{state, Board};
 use astmanproxy::config::Config;
 use serde_json::json;

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 
-use astmanproxy::beacon::clock::ManualClock;
-use astmanproxy::beacon::collector::{self, Collector, CollectorConfig, CollectorError};
+use astmanproxy_beacon_wire::clock::ManualClock;
+use astmanproxy_collector::{self as collector, Collector, CollectorConfig, CollectorError};
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -15,7 +15,8 @@ use super::WAIT;
 
 /// The OpenAPI document, as JSON.
 pub static SPEC: LazyLock<Value> = LazyLock::new(|| {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/beacon-openapi.yaml")).unwrap();
+    // Relative to this file: the proxy's tests and the collector crate's tests both include it.
+    let text = include_str!("../../../docs/beacon-openapi.yaml");
     serde_norway::from_str(&text).unwrap()
 });
 

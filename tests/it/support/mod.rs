@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 pub mod collector;
 pub mod pki;
+pub mod program;
 
 /// How long any single expected message may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -23,7 +23,7 @@ use super::db::{StoredReport, Updated};
 use super::rate::{retry_after_secs, Limiter};
 use super::tokens::{self, Decision};
 use super::{validate, Collector, CollectorError};
-use crate::beacon::wire::{ServerReport, ServerToken, Token};
+use astmanproxy_beacon_wire::wire::{ServerReport, ServerToken, Token};
 
 /// An answer.
 pub type Answer = Response<Full<Bytes>>;

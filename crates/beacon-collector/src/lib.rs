@@ -1,4 +1,4 @@
-//! The Beacon collector (`astmanproxy beacon serve`, DESIGN 7): the HTTPS REST API that Beacon
+//! The Beacon collector (the `astmanproxy-collector` binary, DESIGN 7): the HTTPS REST API that Beacon
 //! reporters post to, storing servers and their latest report in SQLite, with aggregates that
 //! never expose one server.
 //!
@@ -24,18 +24,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::beacon::clock::Clock;
-use crate::tls::TlsError;
+use astmanproxy_beacon_wire::clock::Clock;
+use astmanproxy_net::tls::TlsError;
 
 pub mod api;
-pub mod cli;
+pub mod args;
 pub mod db;
 pub mod rate;
 pub mod stats;
 pub mod tokens;
 pub mod validate;
 
-pub use cli::ServeArgs;
+pub use args::ServeArgs;
 pub use validate::Limits;
 
 /// Everything the collector can be told; every limit has a documented default.
@@ -254,7 +254,7 @@ pub async fn serve(
             };
             // hyper has no write timeout: a client that stops reading its answers would keep its
             // slot of `max_connections` forever.
-            let tls = crate::http::stall::StallLimit::new(tls, collector.config().request_timeout);
+            let tls = astmanproxy_net::stall::StallLimit::new(tls, collector.config().request_timeout);
             serve_connection(collector, tls, peer, cancel).await;
         });
     }
@@ -343,9 +343,9 @@ impl Drop for AddressSlot {
 /// # Errors
 /// Unreadable or empty PEM files, or a key that does not fit the certificate.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, CollectorError> {
-    let certs = crate::tls::load_certs(cert)?;
-    let key = crate::tls::load_key(key)?;
-    let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+    let certs = astmanproxy_net::tls::load_certs(cert)?;
+    let key = astmanproxy_net::tls::load_key(key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(astmanproxy_net::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::from)?
         .with_no_client_auth()

@@ -1,7 +1,7 @@
 //! Reading a `Server` body: JSON that must be an object, tolerant of missing and unknown fields,
 //! within the field limits of [`Limits`].
 
-use crate::beacon::wire::ServerReport;
+use astmanproxy_beacon_wire::wire::ServerReport;
 
 /// Field limits of a `Server` body (the size of the whole body is capped before it is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

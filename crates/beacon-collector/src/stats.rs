@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::beacon::wire::ServerReport;
+use astmanproxy_beacon_wire::wire::ServerReport;
 
 /// The name of the group that small groups are folded into.
 pub const OTHER: &str = "other";
@@ -230,7 +230,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::beacon::wire::ModuleInfo;
+    use astmanproxy_beacon_wire::wire::ModuleInfo;
 
     fn report(version: &str, os: &str, modules: &[(&str, &str)]) -> ServerReport {
         let mut r = ServerReport::default();

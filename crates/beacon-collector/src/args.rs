@@ -1,4 +1,4 @@
-//! `astmanproxy beacon serve`: the command line of the collector and the function that runs it.
+//! The command line of the collector (`astmanproxy-collector`) and the function that runs it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{serve, tls_config, Collector, CollectorConfig, CollectorError, Limits};
-use crate::beacon::clock::SystemClock;
+use astmanproxy_beacon_wire::clock::SystemClock;
 
-/// `beacon serve` flags (defaults in `docs/beacon-collector.md`).
+/// `astmanproxy-collector` flags (defaults in `docs/beacon-collector.md`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the bound address is logged).
@@ -63,8 +63,8 @@ pub struct ServeArgs {
     pub request_timeout: u64,
     /// Connections the kernel may hold before the collector accepts them (capped by
     /// `net.core.somaxconn`).
-    #[arg(long, value_name = "N", default_value_t = crate::listen::DEFAULT_BACKLOG,
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::listen::MAX_BACKLOG)))]
+    #[arg(long, value_name = "N", default_value_t = astmanproxy_net::listen::DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(astmanproxy_net::listen::MAX_BACKLOG)))]
     pub listen_backlog: u32,
 }
 
@@ -99,7 +99,7 @@ impl ServeArgs {
 pub async fn run(args: &ServeArgs, shutdown: impl Future<Output = ()>) -> Result<(), CollectorError> {
     let tls = tls_config(&args.tls_cert, &args.tls_key)?;
     let collector = Collector::open(args.config(), Arc::new(SystemClock))?;
-    let listener = crate::listen::bind(args.listen, args.listen_backlog)
+    let listener = astmanproxy_net::listen::bind(args.listen, args.listen_backlog)
         .map_err(|source| CollectorError::Bind { addr: args.listen, source })?;
     let bound = listener.local_addr().map_err(|source| CollectorError::Bind { addr: args.listen, source })?;
     // The address ends the line, so that scripts (and tests) can read it after "listening on ".

@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::stats::{Aggregator, Facts};
 use super::tokens::{self, Decision, StoredToken, TokenHash};
 use super::CollectorError;
-use crate::beacon::wire::{ServerReport, Token};
+use astmanproxy_beacon_wire::wire::{ServerReport, Token};
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = 1;

@@ -1,0 +1,47 @@
+//! The `astmanproxy-collector` binary: the Beacon collector, until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use astmanproxy_collector::ServeArgs;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// astmanproxy-collector: the Beacon collector, the HTTPS REST API that Beacon reporters post to
+/// (docs/beacon-collector.md).
+#[derive(Debug, Parser)]
+#[command(name = "astmanproxy-collector", version)]
+struct Cli {
+    /// More logging (repeatable: -d debug, -dd trace). `RUST_LOG` overrides.
+    #[arg(short = 'd', long = "debug", action = clap::ArgAction::Count)]
+    debug: u8,
+    /// Log in JSON lines (for log collectors) instead of text.
+    #[arg(long = "log-json")]
+    log_json: bool,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.debug {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        use std::io::IsTerminal;
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    match astmanproxy_collector::args::run(&cli.serve, astmanproxy_net::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
