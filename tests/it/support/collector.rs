@@ -17,7 +17,7 @@ use super::WAIT;
 pub static SPEC: LazyLock<Value> = LazyLock::new(|| {
     // Relative to this file: the proxy's tests and the collector crate's tests both include it.
     let text = include_str!("../../../docs/beacon-openapi.yaml");
-    serde_norway::from_str(&text).unwrap()
+    serde_norway::from_str(text).unwrap()
 });
 
 /// Follows a local `$ref` (`#/components/...`) of the spec.
