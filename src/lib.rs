@@ -16,7 +16,6 @@ pub mod privileges;
 pub mod proxy_action;
 pub mod reload;
 pub mod server;
-pub mod sim;
 pub mod tls;
 pub mod upstream;
 

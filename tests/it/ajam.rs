@@ -78,7 +78,7 @@ pub(crate) async fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> A
 
 pub(crate) async fn http_proxy(
     adjust: impl FnOnce(&mut astmanproxy::config::Config),
-) -> (astmanproxy::sim::AmiSim, TestProxy, SocketAddr) {
+) -> (ami_sim::AmiSim, TestProxy, SocketAddr) {
     let sim = sim().await;
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http.local_addr().unwrap();

@@ -1,7 +1,7 @@
 //! BeaconShowServer against the simulator replaying real CoreSettings, CoreStatus and Command
 //! output (Asterisk 22), and the Asterisk 11 `Response: Follows` framing.
 
-use astmanproxy::sim::{AmiSim, SimOptions};
+use ami_sim::{AmiSim, SimOptions};
 use astmanproxy_handlers::{Kind, Message};
 
 use crate::support::*;

@@ -102,7 +102,7 @@ async fn sighup_reloads_users_and_servers_and_rejects_a_broken_config() {
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("astmanproxy.conf");
     let users = dir.join("astmanproxy.users");
-    let host = |sim: &astmanproxy::sim::AmiSim, name: &str| {
+    let host = |sim: &ami_sim::AmiSim, name: &str| {
         format!("host = 127.0.0.1, {}, admin, adminpass, on, off, {name}\n", sim.addr().port())
     };
     let base = "listenaddress = 127.0.0.1\nlistenport = 0\nretryinterval = 1\n";

@@ -138,7 +138,7 @@ fn event(name: &str, channel: &str) -> Message {
 }
 
 /// What a user does on the page, start to end.
-async fn use_the_page(c: &Client, addr: SocketAddr, sim: &astmanproxy::sim::AmiSim) -> Result<(), Error> {
+async fn use_the_page(c: &Client, addr: SocketAddr, sim: &ami_sim::AmiSim) -> Result<(), Error> {
     c.goto(&format!("http://{addr}/")).await?;
     ensure(c.title().await? == "astmanproxy: live events", "page title")?;
 

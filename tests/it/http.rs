@@ -9,7 +9,7 @@ use crate::support::*;
 
 const ALICE: &str = "Authorization: Basic YWxpY2U6YWxpY2Vwdw==\r\n"; // alice:alicepw
 
-async fn http_proxy() -> (astmanproxy::sim::AmiSim, TestProxy, SocketAddr) {
+async fn http_proxy() -> (ami_sim::AmiSim, TestProxy, SocketAddr) {
     let sim = sim().await;
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http.local_addr().unwrap();

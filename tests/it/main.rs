@@ -4,7 +4,6 @@
 mod support;
 
 mod ajam;
-mod ampbench;
 mod beacon;
 mod beacon_collector;
 mod beacon_report;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use astmanproxy::sim::AmiSim;
+use ami_sim::AmiSim;
 use astmanproxy_handlers::Message;
 
 use crate::support::*;

@@ -16,7 +16,7 @@ async fn proxy_action(c: &mut AmiClient, name: &str, id: &str, extra: &[(&str, &
 }
 
 /// The test users plus a read-only one; `carol` is the admin.
-fn lists_config(sim: &astmanproxy::sim::AmiSim) -> astmanproxy::config::Config {
+fn lists_config(sim: &ami_sim::AmiSim) -> astmanproxy::config::Config {
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
     let users = "alice=alicepw\nbob=bobpw\ncarol=carolpw\n[reader]\nsecret = readerpw\nreadonly = yes\n";
     cfg.users = astmanproxy::config::Users::parse(users, std::path::Path::new("lists.users")).unwrap();

@@ -58,7 +58,7 @@ async fn login_and_ping<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> St
 }
 
 /// A proxy taking TLS and plain clients on its AMI port, with `pki`'s certificate.
-async fn same_port_tls_proxy(pki: &Pki) -> (astmanproxy::sim::AmiSim, TestProxy) {
+async fn same_port_tls_proxy(pki: &Pki) -> (ami_sim::AmiSim, TestProxy) {
     let sim = sim().await;
     let mut cfg = config(vec![server("pbx1", sim.addr())]);
     cfg.tls.accept_encrypted = true;

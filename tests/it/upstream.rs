@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use astmanproxy::sim::{AmiSim, SimOptions};
+use ami_sim::{AmiSim, SimOptions};
 use astmanproxy_handlers::Kind;
 
 use crate::support::*;

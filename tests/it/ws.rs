@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use astmanproxy::config::{Config, LagPolicy, Users};
-use astmanproxy::sim::AmiSim;
+use ami_sim::AmiSim;
 use astmanproxy_handlers::Message;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use astmanproxy::sim::{AmiSim, SimOptions};
+use ami_sim::{AmiSim, SimOptions};
 use astmanproxy_handlers::Message;
 use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -140,29 +140,7 @@ async fn main() -> std::process::ExitCode {
         std::future::pending::<()>().await;
     }
     if let What::Sim { listen, events } = args.what {
-        let sim = match AmiSim::start_on(listen, SimOptions::default()).await {
-            Ok(sim) => sim,
-            Err(e) => {
-                eprintln!("ampbench sim: cannot listen on {listen}: {e} (choose another address with --listen)");
-                return std::process::ExitCode::FAILURE;
-            }
-        };
-        println!("AMI simulator listening on {} (user admin, secret adminpass); Ctrl-C stops it", sim.addr());
-        let mut n = 0u64;
-        loop {
-            if events == 0 {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(Duration::from_millis(events)).await;
-            n += 1;
-            sim.emit(
-                Message::new()
-                    .with("Event", "UserEvent")
-                    .with("Privilege", "user,all")
-                    .with("UserEvent", "SimTick")
-                    .with("Count", n.to_string()),
-            );
-        }
+        return ami_sim::standalone::run("ampbench sim", listen, events).await;
     }
     // Thousands of idle clients: this process and the proxy it starts (which inherits the limit)
     // each hold one descriptor per client.

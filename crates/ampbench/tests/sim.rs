@@ -2,7 +2,8 @@
 
 use tokio::process::Command;
 
-use crate::support::*;
+/// How long the tool may take to give up.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[tokio::test]
 async fn sim_on_a_busy_port_says_so_and_exits_non_zero() {

@@ -48,6 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use astmanproxy_handlers::{standard, AmiDecoder, Message};
+use astmanproxy_net::listen;
 use bytes::BytesMut;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -57,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 mod conn;
 mod mask;
 mod script;
+pub mod standalone;
 
 use conn::ConnShared;
 pub use mask::EventMask;

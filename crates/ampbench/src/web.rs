@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use astmanproxy::sim::AmiSim;
+use ami_sim::AmiSim;
 use tokio::net::TcpStream;
 
 use super::{bench_event, percentiles, us, Proxy, SECRET, USER};

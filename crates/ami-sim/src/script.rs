@@ -19,7 +19,7 @@ pub const SYNC_ORIGINATE_DELAY: Duration = Duration::from_millis(100);
 
 macro_rules! fixture {
     ($name:literal) => {
-        ($name, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/", $name, ".cap")))
+        ($name, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/", $name, ".cap")))
     };
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use astmanproxy::sim::AmiSim;
+use ami_sim::AmiSim;
 use astmanproxy_handlers::Message;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
