@@ -9,7 +9,23 @@ use std::time::Duration;
 use super::{serve, tls_config, Collector, CollectorConfig, CollectorError, Limits};
 use astmanproxy_beacon_wire::clock::SystemClock;
 
-/// `astmanproxy-collector` flags (defaults in `docs/beacon-collector.md`).
+/// astmanproxy-collector: the Beacon collector, the HTTPS REST API that Beacon reporters post to
+/// (docs/beacon-collector.md).
+#[derive(Debug, clap::Parser)]
+#[command(name = "astmanproxy-collector", version)]
+pub struct Cli {
+    /// More logging (repeatable: -d debug, -dd trace). `RUST_LOG` overrides.
+    #[arg(short = 'd', long = "debug", action = clap::ArgAction::Count)]
+    pub debug: u8,
+    /// Log in JSON lines (for log collectors) instead of text.
+    #[arg(long = "log-json")]
+    pub log_json: bool,
+    /// What to serve, and within which limits.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The serving flags of `astmanproxy-collector` (defaults in `docs/beacon-collector.md`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the bound address is logged).

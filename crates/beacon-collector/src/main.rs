@@ -2,24 +2,9 @@
 
 use std::process::ExitCode;
 
-use astmanproxy_collector::ServeArgs;
+use astmanproxy_collector::args::Cli;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-
-/// astmanproxy-collector: the Beacon collector, the HTTPS REST API that Beacon reporters post to
-/// (docs/beacon-collector.md).
-#[derive(Debug, Parser)]
-#[command(name = "astmanproxy-collector", version)]
-struct Cli {
-    /// More logging (repeatable: -d debug, -dd trace). `RUST_LOG` overrides.
-    #[arg(short = 'd', long = "debug", action = clap::ArgAction::Count)]
-    debug: u8,
-    /// Log in JSON lines (for log collectors) instead of text.
-    #[arg(long = "log-json")]
-    log_json: bool,
-    #[command(flatten)]
-    serve: ServeArgs,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {

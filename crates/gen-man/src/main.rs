@@ -1,6 +1,6 @@
-//! Writes the man pages `astmanproxy.8` (and one per subcommand) and the shell completions of `astmanproxy`, generated
-//! from its clap definition, into a directory (default `target/assets`), for the Debian
-//! package: `cargo run --release --bin gen-man -- target/assets` before `cargo deb`
+//! Writes the man pages `astmanproxy.8` (and one per subcommand), `astmanproxy-collector.8`, and the
+//! shell completions of `astmanproxy`, generated from their clap definitions, into a directory (default `target/assets`), for the Debian
+//! package: `cargo run --release -p astmanproxy-gen-man -- target/assets` before `cargo deb`
 //! (`conf/build-deb` does both). cargo-deb gzips the man page.
 
 use std::path::PathBuf;
@@ -34,6 +34,10 @@ fn generate(out: &std::path::Path) -> std::io::Result<()> {
         );
     std::fs::create_dir_all(out.join("man"))?;
     man_pages(&cmd, &out.join("man"))?;
+    let collector = astmanproxy_collector::args::Cli::command().after_help(
+        "Serves until SIGTERM or SIGINT. Documentation: /usr/share/doc/astmanproxy/beacon-collector.md.",
+    );
+    man_pages(&collector, &out.join("man"))?;
     for (shell, file) in [(Shell::Bash, "astmanproxy"), (Shell::Zsh, "_astmanproxy"), (Shell::Fish, "astmanproxy.fish")]
     {
         let mut text = Vec::new();
