@@ -151,12 +151,8 @@ fn structured(buf: &mut BytesMut, skip: usize, eof: bool, limit: usize, kind: Ki
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
-        max_line: 64 * 1024,
-        max_message: 200,
-        max_headers: 64,
-        charset: crate::Charset::Latin1,
-    };
+    const LIMITS: Limits =
+        Limits { max_line: 64 * 1024, max_message: 200, max_headers: 64, charset: crate::Charset::Latin1 };
 
     /// What a reader made of `input` fed `chunk` bytes at a time: `Ok(action id)` per action,
     /// `Err(error text)` per skipped one. The buffer never holds much more than the limit.

@@ -21,8 +21,8 @@ mod handler;
 pub mod sink;
 pub mod writer;
 
-use handler::{ClientSession, Flow};
 use astmanproxy_handlers::input::{self, Input};
+use handler::{ClientSession, Flow};
 use sink::ToClient;
 use writer::ClientShared;
 

@@ -131,10 +131,7 @@ async fn server_header_routes_and_every_message_names_its_server() {
 
 #[tokio::test]
 async fn legacy_command_output_is_kept_as_a_body() {
-    let sim =
-        ami_sim::AmiSim::start(ami_sim::SimOptions { legacy_command: true, ..Default::default() })
-            .await
-            .unwrap();
+    let sim = ami_sim::AmiSim::start(ami_sim::SimOptions { legacy_command: true, ..Default::default() }).await.unwrap();
     let proxy = spawn_proxy(config(vec![server("old", sim.addr())])).await;
     wait_ready(proxy.addr, None).await;
     let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use astmanproxy::config::{Config, LagPolicy, Users};
 use ami_sim::AmiSim;
+use astmanproxy::config::{Config, LagPolicy, Users};
 use astmanproxy_handlers::Message;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};

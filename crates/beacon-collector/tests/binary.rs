@@ -37,7 +37,8 @@ async fn binary_serves_a_registration_and_stops_on_sigterm() {
     let mut args: Vec<&str> = args.to_vec();
     args.push(db.to_str().unwrap());
     args.extend_from_slice(&tls);
-    let Binary { mut child, addr, mut log } = program::start(env!("CARGO_BIN_EXE_astmanproxy-collector"), &args, Some("info")).await;
+    let Binary { mut child, addr, mut log } =
+        program::start(env!("CARGO_BIN_EXE_astmanproxy-collector"), &args, Some("info")).await;
     let c = Running { addr, client: pki.client(), stop: None, task: tokio::spawn(async { Ok(()) }) };
     let reg = c.register(server("22.10.1", "Linux", &["chan_pjsip.so"], None)).await;
     assert_eq!(reg.status, StatusCode::CREATED);
@@ -75,4 +76,3 @@ async fn binary_refuses_a_missing_certificate_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/cert.pem"), "{err}");
 }
-

@@ -34,9 +34,8 @@ fn generate(out: &std::path::Path) -> std::io::Result<()> {
         );
     std::fs::create_dir_all(out.join("man"))?;
     man_pages(&cmd, &out.join("man"))?;
-    let collector = astmanproxy_collector::args::Cli::command().after_help(
-        "Serves until SIGTERM or SIGINT. Documentation: /usr/share/doc/astmanproxy/beacon-collector.md.",
-    );
+    let collector = astmanproxy_collector::args::Cli::command()
+        .after_help("Serves until SIGTERM or SIGINT. Documentation: /usr/share/doc/astmanproxy/beacon-collector.md.");
     man_pages(&collector, &out.join("man"))?;
     for (shell, file) in [(Shell::Bash, "astmanproxy"), (Shell::Zsh, "_astmanproxy"), (Shell::Fish, "astmanproxy.fish")]
     {

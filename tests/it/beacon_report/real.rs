@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use astmanproxy_beacon_wire::clock::ManualClock;
 use astmanproxy::beacon::report::{state, Board};
 use astmanproxy::config::Config;
+use astmanproxy_beacon_wire::clock::ManualClock;
 use serde_json::json;
 
 use super::fake::{saved, FakeCollector, TempDir};

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use astmanproxy::config::{Config, Secret, ServerConfig, Users};
 use ami_sim::{AmiSim, SimOptions};
+use astmanproxy::config::{Config, Secret, ServerConfig, Users};
 use astmanproxy_handlers::{standard, AmiDecoder, Kind, Message};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
