@@ -31,6 +31,8 @@ pub struct ClientInfo {
     pub user: Option<String>,
     /// Output format name.
     pub format: &'static str,
+    /// The client kind (`ami`, `ajam`, `ws`).
+    pub kind: &'static str,
     /// The client's queue.
     pub sink: ClientSink,
 }

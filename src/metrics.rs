@@ -3,6 +3,7 @@
 //!
 //! Per server: `astmanproxy_server_connected`, `_server_connects_total`,
 //! `_server_connect_failures_total`, `_server_actions_total`, `_server_events_total`,
+//! `_server_events_sent_total`,
 //! `_server_pending_actions`, `_server_action_seconds` (histogram).
 //! Per client kind: `astmanproxy_clients_connected`, `_client_queue_bytes`,
 //! `_client_events_dropped_total`, `_client_lag_disconnects_total`, `_auth_failures_total`.
@@ -40,6 +41,9 @@ pub struct KindLabels {
 /// The client kind of AMI clients over TCP.
 pub const AMI: KindLabels = KindLabels { kind: "ami" };
 
+/// Every kind of client session: AMI over TCP or TLS, AJAM (`/rawman`, `/mxml`) and WebSocket.
+pub const CLIENT_KINDS: [&str; 3] = ["ami", "ajam", "ws"];
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~16 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -66,6 +70,8 @@ pub struct Metrics {
     pub server_actions: Family<ServerLabels, Counter>,
     /// Events received.
     pub server_events: Family<ServerLabels, Counter>,
+    /// Events written to clients (once per client that received one).
+    pub server_events_sent: Family<ServerLabels, Counter>,
     /// Actions waiting for their final answer.
     pub server_pending: Family<ServerLabels, Gauge>,
     /// Time from forwarding an action to its final answer.
@@ -98,6 +104,7 @@ impl Metrics {
             server_connect_failures: Family::default(),
             server_actions: Family::default(),
             server_events: Family::default(),
+            server_events_sent: Family::default(),
             server_pending: Family::default(),
             server_latency: Family::new_with_constructor(latency_histogram),
             clients_connected: Family::default(),
@@ -132,6 +139,11 @@ impl Metrics {
             );
             r.register("server_actions", "Actions forwarded to the Asterisk server", m.server_actions.clone());
             r.register("server_events", "Events received from the Asterisk server", m.server_events.clone());
+            r.register(
+                "server_events_sent",
+                "Events of the server written to clients, once per client",
+                m.server_events_sent.clone(),
+            );
             r.register("server_pending_actions", "Actions waiting for their final answer", m.server_pending.clone());
             r.register(
                 "server_action_seconds",
@@ -174,6 +186,7 @@ impl Metrics {
         self.server_connect_failures.remove(server);
         self.server_actions.remove(server);
         self.server_events.remove(server);
+        self.server_events_sent.remove(server);
         self.server_pending.remove(server);
         self.server_latency.remove(server);
     }

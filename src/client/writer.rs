@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sink::{SinkReceiver, ToClient};
 use crate::config::LagPolicy;
-use crate::event::{ClassMask, EventRing, Lagged};
+use crate::event::{ClassMask, EventRing, Lagged, SentCounter, SharedEvent};
 use crate::hub::Hub;
 use crate::metrics::KindLabels;
 use crate::policy::Policy;
@@ -122,9 +122,11 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 Ok(()) if taken.is_empty() => break,
                 Ok(()) => {
                     let format = shared.format();
+                    let mut sent = SentTally::default();
                     for event in taken.drain(..) {
                         if shared.mask().allows(event.classes()) && (policy.is_open() || policy.allows_event(&event)) {
                             buf.extend_from_slice(event.bytes(format));
+                            sent.add(&event);
                         }
                     }
                 }
@@ -241,6 +243,38 @@ fn on_lag(lag: Lagged, buf: &mut BytesMut, shared: &ClientShared, hub: &Hub) -> 
             shared.format().encode(&notice, buf);
             Step::Close
         }
+    }
+}
+
+/// Counts delivered events per server, adding to the shared counters once per run of events of
+/// one server rather than once per event (thousands of writers share those counters).
+#[derive(Default)]
+struct SentTally {
+    run: Option<(SentCounter, u64)>,
+}
+
+impl SentTally {
+    fn add(&mut self, event: &SharedEvent) {
+        let Some(counter) = event.sent_counter() else { return };
+        match &mut self.run {
+            Some((current, n)) if Arc::ptr_eq(current, counter) => *n += 1,
+            _ => {
+                self.flush();
+                self.run = Some((counter.clone(), 1));
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((counter, n)) = self.run.take() {
+            counter.inc_by(n);
+        }
+    }
+}
+
+impl Drop for SentTally {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

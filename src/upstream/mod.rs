@@ -104,6 +104,8 @@ struct ServerState {
     connects: Counter,
     actions: Counter,
     events: Counter,
+    /// Shared by every event of this server, so that writers count what they deliver.
+    events_sent: Arc<Counter>,
     pending: Gauge,
 }
 
@@ -118,6 +120,7 @@ impl ServerState {
             connects: metrics.server_connects.get_or_create(&labels).clone(),
             actions: metrics.server_actions.get_or_create(&labels).clone(),
             events: metrics.server_events.get_or_create(&labels).clone(),
+            events_sent: Arc::new(metrics.server_events_sent.get_or_create(&labels).clone()),
             pending: metrics.server_pending.get_or_create(&labels).clone(),
             labels,
         }

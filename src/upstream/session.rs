@@ -337,7 +337,7 @@ impl Session<'_> {
 
     fn broadcast(&self, mut message: Message) {
         message.push("Server", self.handle.name());
-        self.hub.publish(SharedEvent::new(message));
+        self.hub.publish(SharedEvent::counted(message, self.handle.inner.state.events_sent.clone()));
     }
 
     /// Removes a route whose final answer was delivered.
