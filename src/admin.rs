@@ -46,7 +46,10 @@ pub fn respond(req: &Request<Incoming>, hub: &Hub) -> Response<Full<Bytes>> {
             for kind in CLIENT_KINDS {
                 let queued: usize =
                     clients.iter().filter(|(_, c)| c.kind == kind).map(|(_, c)| c.sink.queued_bytes()).sum();
-                metrics.client_queue_bytes.get_or_create(&KindLabels { kind }).set(i64::try_from(queued).unwrap_or(i64::MAX));
+                metrics
+                    .client_queue_bytes
+                    .get_or_create(&KindLabels { kind })
+                    .set(i64::try_from(queued).unwrap_or(i64::MAX));
             }
             for server in hub.servers() {
                 // A server that never failed shows 0 rather than no series.

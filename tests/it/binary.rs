@@ -492,6 +492,41 @@ async fn a_root_only_tls_key_works_with_proc_user() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Started as root with `proc_user`, the proxy reads a `tlscafile` only root may read before it
+/// drops to that user, and verifies a `use_ssl` server with it.
+#[tokio::test]
+async fn a_root_only_tls_ca_file_works_with_proc_user() {
+    use std::os::unix::fs::PermissionsExt;
+    if root_and_nobody().is_none() {
+        return;
+    }
+    let sim = sim().await;
+    let dir = test_dir("rootca");
+    let pki = crate::support::pki::Pki::in_dir(&dir);
+    let front = crate::tls::tls_front(&pki, sim.addr()).await;
+    std::fs::set_permissions(pki.path("ca.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (conf, users) = (dir.join("ca.conf"), dir.join("ca.users"));
+    std::fs::write(
+        &conf,
+        format!(
+            "host = localhost, {}, admin, adminpass, on, on\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
+             tlscafile = {}\nproc_user = nobody\n",
+            front.port(),
+            pki.path("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&users, "alice=alicepw\n").unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let Binary { mut child, addr, .. } = start_binary(&conf, &users, &[]).await;
+    wait_ready(addr, None).await;
+    let mut c = AmiClient::login(addr, "alice", "alicepw").await;
+    assert_eq!(c.action("Ping", "p", &[]).await.get("Ping"), Some("Pong"));
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The `nobody` user when this test runs as root (the tests that drop privileges need both);
 /// `None`, with a note, otherwise.
 fn root_and_nobody() -> Option<nix::unistd::User> {
