@@ -17,6 +17,7 @@ mod formats;
 mod http;
 mod http_access;
 mod isolation;
+mod layers;
 mod limits;
 mod login;
 mod ops;
