@@ -188,7 +188,7 @@ impl Reporter {
                 Some((id, token)) => match self.sender.update(id, token, &report).await {
                     Ok(Answer::Ok(token)) => return Some(self.accepted(id, token).await),
                     Ok(Answer::Status { code, retry_after, detail }) => (code, retry_after, detail),
-                    Err(e) => (None, None, e),
+                    Err(e) => (None, None, e.to_string()),
                 },
                 None => match self.sender.register(&report).await {
                     Ok(Answer::Ok(answer)) => match answer.server.id.filter(|id| !id.is_empty()) {
@@ -199,7 +199,7 @@ impl Reporter {
                         None => (None, None, "registration answer without a server id".to_string()),
                     },
                     Ok(Answer::Status { code, retry_after, detail }) => (code, retry_after, detail),
-                    Err(e) => (None, None, e),
+                    Err(e) => (None, None, e.to_string()),
                 },
             };
             let (code, retry_after, detail) = outcome;
