@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::auth::credentials::address_allowed;
 use crate::config::Users;
 
 fn user(text: &str) -> Arc<Policy> {
@@ -83,8 +84,9 @@ fn sections_permit_deny_and_errors() {
     )
     .unwrap();
     let u = users.get("u").unwrap();
-    assert!(u.address_allowed("10.1.2.3".parse().unwrap()));
-    assert!(!u.address_allowed("192.0.2.1".parse().unwrap()));
+    assert!(address_allowed(u, "10.1.2.3".parse().unwrap()));
+    assert!(!address_allowed(u, "192.0.2.1".parse().unwrap()));
+    assert!(address_allowed(&crate::config::User::new("v", "x"), "192.0.2.1".parse().unwrap()));
     assert!(users.get("general").is_none());
     for bad in ["[u]\nwrite = all\n", "[u]\nsecret = x\nbogus = 1\n", "[u]\nsecret=x\neventfilter = (\n"] {
         assert!(Users::parse(bad, Path::new("t")).is_err(), "{bad}");
