@@ -22,4 +22,4 @@ pub mod policy;
 pub use filter::EventFilter;
 pub use limit::{AuthLimiter, Lockout};
 pub use login::{login, Credentials, Gate, Grant, LoginError};
-pub use policy::Policy;
+pub use policy::{Denied, Policy};

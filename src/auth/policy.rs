@@ -60,6 +60,32 @@ const ACTION_CLASSES: &[(&str, &str)] = &[
 const FREE_ACTIONS: &[&str] =
     &["ping", "listcommands", "waitevent", "events", "login", "logoff", "challenge", "beaconshowserver"];
 
+/// Why a user may not send an action (logged; the client gets `Permission denied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// `servers=` (or the 1.x server field) does not name the action's server.
+    #[error("server not allowed for this user")]
+    Server,
+    /// `actions=` does not list the action.
+    #[error("action not in the user's actions list")]
+    NotInActions,
+    /// The action needs a write class the user does not have (`write=`, `readonly`).
+    #[error("write class")]
+    WriteClass,
+    /// A user with restricted `write=` classes sends an action the proxy does not know.
+    #[error("unknown action for a restricted user")]
+    UnknownAction,
+    /// The 1.x `novar` filter: no `SetVar`.
+    #[error("novar")]
+    NoVar,
+    /// The action's `Channel:` is outside the user's channel prefix.
+    #[error("channel filter")]
+    Channel,
+    /// The action's `Context:` is not the user's outbound context.
+    #[error("context filter")]
+    Context,
+}
+
 /// Headers that name a channel (1.x channel filter).
 const CHANNEL_HEADERS: &[&str] =
     &["Channel", "Channel1", "Channel2", "Source", "Destination", "DestinationChannel", "ChannelCalling"];
@@ -132,41 +158,44 @@ impl Policy {
         self.servers.first().map(String::as_str)
     }
 
-    /// Checks (and, for `accountcode`, rewrites) an action; `Err` means Permission denied.
-    pub fn check_action(&self, action: &mut Message, server: &str) -> Result<(), &'static str> {
+    /// Checks (and, for `accountcode`, rewrites) an action.
+    ///
+    /// # Errors
+    /// Which rule denies it (the client is answered `Permission denied`).
+    pub fn check_action(&self, action: &mut Message, server: &str) -> Result<(), Denied> {
         let name = action.action().unwrap_or_default().trim().to_ascii_lowercase();
         if !self.servers.is_empty() && !self.servers.iter().any(|s| s.eq_ignore_ascii_case(server)) {
-            return Err("server not allowed for this user");
+            return Err(Denied::Server);
         }
         if let Some(allowed) = &self.actions {
             if !allowed.contains(&name) {
-                return Err("action not in the user's actions list");
+                return Err(Denied::NotInActions);
             }
         }
         if let Some(write) = self.write {
             match ACTION_CLASSES.iter().find(|(a, _)| *a == name) {
-                Some((_, classes)) if !write.allows(ClassMask::parse(classes)) => return Err("write class"),
+                Some((_, classes)) if !write.allows(ClassMask::parse(classes)) => return Err(Denied::WriteClass),
                 Some(_) => {}
                 None if FREE_ACTIONS.contains(&name.as_str()) => {}
                 None if self.actions.is_some() => {}
-                None if write != ClassMask::ALL => return Err("unknown action for a restricted user"),
+                None if write != ClassMask::ALL => return Err(Denied::UnknownAction),
                 None => {}
             }
         }
         if self.novar && (name == "setvar" || name == "set") {
-            return Err("novar");
+            return Err(Denied::NoVar);
         }
         if !self.channel.is_empty() {
             if let Some(channel) = action.get("Channel") {
                 if !starts_with_ignore_case(channel, &self.channel) {
-                    return Err("channel filter");
+                    return Err(Denied::Channel);
                 }
             }
         }
         if !self.out_context.is_empty() {
             if let Some(context) = action.get("Context") {
                 if context != self.out_context {
-                    return Err("context filter");
+                    return Err(Denied::Context);
                 }
             }
         }

@@ -308,7 +308,7 @@ impl ClientSession {
             return;
         };
         if let Err(why) = self.policy.check_action(&mut action, server.name()) {
-            tracing::info!(user = ?self.user, action = ?action.action(), server = %server.name(), why, "action denied");
+            tracing::info!(user = ?self.user, action = ?action.action(), server = %server.name(), why = %why, "action denied");
             let mut answer = Message::response_with_id("Error", original_id.as_ref(), Some("Permission denied"));
             answer.push("Server", server.name());
             self.after_earlier_answers().await;
