@@ -23,7 +23,7 @@ pub use parse::parse_bool;
 pub(crate) use parse::Value;
 
 pub use secret::Secret;
-pub use users::{User, Users};
+pub use users::{FilterMethod, FilterRule, User, UserLineError, Users, UsersError};
 
 /// The whole proxy configuration.
 #[derive(Debug, Clone)]
@@ -298,6 +298,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The users file is wrong.
+    #[error(transparent)]
+    Users(#[from] UsersError),
 }
 
 /// Something in a configuration file that is accepted but deserves a look.

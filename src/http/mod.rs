@@ -37,7 +37,8 @@ use session::Sessions;
 pub mod actions;
 pub mod ajam;
 pub mod detect;
-pub mod digest;
+/// HTTP Digest lives with the other logins in `auth`.
+pub use crate::auth::digest;
 pub mod page;
 pub mod session;
 pub mod stall;

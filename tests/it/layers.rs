@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["shutdown", "logfile", "privileges", "listen", "metrics", "error"],
     &["config", "event"],
-    &["tls", "auth_limit", "policy"],
+    &["tls", "auth"],
     &["upstream"],
     &["hub"],
     &["proxy_action", "beacon", "client", "http", "admin", "sim"],
@@ -42,7 +42,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("config", "beacon::report"),
     ("config::check", "tls"),
     ("config::parse", "beacon::report"),
-    ("config::users", "policy"),
     ("error", "config"),
     ("error", "tls"),
     ("hub", "beacon"),
