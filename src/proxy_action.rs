@@ -76,15 +76,17 @@ pub fn list_sessions(hub: &Hub, action_id: Option<&RawValue>) -> Message {
     m
 }
 
-/// The answer to `ListServers` (1.x line layout; never the secret).
+/// The answer to `ListServers` (1.x line layout, then `A: <logged in>/<kept>` AMI sessions;
+/// never the secret).
 pub fn list_servers(hub: &Hub, action_id: Option<&RawValue>) -> Message {
     let mut m = proxy_response("Success", action_id);
     for server in hub.servers() {
         let c = server.config();
+        let (up, sessions) = server.sessions_connected();
         m.push(
             "ProxyListServer I",
             format!(
-                "{} H: {} U: {} P: {} E: {} S: {}",
+                "{} H: {} U: {} P: {} E: {} S: {} A: {up}/{sessions}",
                 c.name,
                 c.host,
                 c.username,

@@ -88,6 +88,11 @@ pub struct SimOptions {
     pub ping_replies: bool,
     /// Delay before `Authentication failed` (Asterisk: about 1 s).
     pub auth_fail_delay: Duration,
+    /// How long an Originated call rings before it is answered: a synchronous `Originate` holds
+    /// its session that long before its answer (Asterisk runs one action at a time per session),
+    /// an async one's `OriginateResponse` comes that long after `Originate successfully queued`.
+    /// `None`: [`SYNC_ORIGINATE_DELAY`] for a synchronous one, about 10 ms for an async one.
+    pub originate_ring: Option<Duration>,
 }
 
 impl Default for SimOptions {
@@ -100,6 +105,7 @@ impl Default for SimOptions {
             legacy_command: false,
             ping_replies: true,
             auth_fail_delay: Duration::from_secs(1),
+            originate_ring: None,
         }
     }
 }

@@ -27,7 +27,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
 mod connect;
+mod originate;
+mod pool;
 mod session;
+
+use pool::Job;
+
+/// Most AMI sessions per server (`actionsessions`).
+pub const MAX_ACTION_SESSIONS: usize = 16;
 
 /// Capacity of a server's request queue. Requests are small; a full queue means Asterisk is
 /// not taking actions as fast as clients send them, and the client gets `Server busy` at once.
@@ -105,20 +112,32 @@ struct ServerState {
     actions: Counter,
     events: Counter,
     pending: Gauge,
+    session_connected: Gauge,
 }
 
 impl ServerState {
-    fn new(name: &str, metrics: &Metrics) -> Self {
+    /// The state of session `index`: session 0 (the event session) owns the server's series;
+    /// the extra action sessions add to its action and event counts only.
+    fn new(name: &str, metrics: &Metrics, index: usize) -> Self {
         let labels = Metrics::server(name);
+        let main = index == 0;
+        let gauge = |f: &prometheus_client::metrics::family::Family<ServerLabels, Gauge>| {
+            if main {
+                f.get_or_create(&labels).clone()
+            } else {
+                Gauge::default()
+            }
+        };
         Self {
             status: AtomicU8::new(Status::Connecting as u8),
             ami_version: Mutex::new(None),
             last_error: Mutex::new(None),
-            connected: metrics.server_connected.get_or_create(&labels).clone(),
-            connects: metrics.server_connects.get_or_create(&labels).clone(),
+            connected: gauge(&metrics.server_connected),
+            connects: if main { metrics.server_connects.get_or_create(&labels).clone() } else { Counter::default() },
             actions: metrics.server_actions.get_or_create(&labels).clone(),
             events: metrics.server_events.get_or_create(&labels).clone(),
-            pending: metrics.server_pending.get_or_create(&labels).clone(),
+            pending: gauge(&metrics.server_pending),
+            session_connected: metrics.session_connected.get_or_create(&Metrics::session(&labels, index)).clone(),
             labels,
         }
     }
@@ -136,6 +155,12 @@ struct HandleInner {
     state: Arc<ServerState>,
     tx: mpsc::Sender<Request>,
     cancel: CancellationToken,
+    /// 0: the event session (the server's handle); 1..: an extra action session.
+    index: usize,
+    /// Originates waiting for their `OriginateResponse`, shared by the server's sessions.
+    originates: Arc<originate::Originates>,
+    /// The extra action sessions (only in the server's handle).
+    extras: Vec<UpstreamHandle>,
 }
 
 impl UpstreamHandle {
@@ -200,6 +225,13 @@ impl UpstreamHandle {
         })
     }
 
+    /// AMI sessions of this server that are logged in, and how many it keeps.
+    pub fn sessions_connected(&self) -> (usize, usize) {
+        let all = std::iter::once(self).chain(&self.inner.extras);
+        let up = all.filter(|h| h.status() == Status::Connected).count();
+        (up, 1 + self.inner.extras.len())
+    }
+
     /// Stops this server's session: it logs off, answers its pending actions and ends.
     pub fn stop(&self) {
         self.inner.cancel.cancel();
@@ -208,6 +240,7 @@ impl UpstreamHandle {
     fn set_status(&self, status: Status) {
         self.inner.state.status.store(status as u8, Ordering::Release);
         self.inner.state.connected.set(i64::from(status == Status::Connected));
+        self.inner.state.session_connected.set(i64::from(status == Status::Connected));
     }
 
     fn set_error(&self, error: Option<String>) {
@@ -220,16 +253,33 @@ impl UpstreamHandle {
 }
 
 /// Starts the session task of one server under `parent`'s cancellation and `tracker`.
+///
+/// The server keeps `actionsessions` AMI sessions (see the `pool` module): the event session,
+/// whose handle is returned, and extra action sessions with `Events: off`.
 pub fn spawn(config: ServerConfig, hub: Hub, parent: &CancellationToken, tracker: &TaskTracker) -> UpstreamHandle {
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-    let handle = UpstreamHandle {
-        inner: Arc::new(HandleInner {
-            state: Arc::new(ServerState::new(&config.name, hub.metrics())),
-            config,
-            tx,
-            cancel: parent.child_token(),
-        }),
+    let cancel = parent.child_token();
+    let originates = Arc::new(originate::Originates::default());
+    let count = hub.config().action_sessions.clamp(1, MAX_ACTION_SESSIONS);
+    let new_handle = |index: usize, extras: Vec<UpstreamHandle>| {
+        let mut config = config.clone();
+        if index > 0 {
+            config.events = "off".to_string();
+        }
+        UpstreamHandle {
+            inner: Arc::new(HandleInner {
+                state: Arc::new(ServerState::new(&config.name, hub.metrics(), index)),
+                config,
+                tx: tx.clone(),
+                cancel: cancel.clone(),
+                index,
+                originates: originates.clone(),
+                extras,
+            }),
+        }
     };
+    let extras: Vec<UpstreamHandle> = (1..count).map(|i| new_handle(i, Vec::new())).collect();
+    let handle = new_handle(0, extras.clone());
     let cfg = handle.config();
     // Every line of this server names its host and port (IPv6 in brackets).
     let addr = if cfg.host.contains(':') {
@@ -237,8 +287,19 @@ pub fn spawn(config: ServerConfig, hub: Hub, parent: &CancellationToken, tracker
     } else {
         format!("{}:{}", cfg.host, cfg.port)
     };
-    let span = tracing::info_span!("upstream", server = %handle.name(), %addr);
-    tracker.spawn(supervise(handle.clone(), hub, rx).instrument(span));
+    let mut slots = Vec::with_capacity(count);
+    for session in std::iter::once(&handle).chain(&extras) {
+        let (job_tx, job_rx) = mpsc::channel(REQUEST_QUEUE);
+        let index = session.inner.index;
+        let span = if index == 0 {
+            tracing::info_span!("upstream", server = %handle.name(), %addr)
+        } else {
+            tracing::info_span!("upstream", server = %handle.name(), %addr, session = index)
+        };
+        tracker.spawn(supervise(session.clone(), hub.clone(), job_rx).instrument(span));
+        slots.push(pool::Slot::new(session.clone(), job_tx, hub.metrics(), index));
+    }
+    tracker.spawn(pool::dispatch(rx, slots, hub, cancel));
     handle
 }
 
@@ -330,7 +391,8 @@ fn tls_connector(
     crate::tls::connector(&cfg.tls, insecure).map(Some)
 }
 
-async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Request>) {
+async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Job>) {
+    let main = handle.inner.index == 0;
     let cfg = hub.config().clone();
     let cancel = handle.inner.cancel.clone();
     let mut backoff = Backoff::new(cfg.retry_interval, cfg.retry_max);
@@ -362,16 +424,20 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
                 handle.inner.state.connects.inc();
                 handle.set_status(Status::Connected);
                 tracing::info!(ami_version = %conn.ami_version, "connected and logged in");
-                hub.publish(crate::event::SharedEvent::new(status_event(handle.name(), Status::Connected, None)));
+                if main {
+                    hub.publish(crate::event::SharedEvent::new(status_event(handle.name(), Status::Connected, None)));
+                }
                 let reason = session::run(conn, &handle, &hub, &mut rx).await;
                 let stopping = cancel.is_cancelled();
                 handle.set_status(if stopping { Status::Stopped } else { Status::Disconnected });
                 handle.set_error(Some(reason.clone()));
-                hub.publish(crate::event::SharedEvent::new(status_event(
-                    handle.name(),
-                    Status::Disconnected,
-                    Some(&reason),
-                )));
+                if main {
+                    hub.publish(crate::event::SharedEvent::new(status_event(
+                        handle.name(),
+                        Status::Disconnected,
+                        Some(&reason),
+                    )));
+                }
                 if stopping {
                     tracing::info!("session ended: {reason}");
                     break;
@@ -407,33 +473,33 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
     }
     handle.set_status(Status::Stopped);
     rx.close();
-    while let Ok(request) = rx.try_recv() {
-        reject(request, handle.name(), &format!("Server {} has been stopped", handle.name()));
+    while let Ok(job) = rx.try_recv() {
+        reject(job.request, handle.name(), &format!("Server {} has been stopped", handle.name()));
     }
 }
 
 /// Runs `fut` while answering every incoming request with an error.
 async fn reject_while<F: std::future::Future>(
     fut: F,
-    rx: &mut mpsc::Receiver<Request>,
+    rx: &mut mpsc::Receiver<Job>,
     handle: &UpstreamHandle,
 ) -> F::Output {
     tokio::pin!(fut);
     loop {
         tokio::select! {
             out = &mut fut => return out,
-            Some(request) = rx.recv() => {
+            Some(job) = rx.recv() => {
                 let status = handle.status();
-                reject(request, handle.name(), &format!("Server {} is not connected: {}", handle.name(), status.name()));
+                reject(job.request, handle.name(), &format!("Server {} is not connected: {}", handle.name(), status.name()));
             }
         }
     }
 }
 
-async fn reject_forever(rx: &mut mpsc::Receiver<Request>, handle: &UpstreamHandle) {
-    while let Some(request) = rx.recv().await {
+async fn reject_forever(rx: &mut mpsc::Receiver<Job>, handle: &UpstreamHandle) {
+    while let Some(job) = rx.recv().await {
         reject(
-            request,
+            job.request,
             handle.name(),
             &format!("Server {} is not connected: Failed (maxretries reached)", handle.name()),
         );

@@ -14,6 +14,7 @@ mod bugs_1x;
 mod container;
 mod examples;
 mod formats;
+mod hol;
 mod http;
 mod http_access;
 mod isolation;
