@@ -76,8 +76,8 @@ pub fn list_sessions(hub: &Hub, action_id: Option<&RawValue>) -> Message {
     m
 }
 
-/// The answer to `ListServers` (1.x line layout, then `A: <logged in>/<kept>` AMI sessions;
-/// never the secret).
+/// The answer to `ListServers` (1.x line layout; never the secret), each server followed by
+/// `ProxyServerSessions: <name> <logged in>/<kept>` (its AMI sessions).
 pub fn list_servers(hub: &Hub, action_id: Option<&RawValue>) -> Message {
     let mut m = proxy_response("Success", action_id);
     for server in hub.servers() {
@@ -86,7 +86,7 @@ pub fn list_servers(hub: &Hub, action_id: Option<&RawValue>) -> Message {
         m.push(
             "ProxyListServer I",
             format!(
-                "{} H: {} U: {} P: {} E: {} S: {} A: {up}/{sessions}",
+                "{} H: {} U: {} P: {} E: {} S: {}",
                 c.name,
                 c.host,
                 c.username,
@@ -95,6 +95,7 @@ pub fn list_servers(hub: &Hub, action_id: Option<&RawValue>) -> Message {
                 server.status().name()
             ),
         );
+        m.push("ProxyServerSessions", format!("{} {up}/{sessions}", c.name));
     }
     m
 }

@@ -49,8 +49,8 @@ async fn proxy_actions_need_a_login_and_never_show_secrets() {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let servers = proxy_action(&mut c, "ListServers", "l1b", &[]).await;
-        let line = servers.get("ProxyListServer I").unwrap_or_default().to_string();
-        if line.ends_with(" S: Connected A: 2/2") {
+        let line = servers.get("ProxyServerSessions").unwrap_or_default().to_string();
+        if line == "pbx1 2/2" {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{line}");
