@@ -221,9 +221,9 @@ impl Metrics {
         SessionLabels { server: server.server.clone(), session: index.to_string() }
     }
 
-    /// Counts a client cut off for `reason` (`lag`, `writetimeout`).
-    pub fn cutoff(&self, reason: &'static str) {
-        self.client_cutoffs.get_or_create(&CutoffLabels { kind: AMI.kind, reason }).inc();
+    /// Counts a client of `kind` cut off for `reason` (`lag`, `writetimeout`).
+    pub fn cutoff(&self, kind: &'static str, reason: &'static str) {
+        self.client_cutoffs.get_or_create(&CutoffLabels { kind, reason }).inc();
     }
 
     /// Records an action's latency.

@@ -178,6 +178,31 @@ async fn client_that_never_reads_does_not_slow_others() {
 
 const LAG_DISCONNECTS: &str = "astmanproxy_client_lag_disconnects_total{kind=\"ami\"}";
 
+/// A client cut off by `clientwritetimeout` is told, as the lag cut-off tells: after the whole
+/// messages it was being sent, a final `ProxyClientLagged` (best effort: it gets it here because
+/// it reads again once the cut-off happened), counted with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cut_off_by_the_write_timeout_gets_a_final_notice() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.client_write_timeout = Duration::from_millis(300);
+    let proxy = spawn_proxy_with_admin(cfg).await;
+    let admin = proxy.admin.unwrap();
+    wait_ready(proxy.addr, None).await;
+    let mut stalled = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
+    sim.emit_many(&flood_event(), 50_000);
+    sim.emit(sentinel());
+    let cutoffs = "astmanproxy_client_cutoffs_total{kind=\"ami\",reason=\"writetimeout\"}";
+    eventually("the stalled client cut off", || async move { metric(admin, cutoffs).await == 1.0 }).await;
+    let (_, sentinel_seen, tail) = stalled.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", None).await;
+    assert!(!sentinel_seen, "the stalled client was not cut off");
+    let tail = String::from_utf8_lossy(&tail);
+    let last = tail.trim_end().rsplit("\r\n\r\n").next().unwrap_or_default();
+    assert!(last.starts_with("Event: ProxyClientLagged\r\n"), "no final notice: ...{last}");
+    assert!(last.contains("clientwritetimeout"), "{last}");
+    assert_eq!(metric(admin, LAG_DISCONNECTS).await, 1.0);
+}
+
 /// Ten clients that read as fast as they can are never cut off by a burst of 100 000 events with
 /// the default event buffer (the old 4 096-event ring cut every one of them off): the burst, sent
 /// by Asterisk in one go, is what the proxy reads at once, not the clients' lag.
