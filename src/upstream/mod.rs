@@ -374,6 +374,22 @@ fn status_event(server: &str, status: Status, reason: Option<&str>) -> Message {
     m
 }
 
+/// The `FullyBooted` announced to clients when a server (re)connects: Asterisk's own, or a
+/// proxy-made one when its session did not get one, with `Server:`.
+fn booted_event(server: &str, booted: Option<Message>, hub: &Hub) -> Message {
+    let mut m = booted.unwrap_or_else(|| {
+        let uptime = hub.uptime_secs().to_string();
+        Message::new()
+            .with("Event", "FullyBooted")
+            .with("Privilege", "system,all")
+            .with("Uptime", uptime.clone())
+            .with("LastReload", uptime)
+            .with("Status", "Fully Booted")
+    });
+    m.set("Server", server);
+    m
+}
+
 /// The TLS connector of a `use_ssl` server (`None` for plain TCP).
 fn tls_connector(
     server: &ServerConfig,
@@ -418,7 +434,7 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Job>
             () = cancel.cancelled() => break,
         };
         let delay = match outcome {
-            Ok(conn) => {
+            Ok(mut conn) => {
                 handle.set_ami_version(conn.ami_version.clone());
                 handle.set_error(None);
                 handle.inner.state.connects.inc();
@@ -426,6 +442,9 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Job>
                 tracing::info!(ami_version = %conn.ami_version, "connected and logged in");
                 if main {
                     hub.publish(crate::event::SharedEvent::new(status_event(handle.name(), Status::Connected, None)));
+                    // Client libraries resynchronise on FullyBooted: after a drop, and for
+                    // clients that logged in while the server was down (they got none).
+                    hub.publish(crate::event::SharedEvent::new(booted_event(handle.name(), conn.booted.take(), &hub)));
                 }
                 let reason = session::run(conn, &handle, &hub, &mut rx).await;
                 let stopping = cancel.is_cancelled();

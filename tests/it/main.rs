@@ -9,6 +9,7 @@ mod beacon;
 mod beacon_collector;
 mod beacon_report;
 mod binary;
+mod booted;
 mod browser;
 mod bugs_1x;
 mod container;
