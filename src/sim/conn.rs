@@ -243,6 +243,10 @@ impl SessionState {
             }
             return Flow::Close;
         }
+        if let Some((_, slow)) = self.sim.options().slow_action.as_ref().filter(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
+            tokio::time::sleep(*slow).await;
+        }
         // One action at a time: a synchronous Originate holds this session while the call rings.
         let ring = self.sim.options().originate_ring.filter(|_| name.eq_ignore_ascii_case("Originate"));
         let (delay, events_delay) = match ring {

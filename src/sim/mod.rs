@@ -93,6 +93,9 @@ pub struct SimOptions {
     /// an async one's `OriginateResponse` comes that long after `Originate successfully queued`.
     /// `None`: [`SYNC_ORIGINATE_DELAY`] for a synchronous one, about 10 ms for an async one.
     pub originate_ring: Option<Duration>,
+    /// An action that takes this long before it is answered (a long `Command`, a large
+    /// `QueueStatus`), holding its session meanwhile, as Asterisk does.
+    pub slow_action: Option<(String, Duration)>,
 }
 
 impl Default for SimOptions {
@@ -106,6 +109,7 @@ impl Default for SimOptions {
             ping_replies: true,
             auth_fail_delay: Duration::from_secs(1),
             originate_ring: None,
+            slow_action: None,
         }
     }
 }
