@@ -119,7 +119,7 @@ struct ServerState {
 
 impl ServerState {
     /// The state of session `index`: session 0 (the event session) owns the server's series;
-    /// the extra action sessions add to its action and event counts only.
+    /// the extra action sessions add to its action, event and pending counts only.
     fn new(name: &str, metrics: &Metrics, index: usize) -> Self {
         let labels = Metrics::server(name);
         let main = index == 0;
@@ -138,7 +138,7 @@ impl ServerState {
             connects: if main { metrics.server_connects.get_or_create(&labels).clone() } else { Counter::default() },
             actions: metrics.server_actions.get_or_create(&labels).clone(),
             events: metrics.server_events.get_or_create(&labels).clone(),
-            pending: gauge(&metrics.server_pending),
+            pending: metrics.server_pending.get_or_create(&labels).clone(),
             session_connected: metrics.session_connected.get_or_create(&Metrics::session(&labels, index)).clone(),
             labels,
         }

@@ -83,9 +83,13 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
         return reason;
     }
 
+    // Shared by the server's sessions: each adds its own change.
     let pending = handle.inner.state.pending.clone();
+    let mut counted: i64 = 0;
     let reason = loop {
-        pending.set(i64::try_from(s.routes.len()).unwrap_or(i64::MAX));
+        let now_pending = i64::try_from(s.routes.len()).unwrap_or(i64::MAX);
+        pending.inc_by(now_pending - counted);
+        counted = now_pending;
         let take_requests = s.out.len() < OUTPUT_HIGH_WATER;
         // Without this, a full BytesMut would read 64 bytes at a time.
         rbuf.reserve(READ_CHUNK);
@@ -151,7 +155,7 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
         }
     };
     s.fail_all(&reason);
-    pending.set(0);
+    pending.dec_by(counted);
     reason
 }
 
@@ -369,6 +373,12 @@ impl Session<'_> {
             if done {
                 self.finish(&id);
             }
+            return;
+        }
+        if self.handle.inner.index != 0 {
+            // Events come from the event session only, never twice (an action session logs in
+            // with `Events: off`; whatever Asterisk sends it anyway is not passed on).
+            tracing::debug!(event = ?message.event(), "event on an action session not passed on");
             return;
         }
         self.broadcast(message);

@@ -155,3 +155,43 @@ async fn with_every_session_busy_an_action_waits_its_turn() {
     assert_eq!(b.response("s2").await.response(), Some("Success"));
     assert!(metric(admin, r#"astmanproxy_server_action_wait_seconds_count{server="pbx1"}"#).await >= 1.0);
 }
+
+/// Events come from the event session only: with every session logged in, a client gets each
+/// event once.
+#[tokio::test]
+async fn events_come_once_whatever_the_number_of_sessions() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.action_sessions = 3;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    eventually("three sessions logged in", || async { sim.login_count() == 3 }).await;
+    let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    sim.emit(Message::new().with("Event", "Once").with("Privilege", "call,all"));
+    sim.emit(Message::new().with("Event", "Sentinel").with("Privilege", "call,all"));
+    let mut seen = Vec::new();
+    while seen.last().and_then(|m: &Message| m.event()) != Some("Sentinel") {
+        seen.push(a.recv().await);
+    }
+    assert_eq!(seen.iter().filter(|m| m.event() == Some("Once")).count(), 1, "{seen:?}");
+}
+
+/// A synchronous Originate whose OriginateResponse never comes is answered after its `Timeout`
+/// plus `originatemargin`: nothing waits forever.
+#[tokio::test]
+async fn a_sync_originate_without_its_response_ends_by_timeout_plus_margin() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.originate_margin = Duration::from_millis(100);
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
+    sim.set_no_followers(true);
+    let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let mut o = sync_originate("lost", "Local/101@ami-test");
+    o.set("Timeout", "100");
+    a.send(&o).await;
+    let answer = a.response("lost").await;
+    assert_eq!(answer.response(), Some("Error"), "{answer:?}");
+    assert!(answer.get("Message").unwrap().contains("Timeout waiting for the OriginateResponse"), "{answer:?}");
+    assert_eq!(a.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
+}
