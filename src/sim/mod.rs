@@ -25,8 +25,11 @@
 //! - `Originate`: `Async: true` answers `Originate successfully queued` and shortly after
 //!   broadcasts the recorded call's events with an `OriginateResponse` carrying the asker's
 //!   ActionID (17; a `Local/999@...` channel fails as in 17b); without `Async` the answer comes
-//!   after [`SYNC_ORIGINATE_DELAY`], then the call's events (17b); without `Channel` the recorded
-//!   error (20);
+//!   after [`SYNC_ORIGINATE_DELAY`], then the call's events (17b), holding the session meanwhile
+//!   (`Local/999@...`: `Response: Error` / `Originate failed` at once); with
+//!   [`SimOptions::originate_ring`] both wait that ring time (the sync answer, the async
+//!   `OriginateResponse`); without `Channel` the recorded error (20);
+//! - [`SimOptions::slow_action`]: one action answered only after a delay, holding its session;
 //! - an unknown action gets `Invalid/unknown command` and a message without `Action:` gets
 //!   `Missing action in request`, each followed by a broadcast `RequestBadFormat` (19, 20).
 //!
