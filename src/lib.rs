@@ -23,5 +23,4 @@ pub mod upstream;
 
 /// Where the permission model lived before `auth` (kept for `client::writer`, which another change
 /// is rewriting; use [`auth::Policy`]).
-pub use auth::policy;
 pub use server::{run, serve, Listeners};

@@ -31,6 +31,24 @@ pub struct ServerLabels {
     pub server: String,
 }
 
+/// Labels of per-session metrics (session 0 is the event session).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionLabels {
+    /// Server name, escaped as in [`ServerLabels`].
+    pub server: String,
+    /// Session number, `0` to `actionsessions - 1`.
+    pub session: String,
+}
+
+/// Labels of `astmanproxy_client_cutoffs_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CutoffLabels {
+    /// Client kind (`ami`).
+    pub kind: &'static str,
+    /// Why: `lag` (too far behind the event stream) or `writetimeout` (`clientwritetimeout`).
+    pub reason: &'static str,
+}
+
 /// Labels of per-client-kind metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -76,6 +94,16 @@ pub struct Metrics {
     pub server_pending: Family<ServerLabels, Gauge>,
     /// Time from forwarding an action to its final answer.
     pub server_latency: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    /// Per session: 1 when logged in.
+    pub session_connected: Family<SessionLabels, Gauge>,
+    /// Per session: actions the proxy has running on it.
+    pub session_busy: Family<SessionLabels, Gauge>,
+    /// Actions that waited for a free action session.
+    pub action_waits: Family<ServerLabels, Counter>,
+    /// Time actions waited for a free action session.
+    pub action_wait: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    /// Clients cut off, by reason.
+    pub client_cutoffs: Family<CutoffLabels, Counter>,
     /// Connected clients.
     pub clients_connected: Family<KindLabels, Gauge>,
     /// Bytes waiting in client queues (summed at scrape).
@@ -107,6 +135,11 @@ impl Metrics {
             server_events_sent: Family::default(),
             server_pending: Family::default(),
             server_latency: Family::new_with_constructor(latency_histogram),
+            session_connected: Family::default(),
+            session_busy: Family::default(),
+            action_waits: Family::default(),
+            action_wait: Family::new_with_constructor(latency_histogram),
+            client_cutoffs: Family::default(),
             clients_connected: Family::default(),
             client_queue_bytes: Family::default(),
             events_dropped: Family::default(),
@@ -150,6 +183,27 @@ impl Metrics {
                 "Time from forwarding an action to its final answer",
                 m.server_latency.clone(),
             );
+            r.register(
+                "server_session_connected",
+                "1 when this AMI session of the server is logged in (session 0 carries the events)",
+                m.session_connected.clone(),
+            );
+            r.register(
+                "server_session_busy",
+                "Actions running on this AMI session of the server",
+                m.session_busy.clone(),
+            );
+            r.register(
+                "server_action_waits",
+                "Actions that waited because every action session of the server was busy",
+                m.action_waits.clone(),
+            );
+            r.register(
+                "server_action_wait_seconds",
+                "Time actions waited for a free action session",
+                m.action_wait.clone(),
+            );
+            r.register("client_cutoffs", "Clients cut off by the proxy, by reason", m.client_cutoffs.clone());
             r.register("clients_connected", "Connected clients", m.clients_connected.clone());
             r.register("client_queue_bytes", "Bytes waiting in client queues", m.client_queue_bytes.clone());
             r.register("client_events_dropped", "Events dropped for slow clients", m.events_dropped.clone());
@@ -174,6 +228,16 @@ impl Metrics {
         ServerLabels { server }
     }
 
+    /// The label set of session `index` of a server.
+    pub fn session(server: &ServerLabels, index: usize) -> SessionLabels {
+        SessionLabels { server: server.server.clone(), session: index.to_string() }
+    }
+
+    /// Counts a client of `kind` cut off for `reason` (`lag`, `writetimeout`).
+    pub fn cutoff(&self, kind: &'static str, reason: &'static str) {
+        self.client_cutoffs.get_or_create(&CutoffLabels { kind, reason }).inc();
+    }
+
     /// Records an action's latency.
     pub fn observe_latency(&self, server: &ServerLabels, elapsed: Duration) {
         self.server_latency.get_or_create(server).observe(elapsed.as_secs_f64());
@@ -189,6 +253,13 @@ impl Metrics {
         self.server_events_sent.remove(server);
         self.server_pending.remove(server);
         self.server_latency.remove(server);
+        self.action_waits.remove(server);
+        self.action_wait.remove(server);
+        for i in 0..crate::upstream::MAX_ACTION_SESSIONS {
+            let labels = Self::session(server, i);
+            self.session_connected.remove(&labels);
+            self.session_busy.remove(&labels);
+        }
     }
 
     /// Every metric in the OpenMetrics text format 1.0.0 (ends with `# EOF`).

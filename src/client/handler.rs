@@ -202,7 +202,13 @@ impl ClientSession {
         let position = self.hub.subscribe();
         self.reply("Success", id, Some("Authentication accepted"));
         let system = ClassMask::parse("system");
-        if mask.allows(system) && self.policy.reads(system) {
+        // FullyBooted means booted: at once when the client's default server is ready; else
+        // when that server connects (the upstream session announces it then, see `upstream`).
+        let ready = self
+            .hub
+            .server(self.policy.default_server())
+            .is_some_and(|s| s.status() == crate::upstream::Status::Connected);
+        if ready && mask.allows(system) && self.policy.reads(system) {
             let uptime = self.hub.uptime_secs().to_string();
             let booted = Message::new()
                 .with("Event", "FullyBooted")

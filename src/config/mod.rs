@@ -96,6 +96,12 @@ pub struct Config {
     pub action_timeout: Duration,
     /// `originatetimeout` (new): how long an async Originate's route waits for OriginateResponse.
     pub originate_timeout: Duration,
+    /// `originatemargin` (new): added to a synchronous Originate's `Timeout` before the proxy
+    /// gives up waiting for its `OriginateResponse`.
+    pub originate_margin: Duration,
+    /// `actionsessions` (new): AMI sessions per server that carry actions (1: the event session
+    /// only; more: extra logins with `Events: off`).
+    pub action_sessions: usize,
     /// `authfaildelay` (new): delay before a failed client login is answered and closed.
     pub auth_fail_delay: Duration,
     /// TLS and other 1.x keys parsed and kept for the TLS/permissions work.
