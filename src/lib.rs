@@ -21,6 +21,4 @@ pub mod sim;
 pub mod tls;
 pub mod upstream;
 
-/// Where the permission model lived before `auth` (kept for `client::writer`, which another change
-/// is rewriting; use [`auth::Policy`]).
 pub use server::{run, serve, Listeners};
