@@ -255,7 +255,7 @@ impl Metrics {
         self.server_latency.remove(server);
         self.action_waits.remove(server);
         self.action_wait.remove(server);
-        for i in 0..crate::upstream::MAX_ACTION_SESSIONS {
+        for i in 0..crate::config::MAX_ACTION_SESSIONS {
             let labels = Self::session(server, i);
             self.session_connected.remove(&labels);
             self.session_busy.remove(&labels);

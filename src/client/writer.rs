@@ -17,11 +17,11 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{SinkReceiver, ToClient};
+use crate::auth::Policy;
 use crate::config::LagPolicy;
 use crate::event::{ClassMask, EventRing, Lagged, SentCounter, SharedEvent};
 use crate::hub::Hub;
 use crate::metrics::KindLabels;
-use crate::auth::Policy;
 
 /// Gather at most this many bytes before writing (one syscall for many small events).
 pub const BATCH_BYTES: usize = 64 * 1024;

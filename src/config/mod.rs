@@ -25,6 +25,9 @@ pub(crate) use parse::Value;
 pub use secret::Secret;
 pub use users::{FilterMethod, FilterRule, User, UserLineError, Users, UsersError};
 
+/// Most AMI sessions per server (`actionsessions`).
+pub const MAX_ACTION_SESSIONS: usize = 16;
+
 /// The whole proxy configuration.
 #[derive(Debug, Clone)]
 pub struct Config {

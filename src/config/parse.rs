@@ -430,11 +430,11 @@ impl Value<'_> {
         Ok(n)
     }
 
-    /// `actionsessions`: 1 to [`crate::upstream::MAX_ACTION_SESSIONS`].
+    /// `actionsessions`: 1 to [`crate::config::MAX_ACTION_SESSIONS`].
     pub(crate) fn action_sessions(&self) -> Result<usize, ConfigError> {
         let n: usize = self.positive()?;
-        if n > crate::upstream::MAX_ACTION_SESSIONS {
-            return Err(self.invalid(&self.raw.value, format!("at most {}", crate::upstream::MAX_ACTION_SESSIONS)));
+        if n > crate::config::MAX_ACTION_SESSIONS {
+            return Err(self.invalid(&self.raw.value, format!("at most {}", crate::config::MAX_ACTION_SESSIONS)));
         }
         Ok(n)
     }

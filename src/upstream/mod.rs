@@ -35,8 +35,7 @@ mod session;
 pub use backoff::{backoff_delay, Backoff};
 use pool::Job;
 
-/// Most AMI sessions per server (`actionsessions`).
-pub const MAX_ACTION_SESSIONS: usize = 16;
+pub use crate::config::MAX_ACTION_SESSIONS;
 
 /// Capacity of a server's request queue. Requests are small; a full queue means Asterisk is
 /// not taking actions as fast as clients send them, and the client gets `Server busy` at once.

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first: the top-level modules of each. A module not listed fails the test,
 /// so a new module has to be placed.
 const LAYERS: &[&[&str]] = &[
-    &["shutdown", "logfile", "privileges", "listen", "metrics", "error"],
-    &["config", "event"],
+    &["shutdown", "logfile", "privileges", "listen", "error"],
+    &["config", "event", "metrics"],
     &["tls", "auth"],
     &["upstream"],
     &["hub"],
@@ -48,7 +48,10 @@ const NOT_YET: &[(&str, &str)] = &[
     ("hub", "client::sink"),
     ("upstream", "client::sink"),
     ("upstream", "hub"),
-    ("upstream::session", "client::sink"),
+    ("upstream::originate", "client::sink"),
+    ("upstream::pool", "client::sink"),
+    ("upstream::pool", "hub"),
+    ("upstream::pool", "upstream"),
     ("upstream::session", "hub"),
 ];
 
