@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
-use crate::metrics::{Format, Metrics, AMI};
+use crate::metrics::{Format, KindLabels, Metrics, CLIENT_KINDS};
 use crate::upstream::Status;
 
 /// Serves the admin endpoints until `cancel`.
@@ -41,9 +41,16 @@ pub fn respond(req: &Request<Incoming>, hub: &Hub) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/metrics" => {
-            let queued: usize = hub.clients().iter().map(|(_, c)| c.sink.queued_bytes()).sum();
             let metrics = hub.metrics();
-            metrics.client_queue_bytes.get_or_create(&AMI).set(i64::try_from(queued).unwrap_or(i64::MAX));
+            let clients = hub.clients();
+            for kind in CLIENT_KINDS {
+                let queued: usize =
+                    clients.iter().filter(|(_, c)| c.kind == kind).map(|(_, c)| c.sink.queued_bytes()).sum();
+                metrics
+                    .client_queue_bytes
+                    .get_or_create(&KindLabels { kind })
+                    .set(i64::try_from(queued).unwrap_or(i64::MAX));
+            }
             for server in hub.servers() {
                 // A server that never failed shows 0 rather than no series.
                 metrics.server_connect_failures.get_or_create(&Metrics::server(server.name())).inc_by(0);

@@ -13,6 +13,7 @@ pub use ring::{EventRing, Lagged};
 
 use astmanproxy_handlers::{AmiDecoder, Charset, Limits, Message, OutputFormat};
 use bytes::{Bytes, BytesMut};
+use prometheus_client::metrics::counter::Counter;
 
 /// Bit set of AMI event classes (`system`, `call`, ...), as used by `Privilege:` on events and
 /// by `Events:` / `EventMask:` from clients.
@@ -122,7 +123,13 @@ pub struct SharedEvent {
     charset: Charset,
     /// Encodings in the other formats, made on demand (empty until one is asked for).
     others: OnceLock<Box<[OnceLock<Bytes>; OutputFormat::COUNT]>>,
+    /// Its server's `astmanproxy_server_events_sent_total`, which writers add to (none for the
+    /// proxy's own events).
+    sent: Option<Arc<Counter>>,
 }
+
+/// A server's count of delivered events, shared by all its events.
+pub type SentCounter = Arc<Counter>;
 
 /// What one buffered event costs besides its bytes: the struct and its `Arc` counts, its slot in
 /// the buffer, and the allocator's headers of its two allocations (measured: about 1.4 times the
@@ -132,13 +139,22 @@ pub const EVENT_OVERHEAD: usize = std::mem::size_of::<SharedEvent>() + 2 * std::
 impl SharedEvent {
     /// Wraps an event message (which already carries its `Server:` header).
     pub fn new(message: Message) -> Arc<Self> {
+        Self::build(message, None)
+    }
+
+    /// Wraps an event of a server whose deliveries `sent` counts.
+    pub fn counted(message: Message, sent: SentCounter) -> Arc<Self> {
+        Self::build(message, Some(sent))
+    }
+
+    fn build(message: Message, sent: Option<SentCounter>) -> Arc<Self> {
         let classes = ClassMask::of_event(&message);
         let mut out = BytesMut::with_capacity(message.encoded_len_hint() + 16);
         OutputFormat::Standard.encode(&message, &mut out);
         // An allocation of exactly the event's size: the buffer is bounded in bytes.
         let wire = Bytes::copy_from_slice(&out);
         let charset = message.charset().unwrap_or_default();
-        Arc::new(Self { wire, classes, charset, others: OnceLock::new() })
+        Arc::new(Self { wire, classes, charset, others: OnceLock::new(), sent })
     }
 
     /// The event message, decoded from its bytes (a fresh copy: for filters and tests; the
@@ -148,6 +164,11 @@ impl SharedEvent {
             Limits { max_line: usize::MAX, max_message: usize::MAX, max_headers: usize::MAX, charset: self.charset };
         let mut buf = BytesMut::from(&self.wire[..]);
         AmiDecoder::new(limits).decode(&mut buf).ok().flatten().unwrap_or_default()
+    }
+
+    /// The counter of its server's delivered events, if it came from a server.
+    pub fn sent_counter(&self) -> Option<&SentCounter> {
+        self.sent.as_ref()
     }
 
     /// Its classes.

@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth_limit::AuthLimiter;
+use crate::auth::AuthLimiter;
 use crate::client::sink::{ClientId, ClientSink};
 use crate::config::{Config, ServerConfig, Users};
 use crate::event::{EventRing, SharedEvent};
@@ -31,6 +31,8 @@ pub struct ClientInfo {
     pub user: Option<String>,
     /// Output format name.
     pub format: &'static str,
+    /// The client kind (`ami`, `ajam`, `ws`).
+    pub kind: &'static str,
     /// The client's queue.
     pub sink: ClientSink,
 }
@@ -102,6 +104,16 @@ impl Hub {
     /// Failed-login counters per client address.
     pub fn auth_limiter(&self) -> &AuthLimiter {
         &self.inner.auth_limiter
+    }
+
+    /// What a login over a transport of `kind` is checked against ([`crate::auth::login`]).
+    pub fn auth_gate(&self, kind: &crate::metrics::KindLabels) -> crate::auth::Gate<'_> {
+        crate::auth::Gate {
+            config: self.config(),
+            users: self.users(),
+            limiter: self.auth_limiter(),
+            failures: self.metrics().auth_failures.get_or_create(kind).clone(),
+        }
     }
 
     /// The proxy's metrics.

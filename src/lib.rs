@@ -1,6 +1,6 @@
 //! astmanproxy 2: a multiplexing proxy for the Asterisk Manager Interface.
 pub mod admin;
-pub mod auth_limit;
+pub mod auth;
 pub mod beacon;
 pub mod cli;
 pub mod client;
@@ -11,7 +11,6 @@ pub mod http;
 pub mod hub;
 pub mod logfile;
 pub mod metrics;
-pub mod policy;
 pub mod privileges;
 pub mod proxy_action;
 pub mod reload;

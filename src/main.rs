@@ -76,11 +76,14 @@ async fn main() -> ExitCode {
     if let Ok(bound) = listeners.ami.local_addr() {
         tracing::info!("astmanproxy {} listening on {bound}", env!("CARGO_PKG_VERSION"));
     }
-    // The certificate and key are read while still root: a key readable only by root works.
+    // The certificate, key and CA file are read while still root: files readable only by root work.
     let acceptor = match astmanproxy::tls::client_acceptor(&config.tls) {
         Ok(acceptor) => acceptor,
         Err(e) => return fail(&e, 1),
     };
+    if let Err(e) = astmanproxy::tls::preload_ca_file(&config.tls) {
+        return fail(&e, 1);
+    }
     if let Err(e) = astmanproxy::privileges::drop_to(config.proc_user.as_deref(), config.proc_group.as_deref()) {
         return fail(&e, 1);
     }

@@ -3,6 +3,7 @@
 //!
 //! Per server: `astmanproxy_server_connected`, `_server_connects_total`,
 //! `_server_connect_failures_total`, `_server_actions_total`, `_server_events_total`,
+//! `_server_events_sent_total`,
 //! `_server_pending_actions`, `_server_action_seconds` (histogram).
 //! Per client kind: `astmanproxy_clients_connected`, `_client_queue_bytes`,
 //! `_client_events_dropped_total`, `_client_lag_disconnects_total`, `_auth_failures_total`.
@@ -30,6 +31,24 @@ pub struct ServerLabels {
     pub server: String,
 }
 
+/// Labels of per-session metrics (session 0 is the event session).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionLabels {
+    /// Server name, escaped as in [`ServerLabels`].
+    pub server: String,
+    /// Session number, `0` to `actionsessions - 1`.
+    pub session: String,
+}
+
+/// Labels of `astmanproxy_client_cutoffs_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CutoffLabels {
+    /// Client kind (`ami`).
+    pub kind: &'static str,
+    /// Why: `lag` (too far behind the event stream) or `writetimeout` (`clientwritetimeout`).
+    pub reason: &'static str,
+}
+
 /// Labels of per-client-kind metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -39,6 +58,9 @@ pub struct KindLabels {
 
 /// The client kind of AMI clients over TCP.
 pub const AMI: KindLabels = KindLabels { kind: "ami" };
+
+/// Every kind of client session: AMI over TCP or TLS, AJAM (`/rawman`, `/mxml`) and WebSocket.
+pub const CLIENT_KINDS: [&str; 3] = ["ami", "ajam", "ws"];
 
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~16 s.
@@ -66,10 +88,22 @@ pub struct Metrics {
     pub server_actions: Family<ServerLabels, Counter>,
     /// Events received.
     pub server_events: Family<ServerLabels, Counter>,
+    /// Events written to clients (once per client that received one).
+    pub server_events_sent: Family<ServerLabels, Counter>,
     /// Actions waiting for their final answer.
     pub server_pending: Family<ServerLabels, Gauge>,
     /// Time from forwarding an action to its final answer.
     pub server_latency: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    /// Per session: 1 when logged in.
+    pub session_connected: Family<SessionLabels, Gauge>,
+    /// Per session: actions the proxy has running on it.
+    pub session_busy: Family<SessionLabels, Gauge>,
+    /// Actions that waited for a free action session.
+    pub action_waits: Family<ServerLabels, Counter>,
+    /// Time actions waited for a free action session.
+    pub action_wait: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    /// Clients cut off, by reason.
+    pub client_cutoffs: Family<CutoffLabels, Counter>,
     /// Connected clients.
     pub clients_connected: Family<KindLabels, Gauge>,
     /// Bytes waiting in client queues (summed at scrape).
@@ -98,8 +132,14 @@ impl Metrics {
             server_connect_failures: Family::default(),
             server_actions: Family::default(),
             server_events: Family::default(),
+            server_events_sent: Family::default(),
             server_pending: Family::default(),
             server_latency: Family::new_with_constructor(latency_histogram),
+            session_connected: Family::default(),
+            session_busy: Family::default(),
+            action_waits: Family::default(),
+            action_wait: Family::new_with_constructor(latency_histogram),
+            client_cutoffs: Family::default(),
             clients_connected: Family::default(),
             client_queue_bytes: Family::default(),
             events_dropped: Family::default(),
@@ -132,12 +172,38 @@ impl Metrics {
             );
             r.register("server_actions", "Actions forwarded to the Asterisk server", m.server_actions.clone());
             r.register("server_events", "Events received from the Asterisk server", m.server_events.clone());
+            r.register(
+                "server_events_sent",
+                "Events of the server written to clients, once per client",
+                m.server_events_sent.clone(),
+            );
             r.register("server_pending_actions", "Actions waiting for their final answer", m.server_pending.clone());
             r.register(
                 "server_action_seconds",
                 "Time from forwarding an action to its final answer",
                 m.server_latency.clone(),
             );
+            r.register(
+                "server_session_connected",
+                "1 when this AMI session of the server is logged in (session 0 carries the events)",
+                m.session_connected.clone(),
+            );
+            r.register(
+                "server_session_busy",
+                "Actions running on this AMI session of the server",
+                m.session_busy.clone(),
+            );
+            r.register(
+                "server_action_waits",
+                "Actions that waited because every action session of the server was busy",
+                m.action_waits.clone(),
+            );
+            r.register(
+                "server_action_wait_seconds",
+                "Time actions waited for a free action session",
+                m.action_wait.clone(),
+            );
+            r.register("client_cutoffs", "Clients cut off by the proxy, by reason", m.client_cutoffs.clone());
             r.register("clients_connected", "Connected clients", m.clients_connected.clone());
             r.register("client_queue_bytes", "Bytes waiting in client queues", m.client_queue_bytes.clone());
             r.register("client_events_dropped", "Events dropped for slow clients", m.events_dropped.clone());
@@ -162,6 +228,16 @@ impl Metrics {
         ServerLabels { server }
     }
 
+    /// The label set of session `index` of a server.
+    pub fn session(server: &ServerLabels, index: usize) -> SessionLabels {
+        SessionLabels { server: server.server.clone(), session: index.to_string() }
+    }
+
+    /// Counts a client of `kind` cut off for `reason` (`lag`, `writetimeout`).
+    pub fn cutoff(&self, kind: &'static str, reason: &'static str) {
+        self.client_cutoffs.get_or_create(&CutoffLabels { kind, reason }).inc();
+    }
+
     /// Records an action's latency.
     pub fn observe_latency(&self, server: &ServerLabels, elapsed: Duration) {
         self.server_latency.get_or_create(server).observe(elapsed.as_secs_f64());
@@ -174,8 +250,16 @@ impl Metrics {
         self.server_connect_failures.remove(server);
         self.server_actions.remove(server);
         self.server_events.remove(server);
+        self.server_events_sent.remove(server);
         self.server_pending.remove(server);
         self.server_latency.remove(server);
+        self.action_waits.remove(server);
+        self.action_wait.remove(server);
+        for i in 0..crate::config::MAX_ACTION_SESSIONS {
+            let labels = Self::session(server, i);
+            self.session_connected.remove(&labels);
+            self.session_busy.remove(&labels);
+        }
     }
 
     /// Every metric in the OpenMetrics text format 1.0.0 (ends with `# EOF`).

@@ -76,11 +76,13 @@ pub fn list_sessions(hub: &Hub, action_id: Option<&RawValue>) -> Message {
     m
 }
 
-/// The answer to `ListServers` (1.x line layout; never the secret).
+/// The answer to `ListServers` (1.x line layout; never the secret), each server followed by
+/// `ProxyServerSessions: <name> <logged in>/<kept>` (its AMI sessions).
 pub fn list_servers(hub: &Hub, action_id: Option<&RawValue>) -> Message {
     let mut m = proxy_response("Success", action_id);
     for server in hub.servers() {
         let c = server.config();
+        let (up, sessions) = server.sessions_connected();
         m.push(
             "ProxyListServer I",
             format!(
@@ -93,6 +95,7 @@ pub fn list_servers(hub: &Hub, action_id: Option<&RawValue>) -> Message {
                 server.status().name()
             ),
         );
+        m.push("ProxyServerSessions", format!("{} {up}/{sessions}", c.name));
     }
     m
 }

@@ -6,7 +6,8 @@
 //! are verified against the system roots plus `tlscafile`, with SNI; `tlsinsecure` names the
 //! servers for which verification is skipped, loudly.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -81,6 +82,33 @@ pub fn check(cfg: &TlsConfig) -> Vec<TlsError> {
     errors
 }
 
+/// `tlscafile` as read at start-up, before privileges were dropped (see [`preload_ca_file`]).
+type CaCache = Mutex<Option<(PathBuf, Vec<CertificateDer<'static>>)>>;
+static PRELOADED_CA: CaCache = Mutex::new(None);
+
+/// Reads `tlscafile` now, while the process still has its start-up privileges, so that a CA file
+/// readable only by root works after the drop to `proc_user` (for the first connections and for
+/// the servers a reload adds, as long as the path stays the same).
+///
+/// # Errors
+/// An unreadable or empty `tlscafile`.
+pub fn preload_ca_file(cfg: &TlsConfig) -> Result<(), TlsError> {
+    let Some(path) = &cfg.ca_file else { return Ok(()) };
+    let certs = load_certs(path)?;
+    *PRELOADED_CA.lock().unwrap_or_else(|e| e.into_inner()) = Some((path.clone(), certs));
+    Ok(())
+}
+
+/// The certificates of `tlscafile`: those read at start-up if the path is the same, else read now.
+fn ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    if let Some((preloaded, certs)) = PRELOADED_CA.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if preloaded == path {
+            return Ok(certs.clone());
+        }
+    }
+    load_certs(path)
+}
+
 /// The connector toward `use_ssl` servers: system roots plus `tlscafile`, or no verification at
 /// all when `insecure`.
 ///
@@ -98,7 +126,7 @@ pub fn connector(cfg: &TlsConfig, insecure: bool) -> Result<tokio_rustls::TlsCon
             let _ = roots.add(cert);
         }
         if let Some(ca) = &cfg.ca_file {
-            for cert in load_certs(ca)? {
+            for cert in ca_certs(ca)? {
                 roots.add(cert).map_err(|e| pem_error(ca, e.to_string()))?;
             }
         }

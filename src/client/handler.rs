@@ -10,9 +10,9 @@ use astmanproxy_handlers::{Message, RawValue};
 
 use super::sink::{ClientId, ClientSink, ToClient};
 use super::writer::ClientShared;
+use crate::auth::{self, Credentials, LoginError, Policy};
 use crate::event::ClassMask;
 use crate::hub::Hub;
-use crate::policy::Policy;
 use crate::upstream::{reject, Request};
 
 /// Whether the connection goes on after a message.
@@ -173,56 +173,42 @@ impl ClientSession {
 
     async fn login(&mut self, message: &Message, id: Option<&RawValue>) -> Flow {
         let username = message.get("Username").unwrap_or_default().trim();
-        let ip = self.peer.ip();
-        if let Some(lockout) = self.hub.auth_limiter().check(self.hub.config(), ip, username) {
-            // Logged once when the lock-out started; each refusal only counts.
-            tracing::debug!(user = %username, ?lockout, "login refused: locked out");
-            self.hub.metrics().auth_failures.get_or_create(&self.shared.labels()).inc();
-            self.reply("Error", id, Some(lockout.message()));
-            self.sink.send(ToClient::Close);
-            return Flow::Close;
-        }
-        let users = self.hub.users();
-        let md5 = message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
-        let known = users.get(username);
-        let accepted = match known {
-            // permit=/deny= networks are checked first; a refused address fails like a bad secret.
-            Some(user) if !user.address_allowed(ip) => false,
-            Some(user) if md5 => match (&self.challenge, message.get("Key")) {
-                (Some(challenge), Some(key)) => user.check_md5(challenge, key),
-                _ => false,
-            },
-            Some(user) if user.is_hashed() => {
-                // bcrypt and sha512-crypt are slow on purpose: keep them off the runtime.
-                let (user, secret) = (user.clone(), message.get("Secret").unwrap_or_default().to_string());
-                tokio::task::spawn_blocking(move || user.check_secret(&secret)).await.unwrap_or(false)
-            }
-            Some(user) => user.check_secret(message.get("Secret").unwrap_or_default()),
-            // With `authrequired = no` the proxy is open anyway; a Login for a user it does not
-            // know is accepted so that 1.x setups keep working.
-            None => !self.hub.config().auth_required,
+        let credentials = if message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5")) {
+            Credentials::AmiMd5 { challenge: self.challenge.as_deref(), key: message.get("Key") }
+        } else {
+            Credentials::AmiSecret(message.get("Secret").unwrap_or_default())
         };
+        let outcome =
+            auth::login(&self.hub.auth_gate(&self.shared.labels()), username, self.peer.ip(), credentials).await;
         // A challenge is good for one login attempt only.
         self.challenge = None;
-        if !accepted {
-            tracing::info!(user = %username, "client login failed");
-            self.hub.metrics().auth_failures.get_or_create(&self.shared.labels()).inc();
-            self.hub.auth_limiter().record_failure(self.hub.config(), ip, username);
-            self.user = None;
-            tokio::time::sleep(self.hub.config().auth_fail_delay).await;
-            self.reply("Error", id, Some("Authentication failed"));
-            self.sink.send(ToClient::Close);
-            return Flow::Close;
-        }
-        self.hub.auth_limiter().record_success(ip, username);
+        let grant = match outcome {
+            Ok(grant) => grant,
+            Err(error) => {
+                let text = match error {
+                    LoginError::LockedOut(lockout) => lockout.message(),
+                    _ => "Authentication failed",
+                };
+                self.user = None;
+                self.reply("Error", id, Some(text));
+                self.sink.send(ToClient::Close);
+                return Flow::Close;
+            }
+        };
         let mask = message.get("Events").map_or(ClassMask::ALL, ClassMask::parse);
-        self.start_session(username, mask);
+        self.start_session(&grant.user, grant.policy, mask);
         // The position is taken before the answer is queued: every event published from the
         // moment the login succeeded reaches the client, after its `Success`.
         let position = self.hub.subscribe();
         self.reply("Success", id, Some("Authentication accepted"));
         let system = ClassMask::parse("system");
-        if mask.allows(system) && self.policy.reads(system) {
+        // FullyBooted means booted: at once when the client's default server is ready; else
+        // when that server connects (the upstream session announces it then, see `upstream`).
+        let ready = self
+            .hub
+            .server(self.policy.default_server())
+            .is_some_and(|s| s.status() == crate::upstream::Status::Connected);
+        if ready && mask.allows(system) && self.policy.reads(system) {
             let uptime = self.hub.uptime_secs().to_string();
             let booted = Message::new()
                 .with("Event", "FullyBooted")
@@ -239,13 +225,13 @@ impl ClientSession {
     /// Logs in `username` without a Login action: the transport authenticated it already (HTTP
     /// Basic on a WebSocket upgrade, an AJAM session). Events start flowing at once.
     pub fn preauthenticate(&mut self, username: &str) {
-        self.start_session(username, ClassMask::ALL);
+        self.start_session(username, Policy::of(&self.hub.users(), username), ClassMask::ALL);
         self.sink.send(ToClient::Subscribe(self.hub.subscribe()));
     }
 
     /// The logged-in state of `username`: its rights, its name, its event mask.
-    fn start_session(&mut self, username: &str, mask: ClassMask) {
-        self.policy = self.hub.users().get(username).map_or_else(Policy::open, Policy::for_user);
+    fn start_session(&mut self, username: &str, policy: Arc<Policy>, mask: ClassMask) {
+        self.policy = policy;
         self.sink.send(ToClient::Policy(self.policy.clone()));
         tracing::info!(user = %username, "client logged in");
         self.user = Some(username.to_string());
@@ -328,7 +314,7 @@ impl ClientSession {
             return;
         };
         if let Err(why) = self.policy.check_action(&mut action, server.name()) {
-            tracing::info!(user = ?self.user, action = ?action.action(), server = %server.name(), why, "action denied");
+            tracing::info!(user = ?self.user, action = ?action.action(), server = %server.name(), why = %why, "action denied");
             let mut answer = Message::response_with_id("Error", original_id.as_ref(), Some("Permission denied"));
             answer.push("Server", server.name());
             self.after_earlier_answers().await;

@@ -69,7 +69,7 @@ where
     let (sink, receiver) = sink::channel(id, cfg.client_max_pending_bytes, cancel.clone());
     let format = options.format.unwrap_or(cfg.output_format);
     let shared = Arc::new(ClientShared::new(format, options.kind));
-    hub.add_client(id, ClientInfo { peer, user: None, format: format.name(), sink: sink.clone() });
+    hub.add_client(id, ClientInfo { peer, user: None, format: format.name(), kind: options.kind, sink: sink.clone() });
     let connected =
         hub.metrics().clients_connected.get_or_create(&crate::metrics::KindLabels { kind: options.kind }).clone();
     connected.inc();

@@ -30,7 +30,7 @@ pub enum ToClient {
     /// Bytes written as they are (the banner).
     Raw(bytes::Bytes),
     /// The logged-in user's rights, applied to the events that follow.
-    Policy(Arc<crate::policy::Policy>),
+    Policy(Arc<crate::auth::Policy>),
 }
 
 /// Caller side of one client's queue. Cheap to clone.

@@ -17,11 +17,11 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{SinkReceiver, ToClient};
+use crate::auth::Policy;
 use crate::config::LagPolicy;
-use crate::event::{ClassMask, EventRing, Lagged};
+use crate::event::{ClassMask, EventRing, Lagged, SentCounter, SharedEvent};
 use crate::hub::Hub;
 use crate::metrics::KindLabels;
-use crate::policy::Policy;
 
 /// Gather at most this many bytes before writing (one syscall for many small events).
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -122,9 +122,11 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 Ok(()) if taken.is_empty() => break,
                 Ok(()) => {
                     let format = shared.format();
+                    let mut sent = SentTally::default();
                     for event in taken.drain(..) {
                         if shared.mask().allows(event.classes()) && (policy.is_open() || policy.allows_event(&event)) {
                             buf.extend_from_slice(event.bytes(format));
+                            sent.add(&event);
                         }
                     }
                 }
@@ -138,12 +140,19 @@ pub async fn run<W: AsyncWrite + Unpin>(
                     tracing::debug!(error = %e, "client write failed");
                     break;
                 }
-                Err(WriteFailure::Stalled) => {
+                Err(WriteFailure::Stalled(written)) => {
                     tracing::warn!(
                         timeout = ?cfg.client_write_timeout,
                         "client stopped reading (no write progress within clientwritetimeout); disconnecting"
                     );
                     hub.metrics().lag_disconnects.get_or_create(&shared.labels()).inc();
+                    hub.metrics().cutoff(shared.labels().kind, "writetimeout");
+                    // Best effort, as the lag cut-off: the rest of the batch (so that messages
+                    // stay whole), then the notice, each write again bounded by the timeout.
+                    let mut rest = buf.split_off(written);
+                    let notice = lag_notice(None, "Client stopped reading (clientwritetimeout); disconnecting");
+                    shared.format().encode(&notice, &mut rest);
+                    let _ = write_with_progress(&mut out, &rest, cfg.client_write_timeout).await;
                     break;
                 }
             }
@@ -165,29 +174,30 @@ pub async fn run<W: AsyncWrite + Unpin>(
 enum WriteFailure {
     /// The socket failed or closed.
     Io(std::io::Error),
-    /// No byte could be written for the stall limit.
-    Stalled,
+    /// No byte could be written for the stall limit, after this many were.
+    Stalled(usize),
 }
 
 /// Writes all of `data`, allowing each write `stall` to make progress: a client that reads
 /// slowly but steadily is served, one that stops reading is cut off after `stall`.
 async fn write_with_progress<W: AsyncWrite + Unpin>(
     out: &mut W,
-    mut data: &[u8],
+    data: &[u8],
     stall: std::time::Duration,
 ) -> Result<(), WriteFailure> {
-    while !data.is_empty() {
-        match tokio::time::timeout(stall, out.write(data)).await {
+    let mut written = 0;
+    while written < data.len() {
+        match tokio::time::timeout(stall, out.write(&data[written..])).await {
             Ok(Ok(0)) => return Err(WriteFailure::Io(std::io::ErrorKind::WriteZero.into())),
-            Ok(Ok(n)) => data = &data[n..],
+            Ok(Ok(n)) => written += n,
             Ok(Err(e)) => return Err(WriteFailure::Io(e)),
-            Err(_) => return Err(WriteFailure::Stalled),
+            Err(_) => return Err(WriteFailure::Stalled(written)),
         }
     }
     match tokio::time::timeout(stall, out.flush()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(WriteFailure::Io(e)),
-        Err(_) => Err(WriteFailure::Stalled),
+        Err(_) => Err(WriteFailure::Stalled(written)),
     }
 }
 
@@ -233,15 +243,56 @@ fn on_lag(lag: Lagged, buf: &mut BytesMut, shared: &ClientShared, hub: &Hub) -> 
                 "slow client: more than clienteventbuffer bytes of events waiting; disconnecting"
             );
             hub.metrics().lag_disconnects.get_or_create(&shared.labels()).inc();
-            let notice = Message::new()
-                .with("Event", "ProxyClientLagged")
-                .with("Privilege", "system,all")
-                .with("Dropped", missed.to_string())
-                .with("Message", "Client too slow for the event stream; disconnecting");
+            hub.metrics().cutoff(shared.labels().kind, "lag");
+            let notice = lag_notice(Some(missed), "Client too slow for the event stream; disconnecting");
             shared.format().encode(&notice, buf);
             Step::Close
         }
     }
+}
+
+/// Counts delivered events per server, adding to the shared counters once per run of events of
+/// one server rather than once per event (thousands of writers share those counters).
+#[derive(Default)]
+struct SentTally {
+    run: Option<(SentCounter, u64)>,
+}
+
+impl SentTally {
+    fn add(&mut self, event: &SharedEvent) {
+        let Some(counter) = event.sent_counter() else { return };
+        match &mut self.run {
+            Some((current, n)) if Arc::ptr_eq(current, counter) => *n += 1,
+            _ => {
+                self.flush();
+                self.run = Some((counter.clone(), 1));
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((counter, n)) = self.run.take() {
+            counter.inc_by(n);
+        }
+    }
+}
+
+impl Drop for SentTally {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The last message of a client the proxy cuts off.
+fn lag_notice(dropped: Option<u64>, why: &str) -> Message {
+    let mut m = Message::with_capacity(4);
+    m.push("Event", "ProxyClientLagged");
+    m.push("Privilege", "system,all");
+    if let Some(n) = dropped {
+        m.push("Dropped", n.to_string());
+    }
+    m.push("Message", why);
+    m
 }
 
 /// Waits for an event after `cursor`, or forever before the client subscribed.

@@ -23,7 +23,10 @@ pub use parse::parse_bool;
 pub(crate) use parse::Value;
 
 pub use secret::Secret;
-pub use users::{User, Users};
+pub use users::{FilterMethod, FilterRule, User, UserLineError, Users, UsersError};
+
+/// Most AMI sessions per server (`actionsessions`).
+pub const MAX_ACTION_SESSIONS: usize = 16;
 
 /// The whole proxy configuration.
 #[derive(Debug, Clone)]
@@ -96,6 +99,12 @@ pub struct Config {
     pub action_timeout: Duration,
     /// `originatetimeout` (new): how long an async Originate's route waits for OriginateResponse.
     pub originate_timeout: Duration,
+    /// `originatemargin` (new): added to a synchronous Originate's `Timeout` before the proxy
+    /// gives up waiting for its `OriginateResponse`.
+    pub originate_margin: Duration,
+    /// `actionsessions` (new): AMI sessions per server that carry actions (1: the event session
+    /// only; more: extra logins with `Events: off`).
+    pub action_sessions: usize,
     /// `authfaildelay` (new): delay before a failed client login is answered and closed.
     pub auth_fail_delay: Duration,
     /// TLS and other 1.x keys parsed and kept for the TLS/permissions work.
@@ -298,6 +307,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The users file is wrong.
+    #[error(transparent)]
+    Users(#[from] UsersError),
 }
 
 /// Something in a configuration file that is accepted but deserves a look.

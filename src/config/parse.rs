@@ -46,6 +46,8 @@ pub(crate) const KNOWN_KEYS: &[&str] = &[
     "pingtimeout",
     "actiontimeout",
     "originatetimeout",
+    "originatemargin",
+    "actionsessions",
     "authfaildelay",
     "acceptencryptedconnection",
     "acceptunencryptedconnection",
@@ -114,6 +116,8 @@ impl Default for Config {
             ping_timeout: Duration::from_secs(5),
             action_timeout: Duration::from_secs(60),
             originate_timeout: Duration::from_secs(300),
+            originate_margin: Duration::from_millis(5000),
+            action_sessions: 2,
             auth_fail_delay: Duration::from_millis(1000),
             tls: TlsConfig {
                 accept_encrypted: false,
@@ -241,6 +245,8 @@ impl Config {
                 "pingtimeout" => c.ping_timeout = v.millis()?,
                 "actiontimeout" => c.action_timeout = Duration::from_secs(v.positive::<u64>()?),
                 "originatetimeout" => c.originate_timeout = Duration::from_secs(v.positive::<u64>()?),
+                "originatemargin" => c.originate_margin = v.millis()?,
+                "actionsessions" => c.action_sessions = v.action_sessions()?,
                 "authfaildelay" => c.auth_fail_delay = v.millis()?,
                 "acceptencryptedconnection" => c.tls.accept_encrypted = v.boolean()?,
                 "acceptunencryptedconnection" => c.tls.accept_unencrypted = v.boolean()?,
@@ -420,6 +426,15 @@ impl Value<'_> {
         let n: T = self.parse("a positive number")?;
         if n <= T::default() {
             return Err(self.invalid(&self.raw.value, "must be greater than 0"));
+        }
+        Ok(n)
+    }
+
+    /// `actionsessions`: 1 to [`crate::config::MAX_ACTION_SESSIONS`].
+    pub(crate) fn action_sessions(&self) -> Result<usize, ConfigError> {
+        let n: usize = self.positive()?;
+        if n > crate::config::MAX_ACTION_SESSIONS {
+            return Err(self.invalid(&self.raw.value, format!("at most {}", crate::config::MAX_ACTION_SESSIONS)));
         }
         Ok(n)
     }

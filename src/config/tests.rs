@@ -239,3 +239,15 @@ fn an_events_list_written_with_commas_names_the_events_field() {
     let err = Config::parse("host = h, 5038, u, s, on, 2\n", Path::new("e.conf")).unwrap_err().to_string();
     assert!(err.contains("field 6 (use_ssl) is `2`, not on or off") && !err.contains("events field"), "{err}");
 }
+
+#[test]
+fn actionsessions_and_originatemargin() {
+    let (cfg, _) = Config::parse("", Path::new("x")).unwrap();
+    assert_eq!((cfg.action_sessions, cfg.originate_margin), (2, std::time::Duration::from_millis(5000)));
+    let (cfg, _) = Config::parse("actionsessions = 1\noriginatemargin = 250\n", Path::new("x")).unwrap();
+    assert_eq!((cfg.action_sessions, cfg.originate_margin), (1, std::time::Duration::from_millis(250)));
+    for bad in ["0", "17", "many"] {
+        let err = Config::parse(&format!("actionsessions = {bad}\n"), Path::new("x.conf")).unwrap_err().to_string();
+        assert!(err.contains("x.conf:1") && err.contains("actionsessions"), "{err}");
+    }
+}

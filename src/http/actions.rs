@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use astmanproxy_handlers::{Message, OutputFormat};
 use base64::Engine;
@@ -21,9 +22,9 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use super::plain;
+use crate::auth::{self, Credentials, Lockout, LoginError, Policy};
 use crate::client::sink::{self, ToClient};
 use crate::hub::Hub;
-use crate::policy::Policy;
 use crate::upstream::{reject, Request as UpstreamRequest};
 
 /// Largest request body accepted by default (`httpmaxbody`).
@@ -43,7 +44,7 @@ pub struct ActionRequest {
     /// HTTP Basic credentials.
     pub basic: Option<(String, String)>,
     /// HTTP Digest credentials.
-    pub digest: Option<super::digest::DigestCredentials>,
+    pub digest: Option<auth::digest::DigestCredentials>,
     /// The request method (for Digest).
     pub method: String,
     /// The path and query as sent (for Digest).
@@ -60,7 +61,7 @@ impl ActionRequest {
         let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let session = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(session_cookie);
         let basic = basic_credentials(headers);
-        let digest = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(super::digest::parse);
+        let digest = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::digest::parse);
         let method = req.method().as_str().to_string();
         let uri = match req.extensions().get::<super::OriginalUri>() {
             Some(original) => original.0.clone(),
@@ -176,66 +177,28 @@ pub fn unauthorized() -> Response<Full<Bytes>> {
     r
 }
 
-/// Why an HTTP login attempt was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// Locked out by a failed-login limit (`authlimit`, `authlimitaddress`): 429.
-    Blocked(crate::auth_limit::Lockout),
-    /// Wrong user, secret or address: counted as a failed login.
-    Wrong,
-    /// The credentials are out of date (a stale Digest nonce): not a failure, the client retries.
-    Stale,
-}
-
-/// One HTTP login attempt by `name` from `peer`, with the same rules as AMI logins: `permit`/
-/// `deny`, the failed-login limit (`authlimit`), the failure delay. `check` verifies the
-/// credentials against the user.
-///
-/// # Errors
-/// How the attempt was refused.
-pub async fn attempt_login<F, Fut>(
-    name: &str,
-    peer: SocketAddr,
-    hub: &Hub,
-    check: F,
-) -> Result<std::sync::Arc<Policy>, Refused>
-where
-    F: FnOnce(crate::config::User) -> Fut,
-    Fut: std::future::Future<Output = Result<(), Refused>>,
-{
-    let ip = peer.ip();
-    let labels = crate::metrics::KindLabels { kind: "http" };
-    if let Some(lockout) = hub.auth_limiter().check(hub.config(), ip, name) {
-        // Logged once when the lock-out started; each refusal only counts.
-        hub.metrics().auth_failures.get_or_create(&labels).inc();
-        return Err(Refused::Blocked(lockout));
-    }
-    let users = hub.users();
-    let outcome = match users.get(name) {
-        Some(user) if user.address_allowed(ip) => check(user.clone()).await,
-        _ => Err(Refused::Wrong),
-    };
-    match outcome {
-        Ok(()) => {
-            hub.auth_limiter().record_success(ip, name);
-            Ok(users.get(name).map_or_else(Policy::open, Policy::for_user))
-        }
-        Err(Refused::Wrong) => {
-            hub.auth_limiter().record_failure(hub.config(), ip, name);
-            hub.metrics().auth_failures.get_or_create(&labels).inc();
-            tokio::time::sleep(hub.config().auth_fail_delay).await;
-            Err(Refused::Wrong)
-        }
-        Err(other) => Err(other),
-    }
-}
+/// The kind label of HTTP logins in `astmanproxy_auth_failures_total`.
+pub const HTTP: crate::metrics::KindLabels = crate::metrics::KindLabels { kind: "http" };
 
 /// 429 for a login refused by a failed-login limit, naming it.
-pub fn too_many_failures(lockout: crate::auth_limit::Lockout) -> Response<Full<Bytes>> {
+pub fn too_many_failures(lockout: Lockout) -> Response<Full<Bytes>> {
     plain(StatusCode::TOO_MANY_REQUESTS, lockout.http_text())
 }
 
-/// Checks a user name and secret (HTTP Basic) as [`attempt_login`] does.
+/// One HTTP login ([`auth::login`]: the same rules as AMI logins).
+///
+/// # Errors
+/// Why it was refused.
+pub async fn login(
+    name: &str,
+    credentials: Credentials<'_>,
+    peer: SocketAddr,
+    hub: &Hub,
+) -> Result<Arc<Policy>, LoginError> {
+    auth::login(&hub.auth_gate(&HTTP), name, peer.ip(), credentials).await.map(|grant| grant.policy)
+}
+
+/// Checks a user name and secret (HTTP Basic).
 ///
 /// # Errors
 /// 429 while locked out, 401 for wrong credentials.
@@ -244,20 +207,10 @@ pub async fn check_credentials(
     secret: &str,
     peer: SocketAddr,
     hub: &Hub,
-) -> Result<std::sync::Arc<Policy>, Response<Full<Bytes>>> {
-    let secret = secret.to_string();
-    let check = |user: crate::config::User| async move {
-        // bcrypt and sha512-crypt are slow on purpose: keep them off the runtime.
-        let ok = tokio::task::spawn_blocking(move || user.check_secret(&secret)).await.unwrap_or(false);
-        if ok {
-            Ok(())
-        } else {
-            Err(Refused::Wrong)
-        }
-    };
-    attempt_login(name, peer, hub, check).await.map_err(|refused| match refused {
-        Refused::Blocked(lockout) => too_many_failures(lockout),
-        Refused::Wrong | Refused::Stale => unauthorized(),
+) -> Result<Arc<Policy>, Response<Full<Bytes>>> {
+    login(name, Credentials::Basic(secret), peer, hub).await.map_err(|error| match error {
+        LoginError::LockedOut(lockout) => too_many_failures(lockout),
+        _ => unauthorized(),
     })
 }
 
@@ -270,7 +223,7 @@ pub async fn authenticate_user(
     req: &Request<Incoming>,
     peer: SocketAddr,
     hub: &Hub,
-) -> Result<(Option<String>, std::sync::Arc<Policy>), Response<Full<Bytes>>> {
+) -> Result<(Option<String>, Arc<Policy>), Response<Full<Bytes>>> {
     match basic_credentials(req.headers()) {
         Some((name, secret)) => check_credentials(&name, &secret, peer, hub).await.map(|p| (Some(name), p)),
         None if hub.config().auth_required => Err(unauthorized()),

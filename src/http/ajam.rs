@@ -21,13 +21,11 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::actions::{
-    answered_by_proxy, attempt_login, body, check_credentials, run_action, too_many_failures, unauthorized,
-    ActionRequest, Refused,
+    answered_by_proxy, body, check_credentials, login, run_action, too_many_failures, unauthorized, ActionRequest,
 };
-use super::digest;
 use super::session::{new_session_id, Session, SessionError};
 use super::{plain, Front};
-use crate::policy::Policy;
+use crate::auth::{digest, Credentials, LoginError, Policy};
 
 /// How an endpoint writes its answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,25 +174,20 @@ async fn wait_event(session: &Arc<Session>, action: &Message, id: Option<&str>, 
     out
 }
 
-/// Checks HTTP Digest credentials like any login (see [`attempt_login`]).
+/// Checks HTTP Digest credentials like any login ([`crate::auth::login`]).
 async fn check_digest(
     creds: &digest::DigestCredentials,
     request: &ActionRequest,
     peer: SocketAddr,
     hub: &crate::hub::Hub,
 ) -> Result<(), Response<Full<Bytes>>> {
-    let check = |user: crate::config::User| async move {
-        digest::verify(creds, &user, &request.method, &request.uri).map_err(|e| match e {
-            // An old nonce is no failed login: the client retries with the new one.
-            digest::DigestError::Stale => Refused::Stale,
-            digest::DigestError::Invalid | digest::DigestError::Wrong => Refused::Wrong,
-        })
-    };
-    match attempt_login(&creds.username, peer, hub, check).await {
+    let credentials = Credentials::Digest { header: creds, method: &request.method, uri: &request.uri };
+    match login(&creds.username, credentials, peer, hub).await {
         Ok(_) => Ok(()),
-        Err(Refused::Blocked(lockout)) => Err(too_many_failures(lockout)),
-        Err(Refused::Stale) => Err(unauthorized_any(true)),
-        Err(Refused::Wrong) => Err(unauthorized_any(false)),
+        Err(LoginError::LockedOut(lockout)) => Err(too_many_failures(lockout)),
+        // An old nonce is no failed login: the client retries with the new one.
+        Err(LoginError::StaleNonce) => Err(unauthorized_any(true)),
+        Err(_) => Err(unauthorized_any(false)),
     }
 }
 

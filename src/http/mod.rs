@@ -37,7 +37,8 @@ use session::Sessions;
 pub mod actions;
 pub mod ajam;
 pub mod detect;
-pub mod digest;
+/// HTTP Digest lives with the other logins in `auth`.
+pub use crate::auth::digest;
 pub mod page;
 pub mod session;
 pub use astmanproxy_net::stall;
@@ -199,6 +200,11 @@ async fn route(mut req: Request<Incoming>, peer: SocketAddr, front: &Front) -> R
         "/" | "/json" | "/xml" => None,
         _ => return plain(StatusCode::NOT_FOUND, "not found"),
     };
+    if req.method() == Method::HEAD {
+        // Probes and link checkers: the endpoint's headers, and never an action run (HEAD is
+        // safe by definition; an `?Action=Originate` link must not place calls).
+        return head(render, &path);
+    }
     if !matches!(*req.method(), Method::GET | Method::POST) {
         return method_not_allowed();
     }
@@ -239,8 +245,27 @@ fn answered_by_proxy(request: &ActionRequest) -> bool {
     request.action().is_ok_and(|a| actions::answered_by_proxy(&a))
 }
 
+/// Methods of the action endpoints (the `Allow` header of a 405).
+const ALLOW: &str = "GET, POST, HEAD";
+
 fn method_not_allowed() -> Response<Full<Bytes>> {
-    plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET or POST")
+    let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET or POST");
+    r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(ALLOW));
+    r
+}
+
+/// The answer to HEAD on an action endpoint: its content type, no body, no action.
+fn head(render: Option<Render>, path: &str) -> Response<Full<Bytes>> {
+    let content_type = match (render, path) {
+        (Some(Render::Mxml), _) | (None, "/xml") => "text/xml",
+        (None, "/json") => "application/json",
+        _ => "text/plain",
+    };
+    let mut r = Response::new(Full::new(Bytes::new()));
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(ALLOW));
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, no-store"));
+    r
 }
 
 /// A short `text/plain` answer with `status`.

@@ -23,6 +23,8 @@ pub struct Connection {
     pub rbuf: BytesMut,
     pub decoder: AmiDecoder,
     pub ami_version: String,
+    /// Asterisk's `FullyBooted` of this login (none with `events = off`, or when it never came).
+    pub booted: Option<Message>,
 }
 
 /// Connects, reads the banner, logs in and waits for `FullyBooted` (unless `events = off`).
@@ -58,6 +60,7 @@ pub async fn connect(
         rbuf: BytesMut::with_capacity(16 * 1024),
         decoder: AmiDecoder::new(cfg.limits),
         ami_version: String::new(),
+        booted: None,
     };
 
     let banner = loop {
@@ -91,7 +94,7 @@ pub async fn connect(
         return Err(UpstreamError::LoginFailed(why));
     }
     if !server.events.trim().eq_ignore_ascii_case("off") {
-        wait_fully_booted(&mut conn, deadline).await?;
+        conn.booted = wait_fully_booted(&mut conn, deadline).await?;
     }
     Ok(conn)
 }
@@ -139,16 +142,16 @@ async fn wait_response(conn: &mut Connection, id: &str, deadline: Instant) -> Re
     }
 }
 
-async fn wait_fully_booted(conn: &mut Connection, deadline: Instant) -> Result<(), UpstreamError> {
+async fn wait_fully_booted(conn: &mut Connection, deadline: Instant) -> Result<Option<Message>, UpstreamError> {
     loop {
         match next_message(conn, deadline, "FullyBooted").await {
-            Ok(m) if m.event().is_some_and(|e| e.eq_ignore_ascii_case("FullyBooted")) => return Ok(()),
+            Ok(m) if m.event().is_some_and(|e| e.eq_ignore_ascii_case("FullyBooted")) => return Ok(Some(m)),
             Ok(_) => {}
             Err(UpstreamError::Timeout(_)) => {
                 // Asterisk sends FullyBooted only to sessions whose event mask includes
                 // `system`; a narrower mask must not keep the server down forever.
                 tracing::warn!("no FullyBooted within the login timeout; counting the server as ready");
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => return Err(e),
         }

@@ -1,6 +1,7 @@
-//! Upstream sessions: one persistent, self-healing AMI session per Asterisk server.
+//! Upstream sessions: persistent, self-healing AMI sessions per Asterisk server (`actionsessions`
+//! of them: the event session and action sessions, shared out by the `pool` module).
 //!
-//! [`spawn`] starts the supervisor task of one server and returns its [`UpstreamHandle`]. The
+//! [`spawn`] starts the supervisor task of each session of one server and returns its [`UpstreamHandle`]. The
 //! supervisor connects, reads the banner, logs in (MD5 challenge, plain secret as fallback), waits
 //! for `FullyBooted`, then hands the socket to the session loop (the `session` module), which owns the
 //! socket and the ActionID route map. When the connection drops, every pending action is answered
@@ -11,7 +12,6 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use astmanproxy_handlers::{Message, RawValue};
 use tokio::sync::mpsc;
@@ -26,8 +26,16 @@ use crate::metrics::{Metrics, ServerLabels};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
+mod backoff;
 mod connect;
+mod originate;
+mod pool;
 mod session;
+
+pub use backoff::{backoff_delay, Backoff};
+use pool::Job;
+
+pub use crate::config::MAX_ACTION_SESSIONS;
 
 /// Capacity of a server's request queue. Requests are small; a full queue means Asterisk is
 /// not taking actions as fast as clients send them, and the client gets `Server busy` at once.
@@ -104,21 +112,36 @@ struct ServerState {
     connects: Counter,
     actions: Counter,
     events: Counter,
+    /// Shared by every event of this server, so that writers count what they deliver.
+    events_sent: Arc<Counter>,
     pending: Gauge,
+    session_connected: Gauge,
 }
 
 impl ServerState {
-    fn new(name: &str, metrics: &Metrics) -> Self {
+    /// The state of session `index`: session 0 (the event session) owns the server's series;
+    /// the extra action sessions add to its action, event and pending counts only.
+    fn new(name: &str, metrics: &Metrics, index: usize) -> Self {
         let labels = Metrics::server(name);
+        let main = index == 0;
+        let gauge = |f: &prometheus_client::metrics::family::Family<ServerLabels, Gauge>| {
+            if main {
+                f.get_or_create(&labels).clone()
+            } else {
+                Gauge::default()
+            }
+        };
         Self {
             status: AtomicU8::new(Status::Connecting as u8),
             ami_version: Mutex::new(None),
             last_error: Mutex::new(None),
-            connected: metrics.server_connected.get_or_create(&labels).clone(),
-            connects: metrics.server_connects.get_or_create(&labels).clone(),
+            connected: gauge(&metrics.server_connected),
+            connects: if main { metrics.server_connects.get_or_create(&labels).clone() } else { Counter::default() },
             actions: metrics.server_actions.get_or_create(&labels).clone(),
             events: metrics.server_events.get_or_create(&labels).clone(),
+            events_sent: Arc::new(metrics.server_events_sent.get_or_create(&labels).clone()),
             pending: metrics.server_pending.get_or_create(&labels).clone(),
+            session_connected: metrics.session_connected.get_or_create(&Metrics::session(&labels, index)).clone(),
             labels,
         }
     }
@@ -136,6 +159,12 @@ struct HandleInner {
     state: Arc<ServerState>,
     tx: mpsc::Sender<Request>,
     cancel: CancellationToken,
+    /// 0: the event session (the server's handle); 1..: an extra action session.
+    index: usize,
+    /// Originates waiting for their `OriginateResponse`, shared by the server's sessions.
+    originates: Arc<originate::Originates>,
+    /// The extra action sessions (only in the server's handle).
+    extras: Vec<UpstreamHandle>,
 }
 
 impl UpstreamHandle {
@@ -200,6 +229,13 @@ impl UpstreamHandle {
         })
     }
 
+    /// AMI sessions of this server that are logged in, and how many it keeps.
+    pub fn sessions_connected(&self) -> (usize, usize) {
+        let all = std::iter::once(self).chain(&self.inner.extras);
+        let up = all.filter(|h| h.status() == Status::Connected).count();
+        (up, 1 + self.inner.extras.len())
+    }
+
     /// Stops this server's session: it logs off, answers its pending actions and ends.
     pub fn stop(&self) {
         self.inner.cancel.cancel();
@@ -208,6 +244,7 @@ impl UpstreamHandle {
     fn set_status(&self, status: Status) {
         self.inner.state.status.store(status as u8, Ordering::Release);
         self.inner.state.connected.set(i64::from(status == Status::Connected));
+        self.inner.state.session_connected.set(i64::from(status == Status::Connected));
     }
 
     fn set_error(&self, error: Option<String>) {
@@ -220,16 +257,33 @@ impl UpstreamHandle {
 }
 
 /// Starts the session task of one server under `parent`'s cancellation and `tracker`.
+///
+/// The server keeps `actionsessions` AMI sessions (see the `pool` module): the event session,
+/// whose handle is returned, and extra action sessions with `Events: off`.
 pub fn spawn(config: ServerConfig, hub: Hub, parent: &CancellationToken, tracker: &TaskTracker) -> UpstreamHandle {
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-    let handle = UpstreamHandle {
-        inner: Arc::new(HandleInner {
-            state: Arc::new(ServerState::new(&config.name, hub.metrics())),
-            config,
-            tx,
-            cancel: parent.child_token(),
-        }),
+    let cancel = parent.child_token();
+    let originates = Arc::new(originate::Originates::default());
+    let count = hub.config().action_sessions.clamp(1, MAX_ACTION_SESSIONS);
+    let new_handle = |index: usize, extras: Vec<UpstreamHandle>| {
+        let mut config = config.clone();
+        if index > 0 {
+            config.events = "off".to_string();
+        }
+        UpstreamHandle {
+            inner: Arc::new(HandleInner {
+                state: Arc::new(ServerState::new(&config.name, hub.metrics(), index)),
+                config,
+                tx: tx.clone(),
+                cancel: cancel.clone(),
+                index,
+                originates: originates.clone(),
+                extras,
+            }),
+        }
     };
+    let extras: Vec<UpstreamHandle> = (1..count).map(|i| new_handle(i, Vec::new())).collect();
+    let handle = new_handle(0, extras.clone());
     let cfg = handle.config();
     // Every line of this server names its host and port (IPv6 in brackets).
     let addr = if cfg.host.contains(':') {
@@ -237,59 +291,20 @@ pub fn spawn(config: ServerConfig, hub: Hub, parent: &CancellationToken, tracker
     } else {
         format!("{}:{}", cfg.host, cfg.port)
     };
-    let span = tracing::info_span!("upstream", server = %handle.name(), %addr);
-    tracker.spawn(supervise(handle.clone(), hub, rx).instrument(span));
+    let mut slots = Vec::with_capacity(count);
+    for session in std::iter::once(&handle).chain(&extras) {
+        let (job_tx, job_rx) = mpsc::channel(REQUEST_QUEUE);
+        let index = session.inner.index;
+        let span = if index == 0 {
+            tracing::info_span!("upstream", server = %handle.name(), %addr)
+        } else {
+            tracing::info_span!("upstream", server = %handle.name(), %addr, session = index)
+        };
+        tracker.spawn(supervise(session.clone(), hub.clone(), job_rx).instrument(span));
+        slots.push(pool::Slot::new(session.clone(), job_tx, hub.metrics(), index));
+    }
+    tracker.spawn(pool::dispatch(rx, slots, hub, cancel));
     handle
-}
-
-/// Reconnect pacing of one server: how long to wait before the next attempt, and how many
-/// attempts in a row have failed (for `maxretries`).
-///
-/// A failed attempt (no TCP connection, no AMI banner, login refused, dropped before
-/// `FullyBooted`) doubles the delay from `retryinterval` up to `retrymax`. A session that was
-/// logged in and booted starts the count over when it ends: its loss is retried after the first
-/// `retryinterval` (jittered), never at once, so a server that accepts the login and drops at
-/// once is tried about once per `retryinterval`, not in a tight loop.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    failures: u32,
-    base: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    /// Pacing from `retryinterval` (`base`) and `retrymax` (`max`).
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self { failures: 0, base, max }
-    }
-
-    /// An attempt failed: the delay before the next one.
-    pub fn failed(&mut self) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        backoff_delay(self.failures, self.base, self.max)
-    }
-
-    /// A logged-in, booted session ended: the count starts over; the delay before the next
-    /// attempt is the first one.
-    pub fn session_ended(&mut self) -> Duration {
-        self.failures = 0;
-        backoff_delay(1, self.base, self.max)
-    }
-
-    /// Failed attempts since the last session that reached `FullyBooted`.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-}
-
-/// The reconnect delay after `failures` consecutive failures: `base * 2^(failures-1)`, capped at
-/// `max`, times a jitter factor in [0.8, 1.2). A `base` of zero counts as one second: never a
-/// tight loop.
-pub fn backoff_delay(failures: u32, base: Duration, max: Duration) -> Duration {
-    let base = if base.is_zero() { Duration::from_secs(1) } else { base };
-    let exp = failures.saturating_sub(1).min(16);
-    let delay = base.saturating_mul(1 << exp).min(max.max(base));
-    delay.mul_f64(rand::random_range(0.8..1.2))
 }
 
 /// Answers a request at once with `Response: Error`.
@@ -313,6 +328,22 @@ fn status_event(server: &str, status: Status, reason: Option<&str>) -> Message {
     m
 }
 
+/// The `FullyBooted` announced to clients when a server (re)connects: Asterisk's own, or a
+/// proxy-made one when its session did not get one, with `Server:`.
+fn booted_event(server: &str, booted: Option<Message>, hub: &Hub) -> Message {
+    let mut m = booted.unwrap_or_else(|| {
+        let uptime = hub.uptime_secs().to_string();
+        Message::new()
+            .with("Event", "FullyBooted")
+            .with("Privilege", "system,all")
+            .with("Uptime", uptime.clone())
+            .with("LastReload", uptime)
+            .with("Status", "Fully Booted")
+    });
+    m.set("Server", server);
+    m
+}
+
 /// The TLS connector of a `use_ssl` server (`None` for plain TCP).
 fn tls_connector(
     server: &ServerConfig,
@@ -330,7 +361,8 @@ fn tls_connector(
     crate::tls::connector(&cfg.tls, insecure).map(Some)
 }
 
-async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Request>) {
+async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Job>) {
+    let main = handle.inner.index == 0;
     let cfg = hub.config().clone();
     let cancel = handle.inner.cancel.clone();
     let mut backoff = Backoff::new(cfg.retry_interval, cfg.retry_max);
@@ -356,22 +388,29 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
             () = cancel.cancelled() => break,
         };
         let delay = match outcome {
-            Ok(conn) => {
+            Ok(mut conn) => {
                 handle.set_ami_version(conn.ami_version.clone());
                 handle.set_error(None);
                 handle.inner.state.connects.inc();
                 handle.set_status(Status::Connected);
                 tracing::info!(ami_version = %conn.ami_version, "connected and logged in");
-                hub.publish(crate::event::SharedEvent::new(status_event(handle.name(), Status::Connected, None)));
+                if main {
+                    hub.publish(crate::event::SharedEvent::new(status_event(handle.name(), Status::Connected, None)));
+                    // Client libraries resynchronise on FullyBooted: after a drop, and for
+                    // clients that logged in while the server was down (they got none).
+                    hub.publish(crate::event::SharedEvent::new(booted_event(handle.name(), conn.booted.take(), &hub)));
+                }
                 let reason = session::run(conn, &handle, &hub, &mut rx).await;
                 let stopping = cancel.is_cancelled();
                 handle.set_status(if stopping { Status::Stopped } else { Status::Disconnected });
                 handle.set_error(Some(reason.clone()));
-                hub.publish(crate::event::SharedEvent::new(status_event(
-                    handle.name(),
-                    Status::Disconnected,
-                    Some(&reason),
-                )));
+                if main {
+                    hub.publish(crate::event::SharedEvent::new(status_event(
+                        handle.name(),
+                        Status::Disconnected,
+                        Some(&reason),
+                    )));
+                }
                 if stopping {
                     tracing::info!("session ended: {reason}");
                     break;
@@ -407,103 +446,35 @@ async fn supervise(handle: UpstreamHandle, hub: Hub, mut rx: mpsc::Receiver<Requ
     }
     handle.set_status(Status::Stopped);
     rx.close();
-    while let Ok(request) = rx.try_recv() {
-        reject(request, handle.name(), &format!("Server {} has been stopped", handle.name()));
+    while let Ok(job) = rx.try_recv() {
+        reject(job.request, handle.name(), &format!("Server {} has been stopped", handle.name()));
     }
 }
 
 /// Runs `fut` while answering every incoming request with an error.
 async fn reject_while<F: std::future::Future>(
     fut: F,
-    rx: &mut mpsc::Receiver<Request>,
+    rx: &mut mpsc::Receiver<Job>,
     handle: &UpstreamHandle,
 ) -> F::Output {
     tokio::pin!(fut);
     loop {
         tokio::select! {
             out = &mut fut => return out,
-            Some(request) = rx.recv() => {
+            Some(job) = rx.recv() => {
                 let status = handle.status();
-                reject(request, handle.name(), &format!("Server {} is not connected: {}", handle.name(), status.name()));
+                reject(job.request, handle.name(), &format!("Server {} is not connected: {}", handle.name(), status.name()));
             }
         }
     }
 }
 
-async fn reject_forever(rx: &mut mpsc::Receiver<Request>, handle: &UpstreamHandle) {
-    while let Some(request) = rx.recv().await {
+async fn reject_forever(rx: &mut mpsc::Receiver<Job>, handle: &UpstreamHandle) {
+    while let Some(job) = rx.recv().await {
         reject(
-            request,
+            job.request,
             handle.name(),
             &format!("Server {} is not connected: Failed (maxretries reached)", handle.name()),
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let base = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for _ in 0..50 {
-            let d1 = backoff_delay(1, base, max);
-            assert!(d1 >= Duration::from_millis(800) && d1 < Duration::from_millis(1200));
-            let d3 = backoff_delay(3, base, max);
-            assert!(d3 >= Duration::from_millis(3200) && d3 < Duration::from_millis(4800));
-            let d30 = backoff_delay(30, base, max);
-            assert!(d30 >= Duration::from_secs(48) && d30 < Duration::from_secs(72));
-            assert!(backoff_delay(1, Duration::ZERO, max) >= Duration::from_millis(800));
-        }
-    }
-
-    fn within(d: Duration, nominal: Duration) -> bool {
-        d >= nominal.mul_f64(0.8) && d < nominal.mul_f64(1.2)
-    }
-
-    #[test]
-    fn a_booted_session_starts_the_count_over() {
-        let (base, max) = (Duration::from_secs(1), Duration::from_secs(5));
-        let mut b = Backoff::new(base, max);
-        // A long outage: the delay doubles up to retrymax and stays there.
-        let delays: Vec<_> = (0..10).map(|_| b.failed()).collect();
-        for (i, nominal) in [1, 2, 4, 5, 5, 5, 5, 5, 5, 5].into_iter().enumerate() {
-            assert!(within(delays[i], Duration::from_secs(nominal)), "attempt {i}: {:?}", delays[i]);
-        }
-        assert_eq!(b.failures(), 10);
-        // Asterisk is back: a login with FullyBooted, then it restarts again, five times.
-        for _ in 0..5 {
-            let d = b.session_ended();
-            assert!(within(d, base), "{d:?}");
-            assert_eq!(b.failures(), 0);
-        }
-        // The first failure after that is the first step again, not the cap.
-        assert!(within(b.failed(), base));
-    }
-
-    #[test]
-    fn a_server_that_drops_after_login_is_never_retried_in_a_tight_loop() {
-        for base in [Duration::ZERO, Duration::from_millis(1), Duration::from_secs(2)] {
-            let mut b = Backoff::new(base, Duration::from_secs(5));
-            let floor = if base.is_zero() { Duration::from_millis(800) } else { base.mul_f64(0.8) };
-            for _ in 0..100 {
-                assert!(b.session_ended() >= floor);
-            }
-        }
-    }
-
-    #[test]
-    fn no_delay_ever_goes_past_retrymax_after_the_jitter() {
-        let (base, max) = (Duration::from_secs(1), Duration::from_secs(5));
-        let mut b = Backoff::new(base, max);
-        for i in 0..1000 {
-            let d = if i % 7 == 0 { b.session_ended() } else { b.failed() };
-            assert!(d < max.mul_f64(1.2), "{d:?}");
-        }
-        // retrymax below retryinterval: retryinterval wins (never shorter than the first step).
-        let mut b = Backoff::new(Duration::from_secs(3), Duration::from_secs(1));
-        assert!(within(b.failed(), Duration::from_secs(3)));
     }
 }

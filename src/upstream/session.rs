@@ -10,15 +10,16 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use astmanproxy_handlers::{standard, DecodeError, Kind, Message, RawValue};
+use astmanproxy_handlers::{standard, DecodeError, Kind, Message};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::connect::{Connection, LOGOFF_GRACE};
+use super::originate::{self, Arrival, Owner, Parked};
+use super::pool::{Job, Ticket};
 use super::{reject, Request, UpstreamHandle};
-use crate::client::sink::ClientSink;
 use crate::config::AutoFilter;
 use crate::event::SharedEvent;
 use crate::hub::Hub;
@@ -38,24 +39,13 @@ struct Route {
     started: Instant,
     deadline: Instant,
     is_command: bool,
+    /// An Originate sent with `Async: true` (by the client, or by the proxy for a synchronous
+    /// one: then `sync_ring` is its `Timeout`).
     async_originate: bool,
+    sync_ring: Option<std::time::Duration>,
     in_list: bool,
-    /// An async Originate answered `Success`: the route waits for its `OriginateResponse`.
-    queued: bool,
-}
-
-impl Route {
-    /// Before the route is dropped: an answered async Originate no longer waits.
-    fn settle(&self) {
-        if let (true, Some(owner)) = (self.queued, &self.owner) {
-            owner.sink.originate_settled();
-        }
-    }
-}
-
-struct Owner {
-    sink: ClientSink,
-    original_id: Option<RawValue>,
+    /// Frees the session in the dispatcher when the route ends (dropped with it).
+    _ticket: Option<Ticket>,
 }
 
 /// The ActionID prefix of this process: random, so that ActionIDs of other AMI users of the same
@@ -75,7 +65,7 @@ struct Session<'a> {
 }
 
 /// Runs a logged-in connection until it fails or the server is stopped; returns why it ended.
-pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut mpsc::Receiver<Request>) -> String {
+pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut mpsc::Receiver<Job>) -> String {
     let Connection { stream, mut rbuf, mut decoder, .. } = conn;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let cfg = hub.config();
@@ -93,9 +83,13 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
         return reason;
     }
 
+    // Shared by the server's sessions: each adds its own change.
     let pending = handle.inner.state.pending.clone();
+    let mut counted: i64 = 0;
     let reason = loop {
-        pending.set(i64::try_from(s.routes.len()).unwrap_or(i64::MAX));
+        let now_pending = i64::try_from(s.routes.len()).unwrap_or(i64::MAX);
+        pending.inc_by(now_pending - counted);
+        counted = now_pending;
         let take_requests = s.out.len() < OUTPUT_HIGH_WATER;
         // Without this, a full BytesMut would read 64 bytes at a time.
         rbuf.reserve(READ_CHUNK);
@@ -129,11 +123,11 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
                 }
                 Err(e) => break format!("write error: {e}"),
             },
-            Some(request) = rx.recv(), if take_requests => {
-                s.forward(request, &mut decoder);
+            Some(job) = rx.recv(), if take_requests => {
+                s.forward(job, &mut decoder);
                 for _ in 1..REQUESTS_PER_TURN {
                     match rx.try_recv() {
-                        Ok(request) => s.forward(request, &mut decoder),
+                        Ok(job) => s.forward(job, &mut decoder),
                         Err(_) => break,
                     }
                 }
@@ -161,7 +155,7 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
         }
     };
     s.fail_all(&reason);
-    pending.set(0);
+    pending.dec_by(counted);
     reason
 }
 
@@ -201,7 +195,6 @@ impl Session<'_> {
         let Some(route) = self.routes.remove(&id) else {
             return;
         };
-        route.settle();
         if self.ping.as_ref().is_some_and(|(p, _)| *p == id) {
             self.ping = None;
         }
@@ -210,8 +203,8 @@ impl Session<'_> {
         }
     }
 
-    fn forward(&mut self, request: Request, decoder: &mut astmanproxy_handlers::AmiDecoder) {
-        let Request { mut action, reply, original_id } = request;
+    fn forward(&mut self, job: Job, decoder: &mut astmanproxy_handlers::AmiDecoder) {
+        let Job { request: Request { mut action, reply, original_id }, ticket } = job;
         if reply.is_closed() {
             reply.end_action();
             return;
@@ -221,7 +214,15 @@ impl Session<'_> {
         action.set("ActionID", id.clone());
         let name = action.action().unwrap_or_default();
         let is_command = name.eq_ignore_ascii_case("Command");
-        let async_originate = name.eq_ignore_ascii_case("Originate") && action.get("Async").is_some_and(is_true);
+        let is_originate = name.eq_ignore_ascii_case("Originate");
+        // A synchronous Originate would hold this session for a whole ring: it goes as an async
+        // one, and its client is answered from the OriginateResponse (see `originate`).
+        let sync_ring =
+            (is_originate && !action.get("Async").is_some_and(is_true)).then(|| originate::ring_timeout(&action));
+        if sync_ring.is_some() {
+            action.set("Async", "true");
+        }
+        let async_originate = is_originate;
         if is_command {
             decoder.expect_command_output();
         }
@@ -231,8 +232,9 @@ impl Session<'_> {
         let started = Instant::now();
         let deadline = started + self.hub.config().action_timeout;
         let owner = Some(Owner { sink: reply, original_id });
-        self.routes
-            .insert(id, Route { owner, started, deadline, is_command, async_originate, in_list: false, queued: false });
+        let route =
+            Route { owner, started, deadline, is_command, async_originate, sync_ring, in_list: false, _ticket: ticket };
+        self.routes.insert(id, route);
     }
 
     fn send_ping(&mut self, deadline: Instant) {
@@ -249,8 +251,9 @@ impl Session<'_> {
                 deadline,
                 is_command: false,
                 async_originate: false,
+                sync_ring: None,
                 in_list: false,
-                queued: false,
+                _ticket: None,
             },
         );
         self.ping = Some((id, deadline));
@@ -288,36 +291,76 @@ impl Session<'_> {
         let list_start = message.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"));
         let originate_queued =
             route.async_originate && message.response().is_some_and(|r| r.eq_ignore_ascii_case("Success"));
-        let keep = list_start || originate_queued;
-        if keep {
-            route.in_list = list_start;
-            route.deadline = Instant::now() + if list_start { cfg.action_timeout } else { cfg.originate_timeout };
+        if list_start {
+            route.in_list = true;
+            route.deadline = Instant::now() + cfg.action_timeout;
         }
-        if originate_queued && !list_start && !route.queued {
-            route.queued = true;
-            if let Some(owner) = &route.owner {
-                owner.sink.originate_queued();
-            }
+        if originate_queued && !list_start {
+            self.park(&id, message);
+            return;
         }
         let name = self.handle.name();
         if let Some(owner) = &route.owner {
             deliver(owner, message, name);
         }
-        if !keep {
+        if !list_start {
             self.finish(&id);
         }
+    }
+
+    /// An Originate answered `Success`: the session is free again; its route waits, in the
+    /// server's shared table, for the `OriginateResponse`, which may come on another session.
+    /// A synchronous one's client gets no answer yet.
+    fn park(&mut self, id: &str, answer: Message) {
+        let Some(mut route) = self.routes.remove(id) else { return };
+        let Some(owner) = route.owner.take() else { return };
+        let cfg = self.hub.config();
+        let sync = route.sync_ring.is_some();
+        let wait = route.sync_ring.map_or(cfg.originate_timeout, |ring| ring + cfg.originate_margin);
+        if !sync {
+            owner.sink.originate_queued();
+            deliver(&owner, answer, self.handle.name());
+        }
+        let parked = Parked { owner, sync, started: route.started, deadline: Instant::now() + wait };
+        if let Some((parked, event)) = self.handle.inner.originates.park(id.to_string(), parked) {
+            self.originate_response(parked, event);
+        }
+    }
+
+    /// The `OriginateResponse` of a parked Originate: an async one's client gets the event, a
+    /// synchronous one's the answer Asterisk would have given.
+    fn originate_response(&self, parked: Parked, event: Message) {
+        parked.settle();
+        if parked.sync {
+            deliver(&parked.owner, originate::sync_answer(&event), self.handle.name());
+        } else {
+            if self.hub.config().autofilter == AutoFilter::Off {
+                let mut copy = event.clone();
+                copy.remove("ActionID");
+                self.broadcast(copy);
+            }
+            deliver(&parked.owner, event, self.handle.name());
+        }
+        parked.owner.sink.end_action();
+        self.hub.metrics().observe_latency(&self.handle.inner.state.labels, parked.started.elapsed());
     }
 
     fn on_event(&mut self, message: Message) {
         self.handle.inner.state.events.inc();
         if let Some(id) = message.action_id().filter(|id| id.starts_with(id_prefix())).map(str::to_owned) {
+            if message.event().is_some_and(|e| e.eq_ignore_ascii_case("OriginateResponse"))
+                && !self.routes.get(&id).is_some_and(|r| r.in_list)
+            {
+                if let Arrival::Matched(parked, event) = self.handle.inner.originates.arrived(&id, message) {
+                    self.originate_response(parked, event);
+                }
+                return;
+            }
             let Some(route) = self.routes.get(&id) else {
                 tracing::debug!(action_id = %id, "event for an expired action dropped");
                 return;
             };
-            let is_originate_response = message.event().is_some_and(|e| e.eq_ignore_ascii_case("OriginateResponse"));
-            let done = (route.async_originate && is_originate_response)
-                || message.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+            let done = message.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
             let also_broadcast = !route.in_list && self.hub.config().autofilter == AutoFilter::Off;
             if also_broadcast {
                 let mut copy = message.clone();
@@ -332,18 +375,23 @@ impl Session<'_> {
             }
             return;
         }
+        if self.handle.inner.index != 0 {
+            // Events come from the event session only, never twice (an action session logs in
+            // with `Events: off`; whatever Asterisk sends it anyway is not passed on).
+            tracing::debug!(event = ?message.event(), "event on an action session not passed on");
+            return;
+        }
         self.broadcast(message);
     }
 
     fn broadcast(&self, mut message: Message) {
         message.push("Server", self.handle.name());
-        self.hub.publish(SharedEvent::new(message));
+        self.hub.publish(SharedEvent::counted(message, self.handle.inner.state.events_sent.clone()));
     }
 
     /// Removes a route whose final answer was delivered.
     fn finish(&mut self, id: &str) {
         if let Some(route) = self.routes.remove(id) {
-            route.settle();
             if let Some(owner) = route.owner {
                 owner.sink.end_action();
                 self.hub.metrics().observe_latency(&self.handle.inner.state.labels, route.started.elapsed());
@@ -361,31 +409,44 @@ impl Session<'_> {
             .collect();
         for id in expired {
             let Some(route) = self.routes.remove(&id) else { continue };
-            route.settle();
             let Some(owner) = route.owner else { continue };
-            if route.queued {
-                // The Originate itself was answered; only its OriginateResponse never came.
-                owner.sink.end_action();
-                continue;
-            }
             let why = format!("Timeout waiting for an answer from server {}", self.handle.name());
             answer_error(owner, self.handle.name(), &why);
+        }
+        if self.handle.inner.index == 0 {
+            let cfg = self.hub.config();
+            for parked in self.handle.inner.originates.expire(now, cfg.action_timeout) {
+                let why = format!("Timeout waiting for the OriginateResponse from server {}", self.handle.name());
+                self.unpark(parked, &why);
+            }
+        }
+    }
+
+    /// A parked Originate whose `OriginateResponse` will not come: a synchronous one is answered
+    /// with an error, an async one (answered already) just ends.
+    fn unpark(&self, parked: Parked, why: &str) {
+        parked.settle();
+        if parked.sync {
+            answer_error(parked.owner, self.handle.name(), why);
+        } else {
+            parked.owner.sink.end_action();
         }
     }
 
     /// Answers every pending action with an error (the connection is gone).
     fn fail_all(&mut self, reason: &str) {
         let name = self.handle.name().to_string();
+        let why = format!("Server {name} disconnected before answering: {reason}");
         for (_, route) in self.routes.drain() {
-            route.settle();
             let Some(owner) = route.owner else { continue };
-            if route.queued {
-                // Answered already (an async Originate's Success): a second answer would confuse
-                // the client; its OriginateResponse will not come.
-                owner.sink.end_action();
-                continue;
+            answer_error(owner, &name, &why);
+        }
+        // The OriginateResponses come on the event session: when it goes, they will not come.
+        // An async Originate was answered already (a second answer would confuse the client).
+        if self.handle.inner.index == 0 {
+            for parked in self.handle.inner.originates.drain() {
+                self.unpark(parked, &why);
             }
-            answer_error(owner, &name, &format!("Server {name} disconnected before answering: {reason}"));
         }
     }
 }

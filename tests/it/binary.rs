@@ -112,6 +112,8 @@ async fn sighup_reloads_users_and_servers_and_rejects_a_broken_config() {
     let pid = Pid::from_raw(child.id().unwrap() as i32);
     wait_ready(addr, None).await;
     let mut alice = AmiClient::login(addr, "alice", "alicepw").await;
+    // The event session and the action session (actionsessions = 2, the default).
+    eventually("both sessions of server one logged in", || async { sim1.login_count() == 2 }).await;
 
     // New users file (alice gone, bob in) and a second server.
     std::fs::write(&users, "bob=bobpw\n").unwrap();
@@ -130,8 +132,8 @@ async fn sighup_reloads_users_and_servers_and_rejects_a_broken_config() {
         assert!(tokio::time::Instant::now() < deadline, "server two never came: {r:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The first server was not touched: still one login.
-    assert_eq!(sim1.login_count(), 1);
+    // The first server was not touched: still its two logins.
+    assert_eq!(sim1.login_count(), 2);
 
     // A broken file is rejected; everything keeps running.
     std::fs::write(&conf, "listenport = nope\n").unwrap();
@@ -446,6 +448,41 @@ async fn a_root_only_tls_key_works_with_proc_user() {
             sim.addr().port(),
             pki.path("cert.pem").display(),
             pki.path("key.pem").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&users, "alice=alicepw\n").unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let Binary { mut child, addr, .. } = start_binary(&conf, &users, &[]).await;
+    wait_ready(addr, None).await;
+    let mut c = AmiClient::login(addr, "alice", "alicepw").await;
+    assert_eq!(c.action("Ping", "p", &[]).await.get("Ping"), Some("Pong"));
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Started as root with `proc_user`, the proxy reads a `tlscafile` only root may read before it
+/// drops to that user, and verifies a `use_ssl` server with it.
+#[tokio::test]
+async fn a_root_only_tls_ca_file_works_with_proc_user() {
+    use std::os::unix::fs::PermissionsExt;
+    if root_and_nobody().is_none() {
+        return;
+    }
+    let sim = sim().await;
+    let dir = test_dir("rootca");
+    let pki = crate::support::pki::Pki::in_dir(&dir);
+    let front = crate::tls::tls_front(&pki, sim.addr()).await;
+    std::fs::set_permissions(pki.path("ca.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (conf, users) = (dir.join("ca.conf"), dir.join("ca.users"));
+    std::fs::write(
+        &conf,
+        format!(
+            "host = localhost, {}, admin, adminpass, on, on\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
+             tlscafile = {}\nproc_user = nobody\n",
+            front.port(),
+            pki.path("ca.pem").display()
         ),
     )
     .unwrap();

@@ -101,3 +101,36 @@ async fn http_errors_have_status_codes() {
         assert_eq!(read_response(&mut s).await.0, code, "{raw}");
     }
 }
+
+#[tokio::test]
+async fn head_answers_the_headers_and_runs_no_action() {
+    let (sim, _proxy, addr) = http_proxy().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    for (path, content_type) in [
+        ("/?Action=Originate&Channel=Local/1@x&Application=Wait", "text/plain"),
+        ("/rawman?Action=UserEvent&UserEvent=Probe", "text/plain"),
+        ("/mxml?Action=UserEvent&UserEvent=Probe", "text/xml"),
+        ("/json?Action=UserEvent&UserEvent=Probe", "application/json"),
+    ] {
+        s.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n{ALICE}\r\n").as_bytes()).await.unwrap();
+        let (status, head, body) = read_response(&mut s).await;
+        assert_eq!(status, 200, "{path}: {head}");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains(&format!("content-type: {content_type}")), "{path}: {head}");
+        assert!(head.contains("allow: get, post, head"), "{head}");
+        assert!(body.is_empty());
+    }
+    // Requests on one connection are served in order: had a HEAD run its action, the simulator
+    // would have received it before this Ping.
+    s.write_all(format!("GET /?Action=Ping HTTP/1.1\r\nHost: t\r\n{ALICE}\r\n").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    let actions: Vec<String> = sim.received().iter().filter_map(|m| m.get("Action").map(str::to_string)).collect();
+    assert!(actions.iter().all(|a| a != "Originate" && a != "UserEvent"), "{actions:?}");
+    assert!(actions.iter().any(|a| a == "Ping"), "{actions:?}");
+    // Other methods get 405 with the Allow header.
+    let mut d = TcpStream::connect(addr).await.unwrap();
+    d.write_all(format!("DELETE /rawman HTTP/1.1\r\nHost: t\r\n{ALICE}\r\n").as_bytes()).await.unwrap();
+    let (status, head, _) = read_response(&mut d).await;
+    assert_eq!(status, 405);
+    assert!(head.to_ascii_lowercase().contains("allow: get, post, head"), "{head}");
+}

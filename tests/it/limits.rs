@@ -105,6 +105,8 @@ async fn oversize_messages_from_asterisk_are_skipped_and_the_session_kept() {
     cfg.limits.max_message = 8192;
     let proxy = spawn_proxy(cfg).await;
     wait_ready(proxy.addr, None).await;
+    // The event session and the action session (actionsessions = 2, the default).
+    eventually("both sessions logged in", || async { sim.login_count() == 2 }).await;
     let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
     sim.emit(
         Message::new().with("Event", "UserEvent").with("Privilege", "user,all").with("Big", "b".repeat(100 * 1024)),
@@ -117,7 +119,7 @@ async fn oversize_messages_from_asterisk_are_skipped_and_the_session_kept() {
     assert_eq!(answer.response(), Some("Error"), "{answer:?}");
     assert!(answer.get("Message").unwrap().contains("maxmessagesize (8192 bytes)"), "{answer:?}");
     assert_eq!(c.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
-    assert_eq!(sim.login_count(), 1, "the Asterisk session was dropped and logged in again");
+    assert_eq!(sim.login_count(), 2, "an Asterisk session was dropped and logged in again");
 }
 
 #[tokio::test]
@@ -175,6 +177,31 @@ async fn client_that_never_reads_does_not_slow_others() {
 }
 
 const LAG_DISCONNECTS: &str = "astmanproxy_client_lag_disconnects_total{kind=\"ami\"}";
+
+/// A client cut off by `clientwritetimeout` is told, as the lag cut-off tells: after the whole
+/// messages it was being sent, a final `ProxyClientLagged` (best effort: it gets it here because
+/// it reads again once the cut-off happened), counted with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cut_off_by_the_write_timeout_gets_a_final_notice() {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.client_write_timeout = Duration::from_millis(300);
+    let proxy = spawn_proxy_with_admin(cfg).await;
+    let admin = proxy.admin.unwrap();
+    wait_ready(proxy.addr, None).await;
+    let mut stalled = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
+    sim.emit_many(&flood_event(), 50_000);
+    sim.emit(sentinel());
+    let cutoffs = "astmanproxy_client_cutoffs_total{kind=\"ami\",reason=\"writetimeout\"}";
+    eventually("the stalled client cut off", || async move { metric(admin, cutoffs).await == 1.0 }).await;
+    let (_, sentinel_seen, tail) = stalled.count_until(b"Event: UserEvent\r\n", b"Event: Sentinel\r\n", None).await;
+    assert!(!sentinel_seen, "the stalled client was not cut off");
+    let tail = String::from_utf8_lossy(&tail);
+    let last = tail.trim_end().rsplit("\r\n\r\n").next().unwrap_or_default();
+    assert!(last.starts_with("Event: ProxyClientLagged\r\n"), "no final notice: ...{last}");
+    assert!(last.contains("clientwritetimeout"), "{last}");
+    assert_eq!(metric(admin, LAG_DISCONNECTS).await, 1.0);
+}
 
 /// Ten clients that read as fast as they can are never cut off by a burst of 100 000 events with
 /// the default event buffer (the old 4 096-event ring cut every one of them off): the burst, sent

@@ -152,6 +152,34 @@ async fn metrics_health_and_readiness() {
     proxy.stop().await;
 }
 
+/// Events out per server count one per client that got the event; queue bytes have one series
+/// per client kind.
+#[tokio::test]
+async fn metrics_count_events_sent_per_server_and_queues_per_kind() {
+    let sim = sim().await;
+    let proxy = spawn_proxy_with_admin(config(vec![server("pbx1", sim.addr())])).await;
+    let admin = proxy.admin.unwrap();
+    wait_ready(proxy.addr, Some("pbx1")).await;
+    let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let mut b = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let sent = "astmanproxy_server_events_sent_total{server=\"pbx1\"}";
+    let before = metric(admin, sent).await;
+    for n in 0..3 {
+        sim.emit(Message::new().with("Event", "UserEvent").with("UserEvent", format!("Count{n}")));
+    }
+    for client in [&mut a, &mut b] {
+        client.recv_until(|m| m.get("UserEvent") == Some("Count2")).await;
+    }
+    let delta = metric(admin, sent).await - before;
+    assert!(delta >= 6.0, "3 events to 2 clients counted {delta} times");
+    let body = http(admin, "GET", "/metrics").await.1;
+    for kind in ["ami", "ajam", "ws"] {
+        let series = format!("astmanproxy_client_queue_bytes{{kind=\"{kind}\"}}");
+        assert!(body.contains(&series), "{series} missing from:\n{body}");
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_negotiate_text_format_and_openmetrics() {
     let (_sim, proxy) = {

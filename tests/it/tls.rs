@@ -168,7 +168,7 @@ async fn plain_clients_refused_when_only_tls_is_accepted() {
 }
 
 /// A TLS front for the simulator: terminates TLS with the test PKI and relays to `to`.
-async fn tls_front(pki: &Pki, to: SocketAddr) -> SocketAddr {
+pub(crate) async fn tls_front(pki: &Pki, to: SocketAddr) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = pki.acceptor();

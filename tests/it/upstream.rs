@@ -24,7 +24,12 @@ async fn server_down_answers_at_once() {
 
 #[tokio::test]
 async fn dropped_mid_list_gives_an_error_and_the_session_comes_back() {
-    let (sim, proxy) = proxy_with_sim().await;
+    // The event session itself (the one that announces ProxyServerStatus) carries the list.
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.action_sessions = 1;
+    let proxy = spawn_proxy(cfg).await;
+    wait_ready(proxy.addr, None).await;
     let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;
     sim.set_drop_mid_list(Some("CoreShowChannels"));
     let start = a.action("CoreShowChannels", "l", &[]).await;
@@ -112,6 +117,8 @@ async fn an_asterisk_that_keeps_restarting_is_retried_after_the_first_interval_e
     // 50 ms * 2^n, past the 10 s a test waits for any message by the ninth restart.
     cfg.retry_interval = Duration::from_millis(50);
     cfg.retry_max = Duration::from_secs(60);
+    // The event session's pacing, counted in logins: no extra action session.
+    cfg.action_sessions = 1;
     let proxy = spawn_proxy(cfg).await;
     wait_ready(proxy.addr, None).await;
     let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;

@@ -243,8 +243,19 @@ impl SessionState {
             }
             return Flow::Close;
         }
-        if !answer.delay.is_zero() {
-            tokio::time::sleep(answer.delay).await;
+        if let Some((_, slow)) = self.sim.options().slow_action.as_ref().filter(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
+            tokio::time::sleep(*slow).await;
+        }
+        // One action at a time: a synchronous Originate holds this session while the call rings.
+        let ring = self.sim.options().originate_ring.filter(|_| name.eq_ignore_ascii_case("Originate"));
+        let (delay, events_delay) = match ring {
+            Some(ring) if !answer.delay.is_zero() => (ring, EVENTS_DELAY),
+            Some(ring) => (Duration::ZERO, ring),
+            None => (answer.delay, EVENTS_DELAY),
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         let legacy = self.sim.options().legacy_command && name.eq_ignore_ascii_case("Command");
         for m in &answer.reply {
@@ -257,7 +268,7 @@ impl SessionState {
         if !answer.events.is_empty() && self.sim.sends_followers() {
             let sim = self.sim.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(EVENTS_DELAY).await;
+                tokio::time::sleep(events_delay).await;
                 for event in &answer.events {
                     sim.emit_ref(event);
                 }

@@ -25,8 +25,11 @@
 //! - `Originate`: `Async: true` answers `Originate successfully queued` and shortly after
 //!   broadcasts the recorded call's events with an `OriginateResponse` carrying the asker's
 //!   ActionID (17; a `Local/999@...` channel fails as in 17b); without `Async` the answer comes
-//!   after [`SYNC_ORIGINATE_DELAY`], then the call's events (17b); without `Channel` the recorded
-//!   error (20);
+//!   after [`SYNC_ORIGINATE_DELAY`], then the call's events (17b), holding the session meanwhile
+//!   (`Local/999@...`: `Response: Error` / `Originate failed` at once); with
+//!   [`SimOptions::originate_ring`] both wait that ring time (the sync answer, the async
+//!   `OriginateResponse`); without `Channel` the recorded error (20);
+//! - [`SimOptions::slow_action`]: one action answered only after a delay, holding its session;
 //! - an unknown action gets `Invalid/unknown command` and a message without `Action:` gets
 //!   `Missing action in request`, each followed by a broadcast `RequestBadFormat` (19, 20).
 //!
@@ -90,6 +93,14 @@ pub struct SimOptions {
     pub ping_replies: bool,
     /// Delay before `Authentication failed` (Asterisk: about 1 s).
     pub auth_fail_delay: Duration,
+    /// How long an Originated call rings before it is answered: a synchronous `Originate` holds
+    /// its session that long before its answer (Asterisk runs one action at a time per session),
+    /// an async one's `OriginateResponse` comes that long after `Originate successfully queued`.
+    /// `None`: [`SYNC_ORIGINATE_DELAY`] for a synchronous one, about 10 ms for an async one.
+    pub originate_ring: Option<Duration>,
+    /// An action that takes this long before it is answered (a long `Command`, a large
+    /// `QueueStatus`), holding its session meanwhile, as Asterisk does.
+    pub slow_action: Option<(String, Duration)>,
 }
 
 impl Default for SimOptions {
@@ -102,6 +113,8 @@ impl Default for SimOptions {
             legacy_command: false,
             ping_replies: true,
             auth_fail_delay: Duration::from_secs(1),
+            originate_ring: None,
+            slow_action: None,
         }
     }
 }

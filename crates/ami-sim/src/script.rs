@@ -433,7 +433,14 @@ fn originate(action: &Message, channel: Option<&str>, id: Option<&str>) -> Answe
     let (file, recorded_id, delay) = match (asynchronous, channel.contains("/999@")) {
         (true, true) => (B, "orig-fail", Duration::ZERO),
         (true, false) => ("17-originate-async-events", "orig-1", Duration::ZERO),
-        (false, _) => (B, "orig-sync", SYNC_ORIGINATE_DELAY),
+        (false, true) => {
+            // Asterisk's synchronous failure (manager.c: astman_send_error "Originate failed"),
+            // after the failed call's events, which carry no OriginateResponse.
+            let events = events_after(B, 1, "orig-fail", id);
+            let events = events.into_iter().filter(|e| e.event() != Some("OriginateResponse")).collect();
+            return Answer { delay: Duration::ZERO, reply: vec![error(id, "Originate failed")], events };
+        }
+        (false, false) => (B, "orig-sync", SYNC_ORIGINATE_DELAY),
     };
     Answer { delay, reply: answer(file, 1, recorded_id, id), events: events_after(file, 1, recorded_id, id) }
 }

@@ -35,7 +35,15 @@ impl Drop for Proxy {
 
 impl Proxy {
     pub(crate) async fn start(bin: &PathBuf, sim: SocketAddr) -> Proxy {
-        let dir = std::env::temp_dir().join(format!("ampbench-{}", std::process::id()));
+        Self::start_with(bin, sim, "").await
+    }
+
+    /// The proxy with `extra` configuration lines (each ending with a newline).
+    pub(crate) async fn start_with(bin: &PathBuf, sim: SocketAddr, extra: &str) -> Proxy {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static RUN: AtomicU32 = AtomicU32::new(0);
+        let run = RUN.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ampbench-{}-{run}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let conf = dir.join("astmanproxy.conf");
         let users = dir.join("astmanproxy.users");
@@ -43,7 +51,7 @@ impl Proxy {
             &conf,
             format!(
                 "host = {}, {}, admin, adminpass, on, off, sim\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
-                 maxclients = 20000\n",
+                 maxclients = 20000\n{extra}",
                 sim.ip(),
                 sim.port()
             ),

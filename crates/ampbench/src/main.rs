@@ -8,7 +8,8 @@
 //! - **ping**: round-trip time of sequential `Ping` actions through the proxy and directly;
 //! - **idle**: all clients connect at once (a reconnect storm): time until every one has its
 //!   banner, then resident memory of the proxy per idle logged-in client (`/proc/<pid>/status`);
-//! - **reconnect**: Asterisk restarts in a row, and an outage, until clients are served again.
+//! - **reconnect**: Asterisk restarts in a row, and an outage, until clients are served again;
+//! - **hol**: Ping latency of 9 clients while a 10th runs slow actions (head-of-line blocking).
 //!
 //! Run: `cargo run --release --bin ampbench -- all` (see `docs/benchmarks.md`). Every address is
 //! 127.0.0.1; every run is bounded in count and time.
@@ -27,6 +28,7 @@ use tokio::process::{Child, Command};
 
 mod burst;
 mod harness;
+mod hol;
 mod web;
 use harness::{cores, cpu_model, default_proxy_bin, percentiles, us, Client, Proxy};
 use web::{http, ws_fanout};
@@ -107,6 +109,16 @@ enum What {
         #[arg(long, default_value_t = 200_000)]
         events: usize,
     },
+    /// Head-of-line blocking: Ping p50/p99 of 9 clients while a 10th runs slow actions, with
+    /// `actionsessions = 1` and with the default.
+    Hol {
+        /// Pings per client per run.
+        #[arg(long, default_value_t = 100)]
+        pings: usize,
+        /// How long each slow action takes in the simulator, ms.
+        #[arg(long, default_value_t = 100)]
+        slow_ms: u64,
+    },
     /// Everything, with the default figures.
     All,
     /// Run only the AMI simulator (it answers like Asterisk 22 from the recorded captures, as
@@ -146,6 +158,11 @@ async fn main() -> std::process::ExitCode {
     // each hold one descriptor per client.
     harness::raise_fd_limit();
     let bin = args.proxy_bin.clone().unwrap_or_else(default_proxy_bin);
+    if let What::Hol { pings, slow_ms } = args.what {
+        println!("machine: {} cores, {}", cores(), cpu_model());
+        hol::hol(&bin, pings, Duration::from_millis(slow_ms)).await;
+        return std::process::ExitCode::SUCCESS;
+    }
     let sim = AmiSim::start(SimOptions::default()).await.expect("start the simulator");
     let proxy = Proxy::start(&bin, sim.addr()).await;
     println!("machine: {} cores, {}", cores(), cpu_model());
@@ -202,7 +219,7 @@ async fn main() -> std::process::ExitCode {
                 http(&proxy, requests, c).await;
             }
         }
-        What::Relay { .. } | What::Sim { .. } => {}
+        What::Relay { .. } | What::Sim { .. } | What::Hol { .. } => {}
     }
     drop(proxy);
     std::process::ExitCode::SUCCESS

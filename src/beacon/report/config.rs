@@ -65,25 +65,25 @@ impl ProxySetting {
     ///
     /// # Errors
     /// A missing host or port, or a port that is not a number.
-    pub fn parse(text: &str) -> Result<ProxySetting, String> {
+    pub fn parse(text: &str) -> Result<ProxySetting, ProxySettingError> {
         let text = text.trim();
         let text = text.strip_prefix("http://").unwrap_or(text);
         let (auth, addr) = match text.rsplit_once('@') {
             Some((auth, addr)) => {
                 let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
                 if user.is_empty() {
-                    return Err("empty user before `@` (user:pass@host:port)".to_string());
+                    return Err(ProxySettingError::EmptyUser);
                 }
                 (Some((user.to_string(), Secret::new(pass))), addr)
             }
             None => (None, text),
         };
-        let (host, port) = addr.rsplit_once(':').ok_or("missing port (user:pass@host:port)")?;
+        let (host, port) = addr.rsplit_once(':').ok_or(ProxySettingError::NoPort)?;
         let host = host.trim_matches(['[', ']']);
         if host.is_empty() {
-            return Err("missing host (user:pass@host:port)".to_string());
+            return Err(ProxySettingError::NoHost);
         }
-        let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or("the port is not a port number")?;
+        let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or(ProxySettingError::BadPort)?;
         Ok(ProxySetting { host: host.to_string(), port, auth })
     }
 
@@ -94,6 +94,23 @@ impl ProxySetting {
             None => format!("{}:{}", self.host, self.port),
         }
     }
+}
+
+/// What is wrong with a `proxy` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxySettingError {
+    /// `:pass@host:port`.
+    #[error("empty user before `@` (user:pass@host:port)")]
+    EmptyUser,
+    /// No `:port`.
+    #[error("missing port (user:pass@host:port)")]
+    NoPort,
+    /// `user:pass@:port`.
+    #[error("missing host (user:pass@host:port)")]
+    NoHost,
+    /// A port that is not 1-65535.
+    #[error("the port is not a port number")]
+    BadPort,
 }
 
 /// One Beacon server to report to (a section of `beacon.conf`).
@@ -337,7 +354,7 @@ fn mask_proxy(text: &str) -> String {
 }
 
 fn proxy(v: &Value<'_>) -> Result<ProxySetting, ConfigError> {
-    ProxySetting::parse(&v.raw.value).map_err(|reason| v.invalid(&mask_proxy(&v.raw.value), reason))
+    ProxySetting::parse(&v.raw.value).map_err(|reason| v.invalid(&mask_proxy(&v.raw.value), reason.to_string()))
 }
 
 fn seconds(v: &Value<'_>) -> Result<Duration, ConfigError> {

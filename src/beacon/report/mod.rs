@@ -9,8 +9,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::beacon::clock::Clock;
 use crate::hub::Hub;
+use astmanproxy_beacon_wire::clock::Clock;
 
 pub mod config;
 pub mod schedule;

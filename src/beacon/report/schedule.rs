@@ -137,7 +137,7 @@ pub fn backoff(failures: u32, policy: &RetryPolicy) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::beacon::clock::{Clock, ManualClock};
+    use astmanproxy_beacon_wire::clock::{Clock, ManualClock};
     use chrono::FixedOffset;
 
     fn at(text: &str) -> DateTime<Utc> {

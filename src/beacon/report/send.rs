@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::config::Target;
 use super::dev_mode;
 use super::PUBLIC_HOST;
-use crate::beacon::wire::{ServerReport, ServerToken, Token};
+use astmanproxy_beacon_wire::wire::{ServerReport, ServerToken, Token};
 
 /// The largest answer read from a collector.
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -48,6 +48,12 @@ pub enum Answer<T> {
         detail: String,
     },
 }
+
+/// A request that got no HTTP answer at all (connect, TLS, timeout, a URL that cannot take the
+/// server id), with its causes; the URL it names has no query (`tokenId` is a secret).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoAnswer(String);
 
 /// The client of one target.
 #[derive(Debug, Clone)]
@@ -99,7 +105,7 @@ impl Sender {
     ///
     /// # Errors
     /// No answer at all (connect, TLS, timeout), as text.
-    pub async fn register(&self, report: &ServerReport) -> Result<Answer<ServerToken>, String> {
+    pub async fn register(&self, report: &ServerReport) -> Result<Answer<ServerToken>, NoAnswer> {
         let request = self.client.post(format!("{}/servers", self.base)).json(report);
         answer(request).await
     }
@@ -108,9 +114,12 @@ impl Sender {
     ///
     /// # Errors
     /// No answer at all (connect, TLS, timeout), as text.
-    pub async fn update(&self, id: &str, token: &str, report: &ServerReport) -> Result<Answer<Token>, String> {
-        let mut url = reqwest::Url::parse(&format!("{}/servers/", self.base)).map_err(|e| e.to_string())?;
-        url.path_segments_mut().map_err(|()| "the url cannot take a path".to_string())?.pop_if_empty().push(id);
+    pub async fn update(&self, id: &str, token: &str, report: &ServerReport) -> Result<Answer<Token>, NoAnswer> {
+        let mut url = reqwest::Url::parse(&format!("{}/servers/", self.base)).map_err(|e| NoAnswer(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| NoAnswer("the url cannot take a path".to_string()))?
+            .pop_if_empty()
+            .push(id);
         url.query_pairs_mut().append_pair("tokenId", token);
         answer(self.client.put(url).json(report)).await
     }
@@ -132,7 +141,7 @@ pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Answer<T>, String> {
+async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Answer<T>, NoAnswer> {
     let mut response = request.send().await.map_err(describe)?;
     let status = response.status();
     let retry_after =
@@ -162,7 +171,7 @@ async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result
 
 /// The error with its causes (reqwest's own text is only the outermost), for the log. The url
 /// it names loses its query: `tokenId` is a secret.
-fn describe(mut e: reqwest::Error) -> String {
+fn describe(mut e: reqwest::Error) -> NoAnswer {
     if let Some(url) = e.url_mut() {
         url.set_query(None);
     }
@@ -173,7 +182,7 @@ fn describe(mut e: reqwest::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
+    NoAnswer(text)
 }
 
 #[cfg(test)]
@@ -187,7 +196,7 @@ mod tests {
         let mut target = Target::new("t", format!("https://127.0.0.1:{port}/api/v1"));
         target.timeout = std::time::Duration::from_secs(5);
         let sender = Sender::new(&target).unwrap();
-        let err = sender.update("srv-1", "SecretToken42", &ServerReport::default()).await.unwrap_err();
+        let err = sender.update("srv-1", "SecretToken42", &ServerReport::default()).await.unwrap_err().to_string();
         assert!(err.contains("127.0.0.1"), "{err}");
         assert!(!err.contains("SecretToken42"), "the token reached the error text: {err}");
     }

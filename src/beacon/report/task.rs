@@ -13,11 +13,11 @@ use tracing::Instrument;
 use super::schedule::{backoff, decide, jitter_offset, next_posting, Decision, Plan, RetryPolicy};
 use super::send::{Answer, Sender};
 use super::Target;
-use crate::beacon::clock::Clock;
 use crate::beacon::gather;
-use crate::beacon::wire::Token;
 use crate::hub::Hub;
 use crate::upstream::{Status, UpstreamHandle};
+use astmanproxy_beacon_wire::clock::Clock;
+use astmanproxy_beacon_wire::wire::Token;
 
 /// How often the list of servers is checked for new ones, and how often a reporter checks
 /// whether its server is logged in.
@@ -188,7 +188,7 @@ impl Reporter {
                 Some((id, token)) => match self.sender.update(id, token, &report).await {
                     Ok(Answer::Ok(token)) => return Some(self.accepted(id, token).await),
                     Ok(Answer::Status { code, retry_after, detail }) => (code, retry_after, detail),
-                    Err(e) => (None, None, e),
+                    Err(e) => (None, None, e.to_string()),
                 },
                 None => match self.sender.register(&report).await {
                     Ok(Answer::Ok(answer)) => match answer.server.id.filter(|id| !id.is_empty()) {
@@ -199,7 +199,7 @@ impl Reporter {
                         None => (None, None, "registration answer without a server id".to_string()),
                     },
                     Ok(Answer::Status { code, retry_after, detail }) => (code, retry_after, detail),
-                    Err(e) => (None, None, e),
+                    Err(e) => (None, None, e.to_string()),
                 },
             };
             let (code, retry_after, detail) = outcome;

@@ -1,15 +1,15 @@
 //! What a logged-in user may do and see: write classes and the `actions=` allow-list on actions,
 //! server pinning, `readonly`; read classes, event filters and the 1.x per-user filters on
-//! events. Built once per login from the users file ([`Policy::for_user`]).
+//! events. Built once per login from the users file ([`Policy::for_user`]) by [`super::login`].
 //!
 //! Denied actions get `Response: Error` / `Message: Permission denied`, as Asterisk answers.
 
 use std::sync::Arc;
 
 use astmanproxy_handlers::Message;
-use regex::Regex;
 
-use crate::config::User;
+use super::filter::EventFilter;
+use crate::config::{User, Users};
 use crate::event::{ClassMask, SharedEvent};
 
 /// The write classes Asterisk requires per action (from Asterisk 22's `manager.c` and modules).
@@ -60,91 +60,30 @@ const ACTION_CLASSES: &[(&str, &str)] = &[
 const FREE_ACTIONS: &[&str] =
     &["ping", "listcommands", "waitevent", "events", "login", "logoff", "challenge", "beaconshowserver"];
 
-/// One `eventfilter`: the classic regex form (`!` to exclude) or Asterisk 21's
-/// `eventfilter(action(exclude),name(Newchannel),header(Channel),method(starts_with)) = value`.
-#[derive(Debug, Clone)]
-pub struct EventFilter {
-    exclude: bool,
-    name: Option<String>,
-    header: Option<String>,
-    matcher: Matcher,
-}
-
-#[derive(Debug, Clone)]
-enum Matcher {
-    Regex(Regex),
-    Exact(String),
-    StartsWith(String),
-    EndsWith(String),
-    Contains(String),
-    Any,
-}
-
-impl EventFilter {
-    /// Parses one filter line (`key` is `eventfilter` or `eventfilter(...)`).
-    ///
-    /// # Errors
-    /// A bad regex or an unknown parameter.
-    pub fn parse(key: &str, value: &str) -> Result<EventFilter, String> {
-        let regex = |v: &str| Regex::new(v).map_err(|e| format!("bad eventfilter regex {v:?}: {e}"));
-        let Some(params) = key.trim().strip_prefix("eventfilter(").and_then(|p| p.strip_suffix(')')) else {
-            let (exclude, pattern) = match value.strip_prefix('!') {
-                Some(p) => (true, p),
-                None => (false, value),
-            };
-            return Ok(EventFilter { exclude, name: None, header: None, matcher: Matcher::Regex(regex(pattern)?) });
-        };
-        let mut filter = EventFilter { exclude: false, name: None, header: None, matcher: Matcher::Any };
-        let mut method = "none".to_string();
-        for part in params.split("),") {
-            let part = part.trim().trim_end_matches(')');
-            let (k, v) = part.split_once('(').ok_or_else(|| format!("bad eventfilter parameter {part:?}"))?;
-            match k.trim().to_ascii_lowercase().as_str() {
-                "action" => filter.exclude = v.trim().eq_ignore_ascii_case("exclude"),
-                "name" => filter.name = Some(v.trim().to_string()),
-                "header" => filter.header = Some(v.trim().trim_end_matches(':').to_string()),
-                "method" => method = v.trim().to_ascii_lowercase(),
-                other => return Err(format!("unknown eventfilter parameter {other:?}")),
-            }
-        }
-        filter.matcher = match method.as_str() {
-            "regex" => Matcher::Regex(regex(value)?),
-            "exact" => Matcher::Exact(value.to_string()),
-            "starts_with" => Matcher::StartsWith(value.to_string()),
-            "ends_with" => Matcher::EndsWith(value.to_string()),
-            "contains" => Matcher::Contains(value.to_string()),
-            "none" | "" => Matcher::Any,
-            other => return Err(format!("unknown eventfilter method {other:?}")),
-        };
-        Ok(filter)
-    }
-
-    fn matches(&self, message: &astmanproxy_handlers::Message, event: &SharedEvent) -> bool {
-        if let Some(name) = &self.name {
-            if !message.event().is_some_and(|e| e.eq_ignore_ascii_case(name)) {
-                return false;
-            }
-        }
-        let text_of_event;
-        let subject: &str = match &self.header {
-            Some(h) => match message.get(h) {
-                Some(v) => v,
-                None => return false,
-            },
-            None => {
-                text_of_event = String::from_utf8_lossy(event.bytes(astmanproxy_handlers::OutputFormat::Standard));
-                &text_of_event
-            }
-        };
-        match &self.matcher {
-            Matcher::Regex(r) => r.is_match(subject),
-            Matcher::Exact(v) => subject == v,
-            Matcher::StartsWith(v) => subject.starts_with(v.as_str()),
-            Matcher::EndsWith(v) => subject.ends_with(v.as_str()),
-            Matcher::Contains(v) => subject.contains(v.as_str()),
-            Matcher::Any => true,
-        }
-    }
+/// Why a user may not send an action (logged; the client gets `Permission denied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// `servers=` (or the 1.x server field) does not name the action's server.
+    #[error("server not allowed for this user")]
+    Server,
+    /// `actions=` does not list the action.
+    #[error("action not in the user's actions list")]
+    NotInActions,
+    /// The action needs a write class the user does not have (`write=`, `readonly`).
+    #[error("write class")]
+    WriteClass,
+    /// A user with restricted `write=` classes sends an action the proxy does not know.
+    #[error("unknown action for a restricted user")]
+    UnknownAction,
+    /// The 1.x `novar` filter: no `SetVar`.
+    #[error("novar")]
+    NoVar,
+    /// The action's `Channel:` is outside the user's channel prefix.
+    #[error("channel filter")]
+    Channel,
+    /// The action's `Context:` is not the user's outbound context.
+    #[error("context filter")]
+    Context,
 }
 
 /// Headers that name a channel (1.x channel filter).
@@ -196,8 +135,8 @@ impl Policy {
             write,
             actions: user.actions.clone(),
             servers: user.servers.clone(),
-            // Validated when the users file was loaded.
-            filters: user.eventfilters.iter().filter_map(|(k, v)| EventFilter::parse(k, v).ok()).collect(),
+            // Checked when the users file was loaded.
+            filters: user.eventfilters.iter().filter_map(|rule| EventFilter::compile(rule).ok()).collect(),
             channel: user.channel.clone(),
             in_context: user.in_context.clone(),
             out_context: user.out_context.clone(),
@@ -208,46 +147,55 @@ impl Policy {
         })
     }
 
+    /// The policy of the user named `name`; open for a name the users file does not have (an
+    /// open proxy, `authrequired = no`).
+    pub fn of(users: &Users, name: &str) -> Arc<Policy> {
+        users.get(name).map_or_else(Policy::open, Policy::for_user)
+    }
+
     /// The server an action goes to when it names none: the first pinned one.
     pub fn default_server(&self) -> Option<&str> {
         self.servers.first().map(String::as_str)
     }
 
-    /// Checks (and, for `accountcode`, rewrites) an action; `Err` means Permission denied.
-    pub fn check_action(&self, action: &mut Message, server: &str) -> Result<(), &'static str> {
+    /// Checks (and, for `accountcode`, rewrites) an action.
+    ///
+    /// # Errors
+    /// Which rule denies it (the client is answered `Permission denied`).
+    pub fn check_action(&self, action: &mut Message, server: &str) -> Result<(), Denied> {
         let name = action.action().unwrap_or_default().trim().to_ascii_lowercase();
         if !self.servers.is_empty() && !self.servers.iter().any(|s| s.eq_ignore_ascii_case(server)) {
-            return Err("server not allowed for this user");
+            return Err(Denied::Server);
         }
         if let Some(allowed) = &self.actions {
             if !allowed.contains(&name) {
-                return Err("action not in the user's actions list");
+                return Err(Denied::NotInActions);
             }
         }
         if let Some(write) = self.write {
             match ACTION_CLASSES.iter().find(|(a, _)| *a == name) {
-                Some((_, classes)) if !write.allows(ClassMask::parse(classes)) => return Err("write class"),
+                Some((_, classes)) if !write.allows(ClassMask::parse(classes)) => return Err(Denied::WriteClass),
                 Some(_) => {}
                 None if FREE_ACTIONS.contains(&name.as_str()) => {}
                 None if self.actions.is_some() => {}
-                None if write != ClassMask::ALL => return Err("unknown action for a restricted user"),
+                None if write != ClassMask::ALL => return Err(Denied::UnknownAction),
                 None => {}
             }
         }
         if self.novar && (name == "setvar" || name == "set") {
-            return Err("novar");
+            return Err(Denied::NoVar);
         }
         if !self.channel.is_empty() {
             if let Some(channel) = action.get("Channel") {
                 if !starts_with_ignore_case(channel, &self.channel) {
-                    return Err("channel filter");
+                    return Err(Denied::Channel);
                 }
             }
         }
         if !self.out_context.is_empty() {
             if let Some(context) = action.get("Context") {
                 if context != self.out_context {
-                    return Err("context filter");
+                    return Err(Denied::Context);
                 }
             }
         }

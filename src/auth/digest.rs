@@ -83,7 +83,11 @@ fn md5_hex(text: &str) -> String {
 
 /// A fresh nonce.
 pub fn new_nonce() -> String {
-    let issued = now_secs();
+    nonce_issued_at(now_secs())
+}
+
+/// A nonce of ours issued at `issued` (seconds since the epoch).
+pub(crate) fn nonce_issued_at(issued: u64) -> String {
     format!("{issued:x}.{}", mac(issued))
 }
 
@@ -180,7 +184,9 @@ pub fn verify(creds: &DigestCredentials, user: &User, method: &str, uri: &str) -
     if creds.realm != REALM || creds.uri != uri {
         return Err(DigestError::Wrong);
     }
-    let Some(ha1) = user.digest_ha1(&creds.username, REALM) else { return Err(DigestError::Wrong) };
+    let Some(ha1) = super::credentials::digest_ha1(user, &creds.username, REALM) else {
+        return Err(DigestError::Wrong);
+    };
     let ha2 = md5_hex(&format!("{method}:{}", creds.uri));
     let expected = match (creds.qop.as_deref(), &creds.nc, &creds.cnonce) {
         (Some(qop), Some(nc), Some(cnonce)) if qop.eq_ignore_ascii_case("auth") => {

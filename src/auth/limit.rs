@@ -50,6 +50,14 @@ pub enum Lockout {
 }
 
 impl Lockout {
+    /// The configuration key of the limit.
+    pub fn key(self) -> &'static str {
+        match self {
+            Lockout::User => "authlimit",
+            Lockout::Address => "authlimitaddress",
+        }
+    }
+
     /// The `Message:` of a refused AMI login.
     pub fn message(self) -> &'static str {
         match self {
