@@ -21,27 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 pub struct ClassMask(pub u32);
 
 /// The class names Asterisk knows, in bit order.
-const CLASSES: &[&str] = &[
-    "system",
-    "call",
-    "log",
-    "verbose",
-    "command",
-    "agent",
-    "user",
-    "config",
-    "dtmf",
-    "reporting",
-    "cdr",
-    "dialplan",
-    "originate",
-    "agi",
-    "cc",
-    "aoc",
-    "test",
-    "security",
-    "message",
-];
+const CLASSES: &[&str] = astmanproxy_handlers::EVENT_CLASSES;
 
 /// Bit for events whose `Privilege:` names no known class (or that have none).
 const UNCLASSED: u32 = 1 << 31;

@@ -31,6 +31,31 @@ pub mod message;
 pub mod standard;
 pub mod xml;
 
+/// The event classes Asterisk's manager knows (`manager.c`'s `perms[]` without `all`), in bit
+/// order: the names of `Privilege:` on events, of `Events:` at Login and of `read`/`write` in
+/// `manager.conf`.
+pub const EVENT_CLASSES: &[&str] = &[
+    "system",
+    "call",
+    "log",
+    "verbose",
+    "command",
+    "agent",
+    "user",
+    "config",
+    "dtmf",
+    "reporting",
+    "cdr",
+    "dialplan",
+    "originate",
+    "agi",
+    "cc",
+    "aoc",
+    "test",
+    "security",
+    "message",
+];
+
 pub use error::{DecodeError, Limit};
 pub use format::OutputFormat;
 pub use message::{Charset, Kind, Message, RawValue};

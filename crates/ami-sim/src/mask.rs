@@ -4,27 +4,7 @@
 use astmanproxy_handlers::Message;
 
 /// Class names in bit order (`manager.c`'s `perms[]`, without `all`).
-const CLASSES: &[&str] = &[
-    "system",
-    "call",
-    "log",
-    "verbose",
-    "command",
-    "agent",
-    "user",
-    "config",
-    "dtmf",
-    "reporting",
-    "cdr",
-    "dialplan",
-    "originate",
-    "agi",
-    "cc",
-    "aoc",
-    "test",
-    "security",
-    "message",
-];
+const CLASSES: &[&str] = astmanproxy_handlers::EVENT_CLASSES;
 
 /// The event classes a session receives (`Events:` at Login, `Action: Events EventMask:`), or
 /// the classes of one event (its `Privilege:` header).
