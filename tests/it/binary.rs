@@ -439,27 +439,14 @@ async fn a_root_only_tls_key_works_with_proc_user() {
     let dir = test_dir("rootkey");
     let pki = crate::support::pki::Pki::in_dir(&dir);
     std::fs::set_permissions(pki.path("key.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (conf, users) = (dir.join("k.conf"), dir.join("k.users"));
-    std::fs::write(
-        &conf,
-        format!(
-            "host = 127.0.0.1, {}, admin, adminpass, on, off\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
-             acceptencryptedconnection = yes\ntlscert = {}\ntlskey = {}\nproc_user = nobody\n",
-            sim.addr().port(),
-            pki.path("cert.pem").display(),
-            pki.path("key.pem").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(&users, "alice=alicepw\n").unwrap();
-    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let Binary { mut child, addr, .. } = start_binary(&conf, &users, &[]).await;
-    wait_ready(addr, None).await;
-    let mut c = AmiClient::login(addr, "alice", "alicepw").await;
-    assert_eq!(c.action("Ping", "p", &[]).await.get("Ping"), Some("Pong"));
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let conf = format!(
+        "host = 127.0.0.1, {}, admin, adminpass, on, off\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
+         acceptencryptedconnection = yes\ntlscert = {}\ntlskey = {}\nproc_user = nobody\n",
+        sim.addr().port(),
+        pki.path("cert.pem").display(),
+        pki.path("key.pem").display()
+    );
+    serves_a_ping_as_nobody(&dir, &conf).await;
 }
 
 /// Started as root with `proc_user`, the proxy reads a `tlscafile` only root may read before it
@@ -475,26 +462,30 @@ async fn a_root_only_tls_ca_file_works_with_proc_user() {
     let pki = crate::support::pki::Pki::in_dir(&dir);
     let front = crate::tls::tls_front(&pki, sim.addr()).await;
     std::fs::set_permissions(pki.path("ca.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (conf, users) = (dir.join("ca.conf"), dir.join("ca.users"));
-    std::fs::write(
-        &conf,
-        format!(
-            "host = localhost, {}, admin, adminpass, on, on\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
-             tlscafile = {}\nproc_user = nobody\n",
-            front.port(),
-            pki.path("ca.pem").display()
-        ),
-    )
-    .unwrap();
+    let conf = format!(
+        "host = localhost, {}, admin, adminpass, on, on\nlistenaddress = 127.0.0.1\nlistenport = 0\n\
+         tlscafile = {}\nproc_user = nobody\n",
+        front.port(),
+        pki.path("ca.pem").display()
+    );
+    serves_a_ping_as_nobody(&dir, &conf).await;
+}
+
+/// Starts the binary as root with the configuration `conf` (which drops to `nobody`) and a
+/// users file in `dir`, and checks that a client's Ping reaches Asterisk and back.
+async fn serves_a_ping_as_nobody(dir: &std::path::Path, conf: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let (conf_path, users) = (dir.join("p.conf"), dir.join("p.users"));
+    std::fs::write(&conf_path, conf).unwrap();
     std::fs::write(&users, "alice=alicepw\n").unwrap();
     std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let Binary { mut child, addr, .. } = start_binary(&conf, &users, &[]).await;
+    let Binary { mut child, addr, .. } = start_binary(&conf_path, &users, &[]).await;
     wait_ready(addr, None).await;
     let mut c = AmiClient::login(addr, "alice", "alicepw").await;
     assert_eq!(c.action("Ping", "p", &[]).await.get("Ping"), Some("Pong"));
     child.start_kill().unwrap();
     let _ = child.wait().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The `nobody` user when this test runs as root (the tests that drop privileges need both);
