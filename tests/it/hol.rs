@@ -102,12 +102,7 @@ async fn a_failed_sync_originate_is_answered_as_asterisk_does() {
 /// to the other session; the slow client's next action waits behind its own, in order.
 #[tokio::test]
 async fn a_slow_action_holds_up_only_its_own_client() {
-    let sim = sim().await;
-    let proxy = spawn_proxy_with_admin(config(vec![server("pbx1", sim.addr())])).await;
-    wait_ready(proxy.addr, None).await;
-    eventually("both sessions logged in", || async { sim.login_count() == 2 }).await;
-    let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;
-    let mut b = AmiClient::login(proxy.addr, "bob", "bobpw").await;
+    let (sim, proxy, mut a, mut b) = two_sessions_two_clients().await;
 
     sim.set_gate(Some("CoreStatus"));
     a.send(&Message::new().with("Action", "CoreStatus").with("ActionID", "slow")).await;
@@ -130,12 +125,7 @@ async fn a_slow_action_holds_up_only_its_own_client() {
 /// Every session busy: the action waits its turn, counted, and runs once one is free.
 #[tokio::test]
 async fn with_every_session_busy_an_action_waits_its_turn() {
-    let sim = sim().await;
-    let proxy = spawn_proxy_with_admin(config(vec![server("pbx1", sim.addr())])).await;
-    wait_ready(proxy.addr, None).await;
-    eventually("both sessions logged in", || async { sim.login_count() == 2 }).await;
-    let mut a = AmiClient::login(proxy.addr, "alice", "alicepw").await;
-    let mut b = AmiClient::login(proxy.addr, "bob", "bobpw").await;
+    let (sim, proxy, mut a, mut b) = two_sessions_two_clients().await;
     let mut c = AmiClient::login(proxy.addr, "carol", "carolpw").await;
     sim.set_gate(Some("CoreStatus"));
     a.send(&Message::new().with("Action", "CoreStatus").with("ActionID", "s1")).await;
@@ -194,4 +184,16 @@ async fn a_sync_originate_without_its_response_ends_by_timeout_plus_margin() {
     assert_eq!(answer.response(), Some("Error"), "{answer:?}");
     assert!(answer.get("Message").unwrap().contains("Timeout waiting for the OriginateResponse"), "{answer:?}");
     assert_eq!(a.action("Ping", "next", &[]).await.get("Ping"), Some("Pong"));
+}
+
+/// The simulator, a proxy with the default two sessions (both logged in) and its admin
+/// listener, and Alice and Bob logged in.
+async fn two_sessions_two_clients() -> (ami_sim::AmiSim, TestProxy, AmiClient, AmiClient) {
+    let sim = sim().await;
+    let proxy = spawn_proxy_with_admin(config(vec![server("pbx1", sim.addr())])).await;
+    wait_ready(proxy.addr, None).await;
+    eventually("both sessions logged in", || async { sim.login_count() == 2 }).await;
+    let a = AmiClient::login(proxy.addr, "alice", "alicepw").await;
+    let b = AmiClient::login(proxy.addr, "bob", "bobpw").await;
+    (sim, proxy, a, b)
 }
