@@ -156,12 +156,7 @@ fn sentinel() -> Message {
 /// itself (the lag counter) before it reads the stalled socket, so reading cannot rescue it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_never_reads_does_not_slow_others() {
-    let sim = sim().await;
-    let mut cfg = config(vec![server("pbx1", sim.addr())]);
-    cfg.client_write_timeout = Duration::from_millis(300);
-    let proxy = spawn_proxy_with_admin(cfg).await;
-    let admin = proxy.admin.unwrap();
-    wait_ready(proxy.addr, None).await;
+    let (sim, proxy, admin) = proxy_with_short_write_timeout().await;
     let mut stalled = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
     let mut fast = AmiClient::login(proxy.addr, "bob", "bobpw").await;
     let n = 50_000;
@@ -176,6 +171,17 @@ async fn client_that_never_reads_does_not_slow_others() {
     assert_eq!(fast.action("Ping", "after", &[]).await.get("Ping"), Some("Pong"));
 }
 
+/// The simulator and a ready proxy (with its admin listener) whose `clientwritetimeout` is 300 ms.
+async fn proxy_with_short_write_timeout() -> (ami_sim::AmiSim, TestProxy, std::net::SocketAddr) {
+    let sim = sim().await;
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.client_write_timeout = Duration::from_millis(300);
+    let proxy = spawn_proxy_with_admin(cfg).await;
+    let admin = proxy.admin.unwrap();
+    wait_ready(proxy.addr, None).await;
+    (sim, proxy, admin)
+}
+
 const LAG_DISCONNECTS: &str = "astmanproxy_client_lag_disconnects_total{kind=\"ami\"}";
 
 /// A client cut off by `clientwritetimeout` is told, as the lag cut-off tells: after the whole
@@ -183,12 +189,7 @@ const LAG_DISCONNECTS: &str = "astmanproxy_client_lag_disconnects_total{kind=\"a
 /// it reads again once the cut-off happened), counted with its reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_cut_off_by_the_write_timeout_gets_a_final_notice() {
-    let sim = sim().await;
-    let mut cfg = config(vec![server("pbx1", sim.addr())]);
-    cfg.client_write_timeout = Duration::from_millis(300);
-    let proxy = spawn_proxy_with_admin(cfg).await;
-    let admin = proxy.admin.unwrap();
-    wait_ready(proxy.addr, None).await;
+    let (sim, proxy, admin) = proxy_with_short_write_timeout().await;
     let mut stalled = AmiClient::login_small_buffer(proxy.addr, "alice", "alicepw").await;
     sim.emit_many(&flood_event(), 50_000);
     sim.emit(sentinel());
