@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod privileges;
 pub mod proxy_action;
 pub mod reload;
+pub mod route;
 pub mod server;
 pub mod shutdown;
 pub mod sim;

@@ -19,12 +19,11 @@ use crate::hub::{ClientInfo, Hub};
 
 mod handler;
 mod input;
-pub mod sink;
 pub mod writer;
 
+use crate::route::sink::{self, ToClient};
 use handler::{ClientSession, Flow};
 use input::Input;
-use sink::ToClient;
 use writer::ClientShared;
 
 /// Initial read buffer of a client. Small: most clients are idle most of the time.
