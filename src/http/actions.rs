@@ -1,11 +1,12 @@
 //! 1.x-style HTTP actions: one AMI action per request, as astmanproxy 1.x's http input handler
 //! did. `GET /?Action=Ping&ActionID=1` or `POST /` with a form body. The complete answer (the
-//! response, or a list up to its Complete event) is the body, in the format chosen by `?format=`,
+//! response, a list up to its Complete event, an async Originate up to its `OriginateResponse`:
+//! the upstream session ends the route) is the body, in the format chosen by `?format=`,
 //! the path (`/json` JSON, `/xml` XML), the `Accept` header (`application/json`, `text/xml`) or
 //! `outputformat`. JSON bodies are one array of objects. Users authenticate with HTTP Basic
 //! against the users file; their permissions apply as on TCP. AMI errors come back as 200 with
-//! `Response: Error` in the body, as Asterisk's own HTTP manager does. Events never appear in an
-//! answer.
+//! `Response: Error` in the body, as Asterisk's own HTTP manager does. Broadcast events never
+//! appear in an answer.
 
 // The error of these functions is the HTTP answer itself, built once per request.
 #![allow(clippy::result_large_err)]
