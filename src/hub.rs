@@ -1,10 +1,10 @@
 //! The hub: registries shared by every task.
 //!
-//! It holds the upstream sessions by name (in configuration order; the first is the default
-//! route), the connected clients by id, and the broadcast channel through which upstream sessions
-//! fan events out. It is a typed handle with methods: no lock guard ever leaves it, so nothing
-//! can hold one across an `.await`. Keeping it behind this interface leaves room for a
-//! bus-backed hub (DESIGN section 10) beside the in-process one.
+//! It is a registry: the upstream sessions by name (in configuration order; the first is the
+//! default route) and the connected clients by id. It holds the [`Context`] the upstream sessions
+//! are started with (configuration, metrics, the event bus they publish to); upstream never sees
+//! the hub. It is a typed handle with methods: no lock guard ever leaves it, so nothing can hold
+//! one across an `.await`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +16,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthLimiter;
-use crate::client::sink::{ClientId, ClientSink};
 use crate::config::{Config, ServerConfig, Users};
 use crate::event::{EventRing, SharedEvent};
 use crate::metrics::Metrics;
-use crate::upstream::UpstreamHandle;
+use crate::route::{ClientId, ClientSink, EventBus, PeerSlots};
+use crate::upstream::{Context, UpstreamHandle};
+
+/// Why a server could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// A server of that name (case-insensitive) is registered already.
+    #[error("a server named {0} exists already")]
+    Exists(String),
+}
 
 /// What the hub knows of a connected client (for `ListSessions` and metrics).
 #[derive(Debug, Clone)]
@@ -44,14 +52,13 @@ pub struct Hub {
 }
 
 struct HubInner {
-    config: Config,
+    context: Context,
     users: RwLock<Arc<Users>>,
     servers: RwLock<Vec<UpstreamHandle>>,
     clients: DashMap<ClientId, ClientInfo>,
-    events: Arc<EventRing>,
     next_client: AtomicU64,
-    started: Instant,
-    metrics: Metrics,
+    /// Actions in flight per address of HTTP 1.x requests (`maxpendingactions`).
+    http_slots: PeerSlots,
     servers_token: CancellationToken,
     servers_tracker: TaskTracker,
     /// The `host =` lines currently applied (a reload diffs against them).
@@ -63,19 +70,17 @@ struct HubInner {
 impl Hub {
     /// A hub whose event buffer holds `config.client_event_buffer` bytes of recent events.
     pub fn new(config: Config, users: Users) -> Self {
-        let events = Arc::new(EventRing::new(config.client_event_buffer));
+        let events: Arc<dyn EventBus> = Arc::new(EventRing::new(config.client_event_buffer));
         let configured = RwLock::new(config.servers.clone());
         let auth_limit = config.auth_limit;
         Self {
             inner: Arc::new(HubInner {
-                config,
+                context: Context::new(config, Metrics::new(), events),
                 users: RwLock::new(Arc::new(users)),
                 servers: RwLock::new(Vec::new()),
                 clients: DashMap::new(),
-                events,
                 next_client: AtomicU64::new(1),
-                started: Instant::now(),
-                metrics: Metrics::new(),
+                http_slots: PeerSlots::default(),
                 servers_token: CancellationToken::new(),
                 servers_tracker: TaskTracker::new(),
                 configured,
@@ -87,7 +92,12 @@ impl Hub {
 
     /// The configuration the proxy runs with.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        self.inner.context.config()
+    }
+
+    /// Actions in flight per address of HTTP 1.x requests.
+    pub fn http_slots(&self) -> &PeerSlots {
+        &self.inner.http_slots
     }
 
     /// Beacon data of `server` gathered less than `max_age` ago (a copy: no guard escapes).
@@ -118,7 +128,7 @@ impl Hub {
 
     /// The proxy's metrics.
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+        self.inner.context.metrics()
     }
 
     /// The users allowed to log in (a snapshot; reloads swap it whole).
@@ -133,7 +143,7 @@ impl Hub {
 
     /// Seconds since the proxy started (the `Uptime` of proxy-made `FullyBooted`).
     pub fn uptime_secs(&self) -> u64 {
-        self.inner.started.elapsed().as_secs()
+        self.inner.context.uptime_secs()
     }
 
     /// Registers an upstream session (appended: the first registered is the default route).
@@ -146,12 +156,12 @@ impl Hub {
     ///
     /// # Errors
     /// A server with the same name (case-insensitive) exists already.
-    pub fn spawn_server(&self, server: ServerConfig) -> Result<UpstreamHandle, String> {
+    pub fn spawn_server(&self, server: ServerConfig) -> Result<UpstreamHandle, SpawnError> {
         if self.server(Some(&server.name)).is_some() {
-            return Err(format!("a server named {} exists already", server.name));
+            return Err(SpawnError::Exists(server.name));
         }
-        let handle =
-            crate::upstream::spawn(server, self.clone(), &self.inner.servers_token, &self.inner.servers_tracker);
+        let context = self.inner.context.clone();
+        let handle = crate::upstream::spawn(server, context, &self.inner.servers_token, &self.inner.servers_tracker);
         self.add_server(handle.clone());
         Ok(handle)
     }
@@ -162,7 +172,7 @@ impl Hub {
         match self.remove_server(name) {
             Some(handle) => {
                 handle.stop();
-                self.inner.metrics.remove_server(&Metrics::server(handle.name()));
+                self.metrics().remove_server(&Metrics::server(handle.name()));
                 true
             }
             None => false,
@@ -226,30 +236,30 @@ impl Hub {
     /// The banner line sent to clients: `forcebanner`, else `Asterisk Call Manager/<v>` with the
     /// AMI version the default server announced, else `defaultamiversion`.
     pub fn banner(&self) -> String {
-        if let Some(banner) = &self.inner.config.force_banner {
+        if let Some(banner) = &self.config().force_banner {
             return banner.clone();
         }
         let version = self
             .server(None)
             .and_then(|s| s.ami_version())
-            .unwrap_or_else(|| self.inner.config.default_ami_version.clone());
+            .unwrap_or_else(|| self.config().default_ami_version.clone());
         format!("Asterisk Call Manager/{version}")
     }
 
     /// Publishes a broadcast event to every subscribed client.
     pub fn publish(&self, event: Arc<SharedEvent>) {
-        self.inner.events.publish(event);
+        self.inner.context.publish(event);
     }
 
-    /// The shared buffer of recent events, from which every client's writer reads.
-    pub fn events(&self) -> &Arc<EventRing> {
-        &self.inner.events
+    /// The event bus, from which every client's writer reads.
+    pub fn events(&self) -> &Arc<dyn EventBus> {
+        self.inner.context.bus()
     }
 
     /// The position from which a client that subscribes now receives events: every event
     /// published after this call.
     pub fn subscribe(&self) -> u64 {
-        self.inner.events.position()
+        self.events().subscribe()
     }
 
     /// A fresh client id.

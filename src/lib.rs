@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod privileges;
 pub mod proxy_action;
 pub mod reload;
+pub mod route;
 pub mod server;
 pub mod tls;
 pub mod upstream;

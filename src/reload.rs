@@ -11,9 +11,9 @@ use std::path::Path;
 
 use astmanproxy_handlers::Message;
 
-use crate::client::sink::ToClient;
 use crate::config::{Config, ConfigError, Users};
 use crate::hub::Hub;
+use crate::route::ToClient;
 
 /// What a reload changed.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -14,12 +14,12 @@ use tokio_util::task::TaskTracker;
 
 use astmanproxy_handlers::Message;
 
-use crate::client::sink::ToClient;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::detect::{detect, Prefixed, Protocol};
 use crate::http::Front;
 use crate::hub::Hub;
+use crate::route::ToClient;
 
 /// The sockets the proxy listens on, bound before privileges are dropped.
 pub struct Listeners {

@@ -4,22 +4,17 @@
 use std::time::Duration;
 
 use astmanproxy_handlers::Message;
-use tokio_util::sync::CancellationToken;
 
 use super::parse::{count_before, parse_modules, parse_version_line, version_number};
 use super::ServerData;
-use crate::client::sink::{self, ToClient};
 use crate::hub::Hub;
-use crate::upstream::{Request, UpstreamHandle};
+use crate::upstream::UpstreamHandle;
 
 /// How long gathered data is reused before it is gathered again.
 pub const REFRESH: Duration = Duration::from_secs(60);
 
 /// How long one gathering action may take.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Bytes the gathering queue may hold (`module show` is about 31 KB).
-const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The server's data, from the cache when fresh enough, else gathered now.
 ///
@@ -39,28 +34,22 @@ pub async fn data_for(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, 
 /// # Errors
 /// The server is down, an action is answered `Response: Error`, or an answer does not come
 /// within 10 s.
-pub async fn gather(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, String> {
-    let (reply, mut rx) = sink::channel(hub.next_client_id(), QUEUE_BYTES, CancellationToken::new());
-    let ask = |action: Message| {
-        let request = Request { action, reply: reply.clone(), original_id: Some("beacon".into()) };
-        reply.try_begin_action(usize::MAX);
-        server.submit(request).map_err(|r| r.reason)
-    };
-    let mut answer = async |action: Message| -> Result<Message, String> {
+pub async fn gather(_hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, String> {
+    let answer = async |action: Message| -> Result<Message, String> {
         let what = action.get("Command").or(action.action()).unwrap_or_default().to_string();
-        ask(action)?;
-        loop {
-            match tokio::time::timeout(ACTION_TIMEOUT, rx.recv()).await {
-                // An error (the server dropped or timed out, permission denied) is no data: a
-                // report is never made of some answers and some blanks.
-                Ok(Some(ToClient::Message(m))) if m.response().is_some_and(|r| r.eq_ignore_ascii_case("Error")) => {
-                    return Err(format!("{what}: {}", m.get("Message").unwrap_or("error")));
-                }
-                Ok(Some(ToClient::Message(m))) if m.response().is_some() => return Ok(m),
-                Ok(Some(_)) => continue,
-                Ok(None) => return Err("gathering queue closed".to_string()),
-                Err(_) => return Err(format!("no answer from {} within {ACTION_TIMEOUT:?}", server.name())),
+        let answer = match tokio::time::timeout(ACTION_TIMEOUT, server.call(action)).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => return Err(format!("{what}: {e}")),
+            Err(_) => return Err(format!("no answer from {} within {ACTION_TIMEOUT:?}", server.name())),
+        };
+        match answer.messages.into_iter().find(|m| m.response().is_some()) {
+            // An error (the server dropped or timed out, permission denied) is no data: a
+            // report is never made of some answers and some blanks.
+            Some(m) if m.response().is_some_and(|r| r.eq_ignore_ascii_case("Error")) => {
+                Err(format!("{what}: {}", m.get("Message").unwrap_or("error")))
             }
+            Some(m) => Ok(m),
+            None => Err(format!("{what}: no response")),
         }
     };
     let command = |cmd: &str| Message::new().with("Action", "Command").with("Command", cmd);

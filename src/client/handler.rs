@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use astmanproxy_handlers::{Message, RawValue};
 
-use super::sink::{ClientId, ClientSink, ToClient};
 use super::writer::ClientShared;
 use crate::auth::{self, Credentials, LoginError, Policy};
 use crate::event::ClassMask;
 use crate::hub::Hub;
-use crate::upstream::{reject, Request};
+use crate::route::{self, ClientId, ClientSink, Refusal, ToClient};
 
 /// Whether the connection goes on after a message.
 pub enum Flow {
@@ -301,42 +300,23 @@ impl ClientSession {
         self.sink.send_message(answer);
     }
 
-    async fn forward(&mut self, mut action: Message, original_id: Option<RawValue>) {
-        let wanted =
-            action.get("Server").map(str::to_owned).or_else(|| self.policy.default_server().map(str::to_owned));
-        let Some(server) = self.hub.server(wanted.as_deref()) else {
-            let text = match &wanted {
-                Some(name) => format!("Unknown server {name}"),
-                None => "No Asterisk server is configured".to_string(),
-            };
+    async fn forward(&mut self, action: Message, original_id: Option<RawValue>) {
+        let sink = &self.sink;
+        let routed = route::forward(
+            |server| self.hub.server(server),
+            action,
+            original_id,
+            &self.policy,
+            sink,
+            self.hub.config().max_pending_actions,
+            |max| sink.try_begin_action(max),
+        );
+        if let Err(refused) = routed {
+            if let Refusal::Denied { server, action, why } = &refused.refusal {
+                tracing::info!(user = ?self.user, action = %action, server = %server, why = %why, "action denied");
+            }
             self.after_earlier_answers().await;
-            self.reply("Error", original_id.as_ref(), Some(&text));
-            return;
-        };
-        if let Err(why) = self.policy.check_action(&mut action, server.name()) {
-            tracing::info!(user = ?self.user, action = ?action.action(), server = %server.name(), why = %why, "action denied");
-            let mut answer = Message::response_with_id("Error", original_id.as_ref(), Some("Permission denied"));
-            answer.push("Server", server.name());
-            self.after_earlier_answers().await;
-            self.sink.send_message(answer);
-            return;
-        }
-        let max = self.hub.config().max_pending_actions;
-        if !self.sink.try_begin_action(max) {
-            let mut answer = Message::response_with_id(
-                "Error",
-                original_id.as_ref(),
-                Some(&format!("Too many pending actions (limit {max})")),
-            );
-            answer.push("Server", server.name());
-            self.after_earlier_answers().await;
-            self.sink.send_message(answer);
-            return;
-        }
-        let request = Request { action, reply: self.sink.clone(), original_id };
-        if let Err(rejected) = server.submit(request) {
-            tracing::debug!(peer = %self.peer, server = %server.name(), "{}", rejected.reason);
-            reject(rejected.request, server.name(), &rejected.reason);
+            self.sink.send_message(refused.answer());
         }
     }
 }

@@ -18,12 +18,11 @@ use tracing::Instrument;
 use crate::hub::{ClientInfo, Hub};
 
 mod handler;
-pub mod sink;
 pub mod writer;
 
+use crate::route::sink::{self, ToClient};
 use astmanproxy_handlers::input::{self, Input};
 use handler::{ClientSession, Flow};
-use sink::ToClient;
 use writer::ClientShared;
 
 /// Initial read buffer of a client. Small: most clients are idle most of the time.

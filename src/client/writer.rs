@@ -1,7 +1,7 @@
 //! The writer task of one client: drains its queue and its broadcast receiver, batches, writes.
 //!
 //! Responses come through the client's own queue ([`SinkReceiver`]); broadcast events from the
-//! shared [`EventRing`], read from the position taken at login and filtered here by the
+//! shared event bus ([`EventBus`]), read from the position taken at login and filtered here by the
 //! client's event mask and rights. Everything ready is gathered into one buffer (up to
 //! [`BATCH_BYTES`]) and written; each write may take `clientwritetimeout` to make progress. A
 //! client whose position fell out of the buffer (more than `clienteventbuffer` bytes waiting)
@@ -16,12 +16,13 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::sink::{SinkReceiver, ToClient};
 use crate::auth::Policy;
 use crate::config::LagPolicy;
-use crate::event::{ClassMask, EventRing, Lagged, SentCounter, SharedEvent};
+use crate::event::{ClassMask, Lagged, SentCounter, SharedEvent};
 use crate::hub::Hub;
 use crate::metrics::KindLabels;
+use crate::route::sink::{SinkReceiver, ToClient};
+use crate::route::EventBus;
 
 /// Gather at most this many bytes before writing (one syscall for many small events).
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -110,7 +111,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 Some(item) => take(item, &mut buf, &mut cursor, &mut policy, &shared),
                 None => Step::Close,
             },
-            () = wait_events(&ring, cursor) => Step::Continue,
+            () = wait_events(ring.as_ref(), cursor) => Step::Continue,
         };
         while matches!(step, Step::Continue) && buf.len() < BATCH_BYTES {
             if let Some(item) = rx.try_recv() {
@@ -296,7 +297,7 @@ fn lag_notice(dropped: Option<u64>, why: &str) -> Message {
 }
 
 /// Waits for an event after `cursor`, or forever before the client subscribed.
-async fn wait_events(ring: &EventRing, cursor: Option<u64>) {
+async fn wait_events(ring: &dyn EventBus, cursor: Option<u64>) {
     match cursor {
         Some(at) => ring.wait(at).await,
         None => std::future::pending().await,

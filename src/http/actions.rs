@@ -1,11 +1,12 @@
 //! 1.x-style HTTP actions: one AMI action per request, as astmanproxy 1.x's http input handler
 //! did. `GET /?Action=Ping&ActionID=1` or `POST /` with a form body. The complete answer (the
-//! response, or a list up to its Complete event) is the body, in the format chosen by `?format=`,
+//! response, a list up to its Complete event, an async Originate up to its `OriginateResponse`:
+//! the upstream session ends the route) is the body, in the format chosen by `?format=`,
 //! the path (`/json` JSON, `/xml` XML), the `Accept` header (`application/json`, `text/xml`) or
 //! `outputformat`. JSON bodies are one array of objects. Users authenticate with HTTP Basic
 //! against the users file; their permissions apply as on TCP. AMI errors come back as 200 with
-//! `Response: Error` in the body, as Asterisk's own HTTP manager does. Events never appear in an
-//! answer.
+//! `Response: Error` in the body, as Asterisk's own HTTP manager does. Broadcast events never
+//! appear in an answer.
 
 // The error of these functions is the HTTP answer itself, built once per request.
 #![allow(clippy::result_large_err)]
@@ -19,13 +20,14 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
-use tokio_util::sync::CancellationToken;
 
 use super::plain;
 use crate::auth::{self, Credentials, Lockout, LoginError, Policy};
-use crate::client::sink::{self, ToClient};
 use crate::hub::Hub;
-use crate::upstream::{reject, Request as UpstreamRequest};
+use crate::route::{self, Call, CallError};
+
+/// How long past the session's own bounds an HTTP action waits for its route to end.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Largest request body accepted by default (`httpmaxbody`).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -163,7 +165,7 @@ pub async fn handle(mut request: ActionRequest, peer: SocketAddr, hub: &Hub) -> 
         Ok(a) => a,
         Err(response) => return response,
     };
-    let answer = match run_action(action, &policy, hub).await {
+    let answer = match route_action(action, &policy, Some(peer), hub).await {
         Ok(messages) => messages,
         Err(status) => return plain(status, "no answer from Asterisk in time"),
     };
@@ -243,41 +245,66 @@ pub fn answered_by_proxy(action: &Message) -> bool {
         )
 }
 
-/// Routes one action and collects its complete answer (response, or list to its Complete event).
-/// Actions of the proxy's own session ([`answered_by_proxy`]) are refused, never forwarded: a
-/// `Login` reaching Asterisk on the proxy's connection would end it.
-pub async fn run_action(mut action: Message, policy: &Policy, hub: &Hub) -> Result<Vec<Message>, StatusCode> {
+/// Routes one action and collects its complete answer, as [`route_action`] does, without a
+/// per-address limit (AJAM on an open proxy).
+///
+/// # Errors
+/// As [`route_action`].
+pub async fn run_action(action: Message, policy: &Policy, hub: &Hub) -> Result<Vec<Message>, StatusCode> {
+    route_action(action, policy, None, hub).await
+}
+
+/// Routes one action (the routing rule of every transport, [`route::forward`]; the
+/// `maxpendingactions` of `peer`'s address when given) and collects its complete answer: what
+/// the upstream session routes until it ends the route ([`Call`]). Actions of the proxy's own
+/// session ([`answered_by_proxy`]) are refused, never forwarded: a `Login` reaching Asterisk on
+/// the proxy's connection would end it.
+///
+/// # Errors
+/// 504 when no answer came within `actiontimeout` + `originatetimeout` (the session ends every
+/// route before), 502 when the answer exceeded `clientmaxpendingbytes`.
+pub async fn route_action(
+    action: Message,
+    policy: &Policy,
+    peer: Option<SocketAddr>,
+    hub: &Hub,
+) -> Result<Vec<Message>, StatusCode> {
     let original_id = action.get_value("ActionID");
     if answered_by_proxy(&action) {
         let text = "This action is answered by the proxy on a session: log in first (cookie) or use /rawman";
         return Ok(vec![Message::response_with_id("Error", original_id.as_ref(), Some(text))]);
     }
-    let wanted = action.get("Server").map(str::to_owned).or_else(|| policy.default_server().map(str::to_owned));
-    let Some(server) = hub.server(wanted.as_deref()) else {
-        let text = wanted.map_or("No Asterisk server is configured".to_string(), |n| format!("Unknown server {n}"));
-        return Ok(vec![Message::response_with_id("Error", original_id.as_ref(), Some(&text))]);
-    };
-    if policy.check_action(&mut action, server.name()).is_err() {
-        let mut m = Message::response_with_id("Error", original_id.as_ref(), Some("Permission denied"));
-        m.push("Server", server.name());
-        return Ok(vec![m]);
-    }
-    let (reply, mut rx) =
-        sink::channel(hub.next_client_id(), hub.config().client_max_pending_bytes, CancellationToken::new());
-    reply.try_begin_action(usize::MAX);
-    if let Err(rejected) = server.submit(UpstreamRequest { action, reply: reply.clone(), original_id }) {
-        reject(rejected.request, server.name(), &rejected.reason);
-    }
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + hub.config().action_timeout;
-    loop {
-        let item = tokio::time::timeout_at(deadline, rx.recv()).await.map_err(|_| StatusCode::GATEWAY_TIMEOUT)?;
-        let Some(ToClient::Message(m)) = item else { continue };
-        let done = super::session::is_final(&m);
-        out.push(m);
-        if done {
-            return Ok(out);
+    let cfg = hub.config();
+    let call = Call::new(cfg.client_max_pending_bytes);
+    let mut slot = None;
+    let take_slot = |max| {
+        if let Some(peer) = peer {
+            slot = hub.http_slots().take(peer.ip(), max);
+            if slot.is_none() {
+                return false;
+            }
         }
+        call.sink().try_begin_action(usize::MAX)
+    };
+    let routed = route::forward(
+        |server| hub.server(server),
+        action,
+        original_id,
+        policy,
+        call.sink(),
+        cfg.max_pending_actions,
+        take_slot,
+    );
+    if let Err(refused) = routed {
+        return Ok(vec![refused.answer()]);
+    }
+    let limit = cfg.action_timeout + cfg.originate_timeout + ANSWER_GRACE;
+    let answer = tokio::time::timeout(limit, call.answer()).await.map_err(|_| StatusCode::GATEWAY_TIMEOUT)?;
+    drop(slot);
+    match answer {
+        Ok(answer) => Ok(answer.messages),
+        Err(CallError::TooLarge(_)) => Err(StatusCode::BAD_GATEWAY),
+        Err(_) => Err(StatusCode::GATEWAY_TIMEOUT),
     }
 }
 

@@ -8,7 +8,7 @@
 //! - `/ws`: a WebSocket carrying JSON actions and events ([`ws`]);
 //! - `/` without an action: the live events page ([`page`]).
 //!
-//! HTTP-level problems get their status codes (400, 401, 403, 404, 405, 413, 504) and a short
+//! HTTP-level problems get their status codes (400, 401, 403, 404, 405, 413, 502, 504) and a short
 //! body. Actions from a page of another site (an `Origin` other than the proxy's, or a
 //! `Sec-Fetch-Site` other than `same-origin` or `none`) get 403: the browser would have added
 //! the user's cookie or Basic credentials.

@@ -18,7 +18,7 @@ use std::time::Duration;
 use astmanproxy_handlers::{Message, RawValue};
 use tokio::time::Instant;
 
-use crate::client::sink::ClientSink;
+use crate::route::ClientSink;
 
 /// At most this many `OriginateResponse`s that came before their Originate's answer are kept.
 const EARLY_KEPT: usize = 1024;

@@ -18,10 +18,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{reject, Request, Status, UpstreamHandle};
-use crate::client::sink::ClientId;
-use crate::hub::Hub;
+use super::context::Context;
+use super::handle::{Status, UpstreamHandle};
 use crate::metrics::Metrics;
+use crate::route::ClientId;
+use crate::route::{reject, Request};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -74,7 +75,12 @@ struct Dispatcher {
 }
 
 /// Shares `rx`'s actions out to `slots` until `cancel`.
-pub(crate) async fn dispatch(mut rx: mpsc::Receiver<Request>, slots: Vec<Slot>, hub: Hub, cancel: CancellationToken) {
+pub(crate) async fn dispatch(
+    mut rx: mpsc::Receiver<Request>,
+    slots: Vec<Slot>,
+    ctx: Context,
+    cancel: CancellationToken,
+) {
     let labels = Metrics::server(slots[0].handle.name());
     let (done, mut done_rx) = mpsc::unbounded_channel();
     let mut d = Dispatcher {
@@ -82,8 +88,8 @@ pub(crate) async fn dispatch(mut rx: mpsc::Receiver<Request>, slots: Vec<Slot>, 
         clients: HashMap::new(),
         waiting: VecDeque::new(),
         done,
-        waits: hub.metrics().action_waits.get_or_create(&labels).clone(),
-        wait: hub.metrics().action_wait.get_or_create(&labels).clone(),
+        waits: ctx.metrics().action_waits.get_or_create(&labels).clone(),
+        wait: ctx.metrics().action_wait.get_or_create(&labels).clone(),
     };
     let mut tick = tokio::time::interval(RECHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

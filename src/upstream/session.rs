@@ -17,12 +17,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::connect::{Connection, LOGOFF_GRACE};
+use super::context::Context;
+use super::disconnect::Disconnect;
+use super::handle::UpstreamHandle;
 use super::originate::{self, Arrival, Owner, Parked};
 use super::pool::{Job, Ticket};
-use super::{reject, Request, UpstreamHandle};
 use crate::config::AutoFilter;
 use crate::event::SharedEvent;
-use crate::hub::Hub;
+use crate::route::{self, Request};
 
 /// Stop taking new actions while this many bytes wait to be written to Asterisk.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
@@ -57,7 +59,7 @@ fn id_prefix() -> &'static str {
 
 struct Session<'a> {
     handle: &'a UpstreamHandle,
-    hub: &'a Hub,
+    ctx: &'a Context,
     routes: HashMap<String, Route>,
     seq: u64,
     out: BytesMut,
@@ -65,12 +67,12 @@ struct Session<'a> {
 }
 
 /// Runs a logged-in connection until it fails or the server is stopped; returns why it ended.
-pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut mpsc::Receiver<Job>) -> String {
+pub async fn run(conn: Connection, handle: &UpstreamHandle, ctx: &Context, rx: &mut mpsc::Receiver<Job>) -> Disconnect {
     let Connection { stream, mut rbuf, mut decoder, .. } = conn;
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let cfg = hub.config();
+    let cfg = ctx.config();
     let cancel = handle.inner.cancel.clone();
-    let mut s = Session { handle, hub, routes: HashMap::new(), seq: 0, out: BytesMut::new(), ping: None };
+    let mut s = Session { handle, ctx, routes: HashMap::new(), seq: 0, out: BytesMut::new(), ping: None };
     let tick_every = cfg.ping_interval.min(cfg.ping_timeout).min(std::time::Duration::from_secs(1)) / 2;
     let mut tick = tokio::time::interval(tick_every.max(std::time::Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,25 +105,25 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
                 standard::encode(&logoff, &mut s.out);
                 // Best effort: Asterisk is told goodbye, but shutdown never waits long for it.
                 let _ = tokio::time::timeout(LOGOFF_GRACE, writer.write_all(&s.out)).await;
-                break "proxy stopped this server session".to_string();
+                break Disconnect::Stopped;
             }
             read = reader.read_buf(&mut rbuf) => match read {
-                Ok(0) => break "connection closed by Asterisk".to_string(),
+                Ok(0) => break Disconnect::Closed,
                 Ok(_) => {
                     last_read = Instant::now();
                     if let Err(reason) = s.drain_decoded(&mut decoder, &mut rbuf) {
                         break reason;
                     }
                 }
-                Err(e) => break format!("read error: {e}"),
+                Err(e) => break Disconnect::Read(e),
             },
             written = writer.write(&s.out), if !s.out.is_empty() => match written {
-                Ok(0) => break "connection closed by Asterisk".to_string(),
+                Ok(0) => break Disconnect::Closed,
                 Ok(n) => {
                     s.out.advance(n);
                     stalled_since = (!s.out.is_empty()).then(Instant::now);
                 }
-                Err(e) => break format!("write error: {e}"),
+                Err(e) => break Disconnect::Write(e),
             },
             Some(job) = rx.recv(), if take_requests => {
                 s.forward(job, &mut decoder);
@@ -139,7 +141,7 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
                 let now = Instant::now();
                 if let Some((_, deadline)) = &s.ping {
                     if now >= *deadline {
-                        break format!("no answer to keepalive Ping within {:?}", cfg.ping_timeout);
+                        break Disconnect::PingTimeout(cfg.ping_timeout);
                     }
                 } else if now.duration_since(last_read) >= cfg.ping_interval {
                     s.send_ping(now + cfg.ping_timeout);
@@ -147,7 +149,7 @@ pub async fn run(conn: Connection, handle: &UpstreamHandle, hub: &Hub, rx: &mut 
                 }
                 if let Some(since) = stalled_since {
                     if !s.out.is_empty() && now.duration_since(since) >= cfg.asterisk_write_timeout {
-                        break format!("write to Asterisk stalled for {:?}", cfg.asterisk_write_timeout);
+                        break Disconnect::WriteStalled(cfg.asterisk_write_timeout);
                     }
                 }
                 s.expire(now);
@@ -164,13 +166,13 @@ impl Session<'_> {
         &mut self,
         decoder: &mut astmanproxy_handlers::AmiDecoder,
         rbuf: &mut BytesMut,
-    ) -> Result<(), String> {
+    ) -> Result<(), Disconnect> {
         loop {
             match decoder.decode(rbuf) {
                 Ok(Some(message)) => self.dispatch(message, decoder),
                 Ok(None) => return Ok(()),
                 Err(e) if e.can_continue() => self.on_skipped(&e, decoder),
-                Err(e) => return Err(format!("bad input from Asterisk: {e}")),
+                Err(e) => return Err(Disconnect::BadInput(e)),
             }
         }
     }
@@ -230,7 +232,7 @@ impl Session<'_> {
         standard::encode(&action, &mut self.out);
         self.handle.inner.state.actions.inc();
         let started = Instant::now();
-        let deadline = started + self.hub.config().action_timeout;
+        let deadline = started + self.ctx.config().action_timeout;
         let owner = Some(Owner { sink: reply, original_id });
         let route =
             Route { owner, started, deadline, is_command, async_originate, sync_ring, in_list: false, _ticket: ticket };
@@ -287,7 +289,7 @@ impl Session<'_> {
             }
             return;
         }
-        let cfg = self.hub.config();
+        let cfg = self.ctx.config();
         let list_start = message.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"));
         let originate_queued =
             route.async_originate && message.response().is_some_and(|r| r.eq_ignore_ascii_case("Success"));
@@ -314,7 +316,7 @@ impl Session<'_> {
     fn park(&mut self, id: &str, answer: Message) {
         let Some(mut route) = self.routes.remove(id) else { return };
         let Some(owner) = route.owner.take() else { return };
-        let cfg = self.hub.config();
+        let cfg = self.ctx.config();
         let sync = route.sync_ring.is_some();
         let wait = route.sync_ring.map_or(cfg.originate_timeout, |ring| ring + cfg.originate_margin);
         if !sync {
@@ -334,7 +336,7 @@ impl Session<'_> {
         if parked.sync {
             deliver(&parked.owner, originate::sync_answer(&event), self.handle.name());
         } else {
-            if self.hub.config().autofilter == AutoFilter::Off {
+            if self.ctx.config().autofilter == AutoFilter::Off {
                 let mut copy = event.clone();
                 copy.remove("ActionID");
                 self.broadcast(copy);
@@ -342,7 +344,7 @@ impl Session<'_> {
             deliver(&parked.owner, event, self.handle.name());
         }
         parked.owner.sink.end_action();
-        self.hub.metrics().observe_latency(&self.handle.inner.state.labels, parked.started.elapsed());
+        self.ctx.metrics().observe_latency(&self.handle.inner.state.labels, parked.started.elapsed());
     }
 
     fn on_event(&mut self, message: Message) {
@@ -361,7 +363,7 @@ impl Session<'_> {
                 return;
             };
             let done = message.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
-            let also_broadcast = !route.in_list && self.hub.config().autofilter == AutoFilter::Off;
+            let also_broadcast = !route.in_list && self.ctx.config().autofilter == AutoFilter::Off;
             if also_broadcast {
                 let mut copy = message.clone();
                 copy.remove("ActionID");
@@ -386,7 +388,7 @@ impl Session<'_> {
 
     fn broadcast(&self, mut message: Message) {
         message.push("Server", self.handle.name());
-        self.hub.publish(SharedEvent::counted(message, self.handle.inner.state.events_sent.clone()));
+        self.ctx.publish(SharedEvent::counted(message, self.handle.inner.state.events_sent.clone()));
     }
 
     /// Removes a route whose final answer was delivered.
@@ -394,7 +396,7 @@ impl Session<'_> {
         if let Some(route) = self.routes.remove(id) {
             if let Some(owner) = route.owner {
                 owner.sink.end_action();
-                self.hub.metrics().observe_latency(&self.handle.inner.state.labels, route.started.elapsed());
+                self.ctx.metrics().observe_latency(&self.handle.inner.state.labels, route.started.elapsed());
             }
         }
     }
@@ -414,7 +416,7 @@ impl Session<'_> {
             answer_error(owner, self.handle.name(), &why);
         }
         if self.handle.inner.index == 0 {
-            let cfg = self.hub.config();
+            let cfg = self.ctx.config();
             for parked in self.handle.inner.originates.expire(now, cfg.action_timeout) {
                 let why = format!("Timeout waiting for the OriginateResponse from server {}", self.handle.name());
                 self.unpark(parked, &why);
@@ -434,7 +436,7 @@ impl Session<'_> {
     }
 
     /// Answers every pending action with an error (the connection is gone).
-    fn fail_all(&mut self, reason: &str) {
+    fn fail_all(&mut self, reason: &Disconnect) {
         let name = self.handle.name().to_string();
         let why = format!("Server {name} disconnected before answering: {reason}");
         for (_, route) in self.routes.drain() {
@@ -452,7 +454,7 @@ impl Session<'_> {
 }
 
 fn answer_error(owner: Owner, server: &str, text: &str) {
-    reject(Request { action: Message::new(), reply: owner.sink, original_id: owner.original_id }, server, text);
+    route::answer_error(owner.sink, owner.original_id, server, text);
 }
 
 /// Sends a message to its owner with the owner's ActionID restored and `Server:` added.

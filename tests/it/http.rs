@@ -134,3 +134,56 @@ async fn head_answers_the_headers_and_runs_no_action() {
     assert_eq!(status, 405);
     assert!(head.to_ascii_lowercase().contains("allow: get, post, head"), "{head}");
 }
+
+/// HTTP 1.x actions are routed as TCP ones: `maxpendingactions` holds per client address. A
+/// second action while the first is held at the simulator is refused at once; once the first is
+/// answered, the slot is free again.
+#[tokio::test]
+async fn http_actions_honour_maxpendingactions_per_address() {
+    let sim = sim().await;
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = http.local_addr().unwrap();
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.max_pending_actions = 1;
+    let proxy = spawn_proxy_with_http(cfg, http).await;
+    wait_ready(proxy.addr, None).await;
+    sim.set_gate(Some("CoreStatus"));
+    let slow = tokio::spawn(async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET /?Action=CoreStatus&ActionID=slow HTTP/1.1\r\nHost: t\r\n{ALICE}\r\n").as_bytes())
+            .await
+            .unwrap();
+        read_response(&mut s).await
+    });
+    sim.gated(1).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET /?Action=Ping&ActionID=p1 HTTP/1.1\r\nHost: t\r\n{ALICE}\r\n").as_bytes()).await.unwrap();
+    let (status, _, body) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Response: Error\r\nActionID: p1\r\nMessage: Too many pending actions (limit 1)"), "{body}");
+    assert!(body.contains("Server: pbx1"), "{body}");
+    sim.open_gate(1);
+    let (status, _, body) = slow.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.starts_with("Response: Success\r\nActionID: slow\r\n"), "{body}");
+    s.write_all(format!("GET /?Action=Ping&ActionID=p2 HTTP/1.1\r\nHost: t\r\n{ALICE}\r\n").as_bytes()).await.unwrap();
+    let (_, _, body) = read_response(&mut s).await;
+    assert!(body.contains("Ping: Pong"), "{body}");
+}
+
+/// An HTTP 1.x action's answer is complete when the upstream session ends its route: for an
+/// async Originate that is its `OriginateResponse`, which comes in the same body, after the
+/// `Success` (the session decides, not the HTTP front).
+#[tokio::test]
+async fn an_async_originate_over_http_answers_up_to_its_originate_response() {
+    let (_sim, _proxy, addr) = http_proxy().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let path =
+        "/?Action=Originate&Channel=Local/100@default&Exten=100&Context=default&Priority=1&Async=true&ActionID=o1";
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{ALICE}\r\n").as_bytes()).await.unwrap();
+    let (status, _, body) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("Response: Success\r\nActionID: o1\r\n"), "{body}");
+    let event = body.find("Event: OriginateResponse").unwrap_or_else(|| panic!("no OriginateResponse: {body}"));
+    assert!(body[event..].contains("ActionID: o1"), "{body}");
+}

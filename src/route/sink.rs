@@ -177,6 +177,20 @@ impl ClientSink {
         }
     }
 
+    /// Waits until no action is in flight: every route taken for this sink has ended (its
+    /// final answer queued, or its error: the upstream session decides). Cancel safe.
+    pub async fn routes_ended(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Actions in flight.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::Relaxed)
