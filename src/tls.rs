@@ -139,8 +139,8 @@ pub fn connector(cfg: &TlsConfig, insecure: bool) -> Result<tokio_rustls::TlsCon
 ///
 /// # Errors
 /// A host that is neither.
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(host.to_string()).map_err(|e| format!("invalid TLS server name {host:?}: {e}"))
+pub fn server_name(host: &str) -> Result<ServerName<'static>, rustls::pki_types::InvalidDnsNameError> {
+    ServerName::try_from(host.to_string())
 }
 
 /// Accepts any certificate (only for servers listed in `tlsinsecure`).

@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
+use super::error::UpstreamError;
 use crate::config::{Config, ServerConfig};
-use crate::error::UpstreamError;
 use crate::tls::BoxStream;
 
 /// ActionIDs the proxy uses during its own login (never seen by clients).
@@ -46,7 +46,8 @@ pub async fn connect(
     let _ = tcp.set_nodelay(true);
     let stream: BoxStream = match tls {
         Some(connector) => {
-            let name = crate::tls::server_name(&server.host).map_err(UpstreamError::Protocol)?;
+            let name = crate::tls::server_name(&server.host)
+                .map_err(|source| UpstreamError::ServerName { host: server.host.clone(), source })?;
             let tls = timeout_at(deadline, connector.connect(name, tcp))
                 .await
                 .map_err(|_| UpstreamError::Timeout("TLS handshake"))?

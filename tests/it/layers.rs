@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first: the top-level modules of each. A module not listed fails the test,
 /// so a new module has to be placed.
 const LAYERS: &[&[&str]] = &[
-    &["logfile", "privileges", "error"],
+    &["logfile", "privileges"],
     &["config", "event", "metrics"],
     &["tls", "auth"],
     &["route"],
     &["upstream"],
     &["hub"],
     &["proxy_action", "beacon", "client", "http", "admin"],
-    &["reload", "server", "cli"],
+    &["reload", "server", "cli", "error"],
 ];
 
 /// Imports against the layers that the architecture work has yet to remove: each names the file
@@ -39,8 +39,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("config", "beacon::report"),
     ("config::check", "tls"),
     ("config::parse", "beacon::report"),
-    ("error", "config"),
-    ("error", "tls"),
     ("hub", "beacon"),
 ];
 
