@@ -7,7 +7,7 @@
 //! again. The socket's event filter is applied at the message level: an event (an `Event`
 //! header) without an `ActionID` passes only when its name is in the filter.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -59,7 +59,8 @@ pub struct WsInput<S> {
 pub struct WsOutput<S> {
     sink: SplitSink<WebSocketStream<S>, WsMessage>,
     state: Arc<SocketState>,
-    frames: Vec<WsMessage>,
+    /// Frames not yet taken by the socket (a stalled flush keeps the rest, in order).
+    frames: VecDeque<WsMessage>,
     bytes: usize,
     /// The proxy's shutdown: sockets are closed with 1001 then.
     shutdown: CancellationToken,
@@ -73,7 +74,7 @@ where
     let (sink, source) = socket.split();
     let state = Arc::new(SocketState::default());
     let input = WsInput { source, state: state.clone(), limit };
-    (input, WsOutput { sink, state, frames: Vec::new(), bytes: 0, shutdown })
+    (input, WsOutput { sink, state, frames: VecDeque::new(), bytes: 0, shutdown })
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Input for WsInput<S> {
@@ -130,7 +131,7 @@ impl<S> WsOutput<S> {
         // No copy: the frame shares the encoded bytes (an event's with every other socket).
         let text =
             Utf8Bytes::try_from(bytes.clone()).unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned().into());
-        self.frames.push(WsMessage::Text(text));
+        self.frames.push_back(WsMessage::Text(text));
     }
 }
 
@@ -165,20 +166,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Output for WsOutput<S> 
     }
 
     async fn flush(&mut self, stall: Duration) -> Result<(), WriteFailure> {
-        self.bytes = 0;
-        let frames = std::mem::take(&mut self.frames);
-        for frame in frames {
+        // A frame is cheap to clone (shared bytes); it leaves the queue once the socket took it.
+        while let Some(frame) = self.frames.front().cloned() {
             step(tokio::time::timeout(stall, self.sink.feed(frame)).await)?;
+            if let Some(WsMessage::Text(sent)) = self.frames.pop_front() {
+                self.bytes -= sent.len();
+            }
         }
         step(tokio::time::timeout(stall, self.sink.flush()).await)
     }
 
-    async fn close(&mut self, why: CloseReason, _stall: Duration) {
+    async fn close(&mut self, why: CloseReason, stall: Duration) {
         let chosen = self.state.close().take();
         let (code, reason) = match why {
-            // The client does not take what we send: no close handshake.
-            CloseReason::Stalled | CloseReason::Failed => {
+            CloseReason::Failed => return,
+            // After the final notice, bounded as the notice was.
+            CloseReason::Stalled => {
                 tracing::info!("WebSocket client stopped reading; disconnecting");
+                let frame = CloseFrame { code: CloseCode::Policy, reason: "client stopped reading".into() };
+                let _ = tokio::time::timeout(stall, self.sink.send(WsMessage::Close(Some(frame)))).await;
                 return;
             }
             _ if chosen.is_some() => chosen.unwrap_or((CloseCode::Normal, String::new())),
@@ -191,10 +197,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Output for WsOutput<S> 
     }
 }
 
-/// A timed socket write as a writer's result.
+/// A timed socket write as a writer's result. The HTTP front's own write limit
+/// (`clientwritetimeout` too) is a stall as well.
 fn step(result: Result<Result<(), WsError>, tokio::time::error::Elapsed>) -> Result<(), WriteFailure> {
     match result {
         Ok(Ok(())) => Ok(()),
+        Ok(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::TimedOut => Err(WriteFailure::Stalled),
         Ok(Err(e)) => Err(WriteFailure::Io(std::io::Error::other(e))),
         Err(_) => Err(WriteFailure::Stalled),
     }
