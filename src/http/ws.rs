@@ -19,9 +19,9 @@
 //! - `{"Action":"Filter","Event":"Newchannel,Hangup"}` (an `Event` header and no `Operation`)
 //!   keeps only those events (by name, case-insensitive) on this socket; `"Event":""` or `"*"`
 //!   lets all through again. Answers to actions are never filtered. It is answered here.
-//! - Close: when the session ends (Logoff, failed Login, lag policy) the socket is closed
-//!   (1000, or 1008 after `ProxyClientLagged`); when the socket closes the session ends; at
-//!   shutdown sockets are closed with 1001.
+//! - Close: when the session ends (Logoff, failed Login, lag policy, `clientwritetimeout`) the
+//!   socket is closed (1000, or 1008 after `ProxyClientLagged`); when the socket closes the
+//!   session ends; at shutdown sockets are closed with 1001.
 
 use std::net::SocketAddr;
 
