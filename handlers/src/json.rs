@@ -96,6 +96,14 @@ pub struct JsonInputError(pub String);
 pub fn decode_input(text: &str) -> Result<Message, JsonInputError> {
     let value: Value = serde_json::from_str(text).map_err(|e| JsonInputError(e.to_string()))?;
     let Value::Object(map) = value else { return Err(JsonInputError("expected one object per line".into())) };
+    decode_object(map)
+}
+
+/// The action of an already parsed JSON object (a WebSocket text frame).
+///
+/// # Errors
+/// A nested object as a value.
+pub fn decode_object(map: Map<String, Value>) -> Result<Message, JsonInputError> {
     let mut message = Message::with_capacity(map.len());
     for (key, value) in map {
         let mut push = |v: &Value| -> Result<(), JsonInputError> {

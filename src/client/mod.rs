@@ -1,6 +1,8 @@
 //! Client sessions: one reader task and one writer task per connected client.
 //!
-//! [`serve`] sends the banner, spawns the [`writer`], then reads and decodes the client's actions.
+//! [`serve`] runs a TCP client; [`serve_with`] a client of any [`transport`] (TCP, WebSocket,
+//! AJAM). It sends the banner, spawns the [`writer`], then takes the client's actions from the
+//! transport's input.
 //! Login, Challenge, Logoff and Events are answered by the proxy (the `handler` module); every other
 //! action is routed to an upstream session. Answers reach the client through its
 //! [`sink::ClientSink`], never through a shared lock.
@@ -10,23 +12,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use astmanproxy_handlers::{Charset, DecodeError, Limits, Message, OutputFormat};
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::hub::{ClientInfo, Hub};
 
 mod handler;
+pub mod transport;
 pub mod writer;
 
 use crate::route::sink::{self, ToClient};
-use astmanproxy_handlers::input::{self, Input};
 use handler::{ClientSession, Flow};
+use transport::{ByteInput, ByteOutput, Input, Output, Received};
 use writer::ClientShared;
-
-/// Initial read buffer of a client. Small: most clients are idle most of the time.
-const READ_BUFFER: usize = 4096;
 
 /// How a client session starts; [`ClientOptions::default`] is an AMI client over TCP.
 #[derive(Debug, Clone)]
@@ -53,15 +53,21 @@ pub async fn serve<S>(stream: S, peer: SocketAddr, hub: Hub, shutdown: Cancellat
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    serve_with(stream, peer, hub, shutdown, ClientOptions::default()).await;
+    let (reader, writer) = tokio::io::split(stream);
+    let input = ByteInput::new(reader, hub.config().limits);
+    serve_with(input, ByteOutput::new(writer), peer, hub, shutdown, ClientOptions::default()).await;
 }
 
-/// Serves one client session over any byte stream (a socket, or an in-process pipe bridged to
-/// HTTP or WebSocket), started as `options` say.
-pub async fn serve_with<S>(stream: S, peer: SocketAddr, hub: Hub, shutdown: CancellationToken, options: ClientOptions)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+/// Serves one client session over any transport (a socket, a WebSocket, an AJAM session), started
+/// as `options` say: actions come from `input`, answers and events leave through `output`.
+pub async fn serve_with<I: Input, O: Output>(
+    mut input: I,
+    output: O,
+    peer: SocketAddr,
+    hub: Hub,
+    shutdown: CancellationToken,
+    options: ClientOptions,
+) {
     let cfg = hub.config().clone();
     let id = hub.next_client_id();
     let cancel = shutdown.child_token();
@@ -75,7 +81,6 @@ where
     let span = tracing::info_span!("client", id, %peer, kind = options.kind);
     async move {
         tracing::debug!("connected");
-        let (mut reader, writer_half) = tokio::io::split(stream);
         if options.banner {
             sink.send(ToClient::Raw(Bytes::from(format!("{}\r\n", hub.banner()))));
         }
@@ -83,59 +88,18 @@ where
             // An open proxy (`authrequired = no`) serves events without a Login, as 1.x did.
             sink.send(ToClient::Subscribe(hub.subscribe()));
         }
-        let writer = tokio::spawn(
-            writer::run(writer_half, receiver, hub.clone(), shared.clone(), cancel.clone()).in_current_span(),
-        );
+        let writer =
+            tokio::spawn(writer::run(output, receiver, hub.clone(), shared.clone(), cancel.clone()).in_current_span());
         let mut session = ClientSession::new(id, peer, hub.clone(), sink.clone(), shared);
         if let Some(user) = &options.user {
             session.preauthenticate(user);
         }
-        let mut input = input::Reader::new(cfg.limits);
-        let mut buf = BytesMut::with_capacity(READ_BUFFER);
-        let mut eof = false;
         let auth_deadline =
             (cfg.auth_required && !cfg.auth_timeout.is_zero()).then(|| tokio::time::Instant::now() + cfg.auth_timeout);
-        'read: loop {
-            loop {
-                match input.next(&mut buf, eof) {
-                    Ok(Some(Input::Message(message))) => {
-                        tracing::trace!(ami = ?message, "from client");
-                        match session.handle(message).await {
-                            Flow::Continue => {}
-                            Flow::Close => break 'read,
-                            Flow::Logoff(goodbye) => {
-                                // Asterisk answers pipelined actions in order: those before the
-                                // Logoff come before its Goodbye.
-                                wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
-                                sink.send_message(goodbye);
-                                sink.send(ToClient::Close);
-                                break 'read;
-                            }
-                        }
-                    }
-                    Ok(Some(Input::Invalid(why))) => {
-                        tracing::info!(error = %why, "bad input from client");
-                        session.after_earlier_answers().await;
-                        sink.send_message(Message::response_with("Error", None, Some(&why)));
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        session.after_earlier_answers().await;
-                        if let Flow::Close = on_decode_error(&sink, &e, cfg.limits.charset) {
-                            break 'read;
-                        }
-                    }
-                }
-            }
-            if eof {
-                wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
-                sink.send(ToClient::Close);
-                break;
-            }
-            // Room for a typical burst of actions; small, since most clients are idle.
-            buf.reserve(READ_BUFFER);
+        loop {
             let login_due = auth_deadline.filter(|_| !session.authenticated());
-            tokio::select! {
+            let received = tokio::select! {
+                biased;
                 () = cancel.cancelled() => break,
                 () = sleep_until_opt(login_due) => {
                     tracing::info!("no login within authtimeout; closing");
@@ -143,19 +107,53 @@ where
                     sink.send(ToClient::Close);
                     break;
                 }
-                read = reader.read_buf(&mut buf) => match read {
-                    Ok(0) => eof = true,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "read error");
-                        cancel.cancel();
+                received = input.next() => received,
+            };
+            match received {
+                Received::Message(message) => {
+                    tracing::trace!(ami = ?message, "from client");
+                    match session.handle(message).await {
+                        Flow::Continue => {}
+                        Flow::Close => break,
+                        Flow::Logoff(goodbye) => {
+                            // Asterisk answers pipelined actions in order: those before the
+                            // Logoff come before its Goodbye.
+                            wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
+                            sink.send_message(goodbye);
+                            sink.send(ToClient::Close);
+                            break;
+                        }
+                    }
+                }
+                Received::Invalid(why) => {
+                    tracing::info!(error = %why, "bad input from client");
+                    session.after_earlier_answers().await;
+                    sink.send_message(Message::response_with("Error", None, Some(&why)));
+                }
+                Received::BadInput(e) => {
+                    session.after_earlier_answers().await;
+                    if let Flow::Close = on_decode_error(&sink, &e, cfg.limits.charset) {
                         break;
                     }
-                },
+                }
+                Received::Reply(answer) => {
+                    session.after_earlier_answers().await;
+                    sink.send_message(answer);
+                }
+                Received::End => {
+                    wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
+                    sink.send(ToClient::Close);
+                    break;
+                }
+                Received::Failed => {
+                    cancel.cancel();
+                    break;
+                }
             }
         }
         // The writer flushes what is queued (a Goodbye, a final error) and closes.
         let _ = writer.await;
+        input.finish().await;
         hub.remove_client(id);
         connected.dec();
         tracing::debug!("disconnected");
@@ -222,6 +220,7 @@ async fn wait_for_answers(sink: &sink::ClientSink, limit: Duration, cancel: &Can
 mod tests {
     use super::*;
     use crate::config::{Config, Users};
+    use astmanproxy_handlers::OutputFormat;
     use tokio::io::AsyncReadExt;
 
     /// An event published after a login succeeded reaches the client even when the client's
@@ -245,7 +244,8 @@ mod tests {
             Message::new().with("Event", "Right").with("Privilege", "user,all"),
         ));
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let writer = tokio::spawn(writer::run(server, receiver, hub, shared, cancel.clone()));
+        let output = transport::ByteOutput::new(server);
+        let writer = tokio::spawn(writer::run(output, receiver, hub, shared, cancel.clone()));
         let mut out = String::new();
         let read = async {
             let mut chunk = [0u8; 4096];

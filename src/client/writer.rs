@@ -1,4 +1,5 @@
-//! The writer task of one client: drains its queue and its broadcast receiver, batches, writes.
+//! The writer task of one client: drains its queue and its broadcast receiver, batches, writes
+//! (through the client's [`Output`]: bytes on TCP, frames on a WebSocket, messages for AJAM).
 //!
 //! Responses come through the client's own queue ([`SinkReceiver`]); broadcast events from the
 //! shared event bus ([`EventBus`]), read from the position taken at login and filtered here by the
@@ -12,10 +13,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use astmanproxy_handlers::{Message, OutputFormat};
-use bytes::BytesMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use super::transport::{CloseReason, Output, WriteFailure};
 use crate::auth::Policy;
 use crate::config::LagPolicy;
 use crate::event::{ClassMask, Lagged, SentCounter, SharedEvent};
@@ -81,15 +81,16 @@ impl ClientShared {
 
 enum Step {
     Continue,
-    Close,
+    Close(CloseReason),
 }
 
 /// Events taken from the shared buffer per lock (the writer then formats them unlocked).
 const EVENTS_PER_READ: usize = 64;
 
-/// Runs the writer until the queue says `Close`, the client is cancelled, or a write fails.
-pub async fn run<W: AsyncWrite + Unpin>(
-    mut out: W,
+/// Runs the writer until the queue says `Close`, the client is cancelled, or a write fails; then
+/// closes `out`. The same for every transport: `out` only puts things in its own form.
+pub async fn run<O: Output>(
+    mut out: O,
     mut rx: SinkReceiver,
     hub: Hub,
     shared: Arc<ClientShared>,
@@ -100,22 +101,21 @@ pub async fn run<W: AsyncWrite + Unpin>(
     // The position in the shared event buffer, once subscribed.
     let mut cursor: Option<u64> = None;
     let mut policy = Policy::open();
-    let mut buf = BytesMut::new();
     // Grows on the first events only: an idle client keeps nothing here.
     let mut taken = Vec::new();
-    loop {
+    let reason = loop {
         let mut step = tokio::select! {
             biased;
-            () = cancel.cancelled() => Step::Close,
+            () = cancel.cancelled() => Step::Close(CloseReason::Cancelled),
             item = rx.recv() => match item {
-                Some(item) => take(item, &mut buf, &mut cursor, &mut policy, &shared),
-                None => Step::Close,
+                Some(item) => take(item, &mut out, &mut cursor, &mut policy, &shared),
+                None => Step::Close(CloseReason::Ended),
             },
             () = wait_events(ring.as_ref(), cursor) => Step::Continue,
         };
-        while matches!(step, Step::Continue) && buf.len() < BATCH_BYTES {
+        while matches!(step, Step::Continue) && out.buffered() < BATCH_BYTES {
             if let Some(item) = rx.try_recv() {
-                step = take(item, &mut buf, &mut cursor, &mut policy, &shared);
+                step = take(item, &mut out, &mut cursor, &mut policy, &shared);
                 continue;
             }
             let Some(at) = cursor.as_mut() else { break };
@@ -126,22 +126,22 @@ pub async fn run<W: AsyncWrite + Unpin>(
                     let mut sent = SentTally::default();
                     for event in taken.drain(..) {
                         if shared.mask().allows(event.classes()) && (policy.is_open() || policy.allows_event(&event)) {
-                            buf.extend_from_slice(event.bytes(format));
+                            out.event(&event, format);
                             sent.add(&event);
                         }
                     }
                 }
-                Err(lag) => step = on_lag(lag, &mut buf, &shared, &hub),
+                Err(lag) => step = on_lag(lag, &mut out, &shared, &hub),
             }
         }
-        if !buf.is_empty() {
-            match write_with_progress(&mut out, &buf, cfg.client_write_timeout).await {
+        if out.buffered() > 0 {
+            match out.flush(cfg.client_write_timeout).await {
                 Ok(()) => {}
                 Err(WriteFailure::Io(e)) => {
                     tracing::debug!(error = %e, "client write failed");
-                    break;
+                    break CloseReason::Failed;
                 }
-                Err(WriteFailure::Stalled(written)) => {
+                Err(WriteFailure::Stalled) => {
                     tracing::warn!(
                         timeout = ?cfg.client_write_timeout,
                         "client stopped reading (no write progress within clientwritetimeout); disconnecting"
@@ -150,61 +150,24 @@ pub async fn run<W: AsyncWrite + Unpin>(
                     hub.metrics().cutoff(shared.labels().kind, "writetimeout");
                     // Best effort, as the lag cut-off: the rest of the batch (so that messages
                     // stay whole), then the notice, each write again bounded by the timeout.
-                    let mut rest = buf.split_off(written);
                     let notice = lag_notice(None, "Client stopped reading (clientwritetimeout); disconnecting");
-                    shared.format().encode(&notice, &mut rest);
-                    let _ = write_with_progress(&mut out, &rest, cfg.client_write_timeout).await;
-                    break;
+                    out.message(notice, shared.format());
+                    let _ = out.flush(cfg.client_write_timeout).await;
+                    break CloseReason::Stalled;
                 }
             }
-            buf.clear();
-            if buf.capacity() > 4 * BATCH_BYTES {
-                // Give memory back after a burst (a long list) so idle clients stay small.
-                buf = BytesMut::new();
-            }
         }
-        if matches!(step, Step::Close) {
-            break;
+        if let Step::Close(reason) = step {
+            break reason;
         }
-    }
-    let _ = tokio::time::timeout(cfg.client_write_timeout, out.shutdown()).await;
+    };
+    out.close(reason, cfg.client_write_timeout).await;
     cancel.cancel();
 }
 
-/// Why a write to the client ended.
-enum WriteFailure {
-    /// The socket failed or closed.
-    Io(std::io::Error),
-    /// No byte could be written for the stall limit, after this many were.
-    Stalled(usize),
-}
-
-/// Writes all of `data`, allowing each write `stall` to make progress: a client that reads
-/// slowly but steadily is served, one that stops reading is cut off after `stall`.
-async fn write_with_progress<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    data: &[u8],
-    stall: std::time::Duration,
-) -> Result<(), WriteFailure> {
-    let mut written = 0;
-    while written < data.len() {
-        match tokio::time::timeout(stall, out.write(&data[written..])).await {
-            Ok(Ok(0)) => return Err(WriteFailure::Io(std::io::ErrorKind::WriteZero.into())),
-            Ok(Ok(n)) => written += n,
-            Ok(Err(e)) => return Err(WriteFailure::Io(e)),
-            Err(_) => return Err(WriteFailure::Stalled(written)),
-        }
-    }
-    match tokio::time::timeout(stall, out.flush()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(WriteFailure::Io(e)),
-        Err(_) => Err(WriteFailure::Stalled(written)),
-    }
-}
-
-fn take(
+fn take<O: Output>(
     item: ToClient,
-    buf: &mut BytesMut,
+    out: &mut O,
     cursor: &mut Option<u64>,
     policy: &mut Arc<Policy>,
     shared: &ClientShared,
@@ -212,23 +175,23 @@ fn take(
     match item {
         ToClient::Message(m) => {
             tracing::trace!(ami = ?m, "to client");
-            shared.format().encode(&m, buf);
+            out.message(m, shared.format());
         }
-        ToClient::Raw(bytes) => buf.extend_from_slice(&bytes),
+        ToClient::Raw(bytes) => out.raw(bytes),
         ToClient::Policy(p) => *policy = p,
         ToClient::Subscribe(position) => {
             if cursor.is_none() {
                 *cursor = Some(position);
             }
         }
-        ToClient::Close => return Step::Close,
+        ToClient::Close => return Step::Close(CloseReason::Ended),
     }
     Step::Continue
 }
 
 /// The client's position fell out of the shared buffer: more than `clienteventbuffer` bytes of
 /// events were waiting for it.
-fn on_lag(lag: Lagged, buf: &mut BytesMut, shared: &ClientShared, hub: &Hub) -> Step {
+fn on_lag<O: Output>(lag: Lagged, out: &mut O, shared: &ClientShared, hub: &Hub) -> Step {
     let missed = lag.missed;
     match hub.config().lag_policy {
         LagPolicy::Drop => {
@@ -246,8 +209,8 @@ fn on_lag(lag: Lagged, buf: &mut BytesMut, shared: &ClientShared, hub: &Hub) -> 
             hub.metrics().lag_disconnects.get_or_create(&shared.labels()).inc();
             hub.metrics().cutoff(shared.labels().kind, "lag");
             let notice = lag_notice(Some(missed), "Client too slow for the event stream; disconnecting");
-            shared.format().encode(&notice, buf);
-            Step::Close
+            out.message(notice, shared.format());
+            Step::Close(CloseReason::Lagged)
         }
     }
 }

@@ -44,11 +44,6 @@ pub mod session;
 pub use astmanproxy_net::stall;
 pub mod ws;
 
-/// Bytes the in-process pipe between an AJAM session or a WebSocket and its client session holds
-/// in each direction (like a socket buffer): a reader slower than this gets the session writer's
-/// backpressure, then the lag policy.
-pub const PIPE_BUFFER: usize = 64 * 1024;
-
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 

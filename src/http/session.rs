@@ -1,9 +1,10 @@
 //! AJAM sessions: the `mansession_id` cookie sessions of Asterisk's AMI over HTTP.
 //!
-//! Each session is a real client session ([`crate::client::serve_with`]) running over an
-//! in-process pipe, so an HTTP user gets exactly what a TCP client gets: the same login, the same
-//! permissions and event filters, ProxyActions, isolation of answers. A reader task drains the
-//! session's output continuously: answers go to the HTTP request that asked (matched by a tag
+//! Each session is a real client session ([`crate::client::serve_with`]) over the AJAM transport
+//! (an HTTP request's action goes in as a [`Message`]; what the writer gives out is taken as
+//! messages, never encoded), so an HTTP user gets exactly what a TCP client gets: the same login,
+//! the same permissions and event filters, ProxyActions, isolation of answers. Answers go to the
+//! HTTP request that asked (matched by a tag
 //! put in front of the request's ActionID and taken off again; the tag starts with a random
 //! prefix of the session, so that an event from elsewhere naming a tag, such as a UserEvent
 //! with its sender's ActionID, cannot join or end an answer), events go to a bounded queue
@@ -16,18 +17,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use astmanproxy_handlers::{standard, AmiDecoder, Message, OutputFormat};
-use bytes::BytesMut;
+use astmanproxy_handlers::{Message, OutputFormat};
+use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::PIPE_BUFFER;
+use crate::client::transport::{CloseReason, Input, Output, Received, WriteFailure};
 use crate::client::{serve_with, ClientOptions};
+use crate::event::SharedEvent;
 use crate::hub::Hub;
+
+/// Actions of one session's requests that may wait for the session to take them.
+const REQUEST_QUEUE: usize = 64;
 
 /// Start of the tag put in front of each HTTP request's ActionID (then the session's random
 /// part, `-`, the request number).
@@ -62,7 +66,7 @@ pub struct Session {
     id: String,
     /// `ajam<random>-`: the start of this session's tags, never seen outside the proxy.
     tag: String,
-    input: tokio::sync::Mutex<WriteHalf<DuplexStream>>,
+    input: mpsc::Sender<Message>,
     state: Mutex<State>,
     events_ready: Notify,
     closed: CancellationToken,
@@ -118,12 +122,11 @@ impl Sessions {
             tracing::warn!(limit = cfg.max_sessions, "HTTP session limit reached (httpmaxsessions)");
             return None;
         }
-        let (ours, theirs) = tokio::io::duplex(PIPE_BUFFER);
-        let (output, input) = tokio::io::split(ours);
+        let (input, actions) = mpsc::channel(REQUEST_QUEUE);
         let session = Arc::new(Session {
             id: new_session_id(),
             tag: format!("{TAG}{:016x}-", rand::random::<u64>()),
-            input: tokio::sync::Mutex::new(input),
+            input,
             state: Mutex::new(State { user: user.clone(), last_used: Some(Instant::now()), ..State::default() }),
             events_ready: Notify::new(),
             closed: self.inner.cancel.child_token(),
@@ -132,14 +135,14 @@ impl Sessions {
             event_limit: cfg.event_queue,
         });
         self.inner.map.insert(session.id.clone(), session.clone());
-        // The pipe always carries standard AMI: this module reads it back.
+        let session_id = session.id.clone();
+        // Nothing is encoded: the format only names the session in `ProxyAction: ListSessions`.
         let options = ClientOptions { kind: "ajam", banner: false, format: Some(OutputFormat::Standard), user };
         let (hub, closed) = (self.inner.hub.clone(), session.closed.clone());
-        self.inner.tracker.spawn(serve_with(theirs, peer, hub, closed, options));
-        let (reader, sessions) = (session.clone(), self.clone());
+        let (output, sessions) = (AjamOutput(session.clone()), self.clone());
         self.inner.tracker.spawn(async move {
-            reader.read_output(output, sessions.inner.hub.config().limits).await;
-            sessions.inner.map.remove(&reader.id);
+            serve_with(AjamInput(actions), output, peer, hub, closed, options).await;
+            sessions.inner.map.remove(&session_id);
         });
         Some(session)
     }
@@ -217,17 +220,16 @@ impl Session {
         action.set("ActionID", tagged);
         let (done, answer) = oneshot::channel();
         self.lock().pending.insert(n, Pending { messages: Vec::new(), done });
-        let mut bytes = BytesMut::new();
-        standard::encode(&action, &mut bytes);
-        let written = {
-            let mut input = self.input.lock().await;
-            input.write_all(&bytes).await
+        let is_login = action.action().is_some_and(|a| a.trim().eq_ignore_ascii_case("login"));
+        let username = action.get("Username").map(|u| u.trim().to_string());
+        let sent = tokio::select! {
+            sent = self.input.send(action) => sent.is_ok(),
+            () = self.closed.cancelled() => false,
         };
-        if written.is_err() {
+        if !sent {
             self.lock().pending.remove(&n);
             return Err(SessionError::Closed);
         }
-        let is_login = action.action().is_some_and(|a| a.trim().eq_ignore_ascii_case("login"));
         let result = tokio::select! {
             answer = answer => answer.map_err(|_| SessionError::Closed),
             () = tokio::time::sleep(limit) => Err(SessionError::Timeout),
@@ -244,7 +246,7 @@ impl Session {
             }
         };
         if is_login && messages.first().and_then(Message::response).is_some_and(|r| r.eq_ignore_ascii_case("success")) {
-            self.lock().user = action.get("Username").map(|u| u.trim().to_string());
+            self.lock().user = username;
         }
         self.touch();
         Ok(messages)
@@ -281,42 +283,10 @@ impl Session {
         self.lock().dropped
     }
 
-    /// Reads what the client session writes until it ends: answers to their requests, events to
-    /// the queue.
-    async fn read_output(&self, mut output: ReadHalf<DuplexStream>, limits: astmanproxy_handlers::Limits) {
-        let mut decoder = AmiDecoder::new(limits);
-        // The pipe carries only what this proxy encoded, so a `Response: Follows` block is always
-        // a Command answer in the Asterisk 11-13 framing.
-        decoder.expect_command_output();
-        let mut buf = BytesMut::with_capacity(PIPE_BUFFER);
-        loop {
-            loop {
-                match decoder.decode(&mut buf) {
-                    Ok(Some(message)) => {
-                        if message.body().is_some() {
-                            decoder.expect_command_output();
-                        }
-                        self.dispatch(message);
-                    }
-                    Ok(None) => break,
-                    Err(e) if e.can_continue() => tracing::debug!(error = %e, "skipping a message of an HTTP session"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "HTTP session output unreadable; closing it");
-                        self.closed.cancel();
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                read = output.read_buf(&mut buf) => match read {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                },
-                () = self.closed.cancelled() => break,
-            }
-        }
+    /// The client session ended: what is still waiting is answered with what it got (an empty
+    /// answer is an error upstream), `WaitEvent`s return.
+    fn finish(&self) {
         self.closed.cancel();
-        // Answer what is still waiting with what it got (an empty answer is an error upstream).
         let pending: Vec<Pending> = self.lock().pending.drain().map(|(_, p)| p).collect();
         for p in pending {
             if !p.messages.is_empty() {
@@ -326,6 +296,8 @@ impl Session {
         self.events_ready.notify_waiters();
     }
 
+    /// An answer of the client session: to the request it answers (by its tag); an event
+    /// otherwise.
     fn dispatch(&self, mut message: Message) {
         let tag = message.action_id().and_then(|id| untag(&self.tag, id)).map(|(n, id)| (n, id.map(str::to_owned)));
         let mut state = self.lock();
@@ -351,14 +323,61 @@ impl Session {
         }
         if message.event().is_some() {
             // Late events of a finished request (an async OriginateResponse) are events too.
-            if state.events.len() >= self.event_limit {
-                state.events.pop_front();
-                state.dropped += 1;
-            }
-            state.events.push_back(message);
             drop(state);
-            self.events_ready.notify_waiters();
+            self.queue_event(message);
         }
+    }
+
+    /// Queues an event for `WaitEvent` (`httpeventqueue`: the oldest goes first when full).
+    fn queue_event(&self, event: Message) {
+        let mut state = self.lock();
+        if state.events.len() >= self.event_limit {
+            state.events.pop_front();
+            state.dropped += 1;
+        }
+        state.events.push_back(event);
+        drop(state);
+        self.events_ready.notify_waiters();
+    }
+}
+
+/// The input of an AJAM session: the actions of its HTTP requests.
+struct AjamInput(mpsc::Receiver<Message>);
+
+impl Input for AjamInput {
+    async fn next(&mut self) -> Received {
+        match self.0.recv().await {
+            Some(action) => Received::Message(action),
+            None => Received::End,
+        }
+    }
+}
+
+/// The output of an AJAM session: answers to the pending requests, events to the queue.
+struct AjamOutput(Arc<Session>);
+
+impl Output for AjamOutput {
+    fn message(&mut self, message: Message, _format: OutputFormat) {
+        self.0.dispatch(message);
+    }
+
+    /// An AJAM session has no banner.
+    fn raw(&mut self, _bytes: Bytes) {}
+
+    fn event(&mut self, event: &SharedEvent, _format: OutputFormat) {
+        self.0.queue_event(event.message());
+    }
+
+    fn buffered(&self) -> usize {
+        0
+    }
+
+    async fn flush(&mut self, _stall: Duration) -> Result<(), WriteFailure> {
+        Ok(())
+    }
+
+    async fn close(&mut self, _why: CloseReason, _stall: Duration) {
+        self.0.finish();
     }
 }
 

@@ -34,7 +34,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("client::handler", "client"),
     ("http::actions", "http"),
     ("http::ajam", "http"),
-    ("http::session", "http"),
     ("http::ws", "http"),
     ("config", "beacon::report"),
     ("config::check", "tls"),

@@ -451,3 +451,47 @@ async fn sockets_count_against_maxclients() {
     send(&mut third, json!({"Action": "Ping", "ActionID": "3"})).await;
     assert_eq!(answer(&mut third, "3").await["Ping"], "Pong");
 }
+
+/// A socket that stops reading is cut off by `clientwritetimeout` and told, as a TCP client is:
+/// after the frames it was being sent, a final `ProxyClientLagged` (best effort: it gets it here
+/// because it reads again once the cut-off happened), counted as a `ws` cut-off. The bridge of
+/// before dropped the socket's queue and the notice without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_cut_off_by_the_write_timeout_gets_a_final_notice() {
+    let sim = sim().await;
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = front.local_addr().unwrap();
+    let mut cfg = config(vec![server("pbx1", sim.addr())]);
+    cfg.client_write_timeout = Duration::from_secs(1);
+    let proxy = spawn_proxy_with_http_and_admin(cfg, front).await;
+    let admin = proxy.admin.unwrap();
+    wait_ready(proxy.addr, None).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled =
+        open_on(socket.connect(http_addr).await.unwrap(), http_addr, Some(("alice", "alicepw"))).await.unwrap();
+    send(&mut stalled, json!({"Action": "Ping", "ActionID": "subscribed"})).await;
+    answer(&mut stalled, "subscribed").await;
+    let flood =
+        Message::new().with("Event", "UserEvent").with("Privilege", "user,all").with("Padding", "x".repeat(400));
+    sim.emit_many(&flood, 50_000);
+    sim.emit(event("Sentinel", "user,all"));
+    let cutoffs = "astmanproxy_client_cutoffs_total{kind=\"ws\",reason=\"writetimeout\"}";
+    eventually("the stalled socket cut off", || async move { metric(admin, cutoffs).await == 1.0 }).await;
+    let (mut last, mut sentinel) = (String::new(), false);
+    let ended = loop {
+        match tokio::time::timeout(WAIT, stalled.next()).await {
+            Err(_) => break false,
+            Ok(Some(Ok(WsMessage::Text(t)))) => {
+                sentinel |= t.as_str().starts_with("{\"Event\":\"Sentinel\"");
+                last = t.as_str().to_string();
+            }
+            Ok(Some(Ok(WsMessage::Close(_))) | None | Some(Err(_))) => break true,
+            Ok(Some(Ok(_))) => {}
+        }
+    };
+    assert!(ended, "the stalled socket is still open");
+    assert!(!sentinel, "the stalled socket was not cut off");
+    assert!(last.starts_with("{\"Event\":\"ProxyClientLagged\""), "no final notice: {last}");
+    assert!(last.contains("clientwritetimeout"), "{last}");
+}

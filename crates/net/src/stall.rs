@@ -33,10 +33,14 @@ impl<I> StallLimit<I> {
         let limit = self.limit;
         let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match sleep.as_mut().poll(cx) {
-            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client has not read its answer in time",
-            ))),
+            std::task::Poll::Ready(()) => {
+                // A later write gets its own `limit` (a WebSocket's last notice after the cut-off).
+                self.stalled = None;
+                std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client has not read its answer in time",
+                )))
+            }
             std::task::Poll::Pending => std::task::Poll::Pending,
         }
     }

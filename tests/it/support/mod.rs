@@ -110,6 +110,11 @@ pub async fn spawn_proxy_with_http(cfg: Config, http: tokio::net::TcpListener) -
     spawn_with(cfg, false, None, Some(http)).await
 }
 
+/// A proxy with its HTTP front on `http` and the admin endpoint.
+pub async fn spawn_proxy_with_http_and_admin(cfg: Config, http: tokio::net::TcpListener) -> TestProxy {
+    spawn_with(cfg, true, None, Some(http)).await
+}
+
 async fn spawn(cfg: Config, with_admin: bool) -> TestProxy {
     spawn_with(cfg, with_admin, None, None).await
 }
