@@ -19,6 +19,7 @@ use crate::auth::AuthLimiter;
 use crate::client::sink::{ClientId, ClientSink};
 use crate::config::{Config, ServerConfig, Users};
 use crate::event::{EventRing, SharedEvent};
+use crate::extension::Extensions;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamHandle;
 
@@ -57,7 +58,7 @@ struct HubInner {
     /// The `host =` lines currently applied (a reload diffs against them).
     configured: RwLock<Vec<ServerConfig>>,
     auth_limiter: AuthLimiter,
-    beacon: DashMap<String, (Instant, crate::beacon::ServerData)>,
+    extensions: Extensions,
 }
 
 impl Hub {
@@ -80,7 +81,7 @@ impl Hub {
                 servers_tracker: TaskTracker::new(),
                 configured,
                 auth_limiter: AuthLimiter::new(auth_limit),
-                beacon: DashMap::new(),
+                extensions: Extensions::default(),
             }),
         }
     }
@@ -90,15 +91,9 @@ impl Hub {
         &self.inner.config
     }
 
-    /// Beacon data of `server` gathered less than `max_age` ago (a copy: no guard escapes).
-    pub fn beacon_cached(&self, server: &str, max_age: std::time::Duration) -> Option<crate::beacon::ServerData> {
-        let entry = self.inner.beacon.get(&server.to_ascii_lowercase())?;
-        (entry.0.elapsed() < max_age).then(|| entry.1.clone())
-    }
-
-    /// Stores freshly gathered Beacon data.
-    pub fn beacon_store(&self, server: &str, data: crate::beacon::ServerData) {
-        self.inner.beacon.insert(server.to_ascii_lowercase(), (Instant::now(), data));
+    /// The services that answer some actions themselves (Beacon's), found by name.
+    pub fn extensions(&self) -> &Extensions {
+        &self.inner.extensions
     }
 
     /// Failed-login counters per client address.
@@ -189,6 +184,8 @@ impl Hub {
     pub async fn stop_servers(&self, deadline: tokio::time::Instant) -> bool {
         self.inner.servers_token.cancel();
         self.inner.servers_tracker.close();
+        // An extension may hold this hub: forgetting them lets it go.
+        self.inner.extensions.clear();
         tokio::time::timeout_at(deadline, self.inner.servers_tracker.wait()).await.is_ok()
     }
 

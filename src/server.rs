@@ -114,7 +114,7 @@ pub async fn serve_with_acceptor(
         // Names are unique: the configuration was validated.
         let _ = hub.spawn_server(server);
     }
-    crate::beacon::report::start(&hub, Arc::new(astmanproxy_beacon_wire::clock::SystemClock));
+    crate::beacon::Beacon::start(&hub, Arc::new(astmanproxy_beacon_wire::clock::SystemClock));
     #[cfg(unix)]
     if let Some((config_path, users_path)) = hub.config().sources.clone() {
         let reload_hub = hub.clone();

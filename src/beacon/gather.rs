@@ -6,33 +6,17 @@ use std::time::Duration;
 use astmanproxy_handlers::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::data::{Posting, ServerData};
 use super::parse::{count_before, parse_modules, parse_version_line, version_number};
-use super::ServerData;
 use crate::client::sink::{self, ToClient};
 use crate::hub::Hub;
 use crate::upstream::{Request, UpstreamHandle};
-
-/// How long gathered data is reused before it is gathered again.
-pub const REFRESH: Duration = Duration::from_secs(60);
 
 /// How long one gathering action may take.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bytes the gathering queue may hold (`module show` is about 31 KB).
 const QUEUE_BYTES: usize = 4 * 1024 * 1024;
-
-/// The server's data, from the cache when fresh enough, else gathered now.
-///
-/// # Errors
-/// The server is down or does not answer.
-pub async fn data_for(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, String> {
-    if let Some(data) = hub.beacon_cached(server.name(), REFRESH) {
-        return Ok(data);
-    }
-    let data = gather(hub, server).await?;
-    hub.beacon_store(server.name(), data.clone());
-    Ok(data)
-}
 
 /// Asks the five actions and builds the data.
 ///
@@ -88,7 +72,7 @@ pub async fn gather(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, St
         processed_calls: count_before(&call_lines, "processed"),
         os_name: os,
         os_machine: machine,
-        posting: super::Posting::default(),
+        posting: Posting::default(),
     })
 }
 

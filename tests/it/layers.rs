@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["logfile", "privileges", "error"],
     &["config", "event", "metrics"],
-    &["tls", "auth"],
+    &["tls", "auth", "extension"],
     &["upstream"],
     &["hub"],
-    &["proxy_action", "beacon", "client", "http", "admin"],
+    &["cmd", "beacon", "client", "http", "admin"],
     &["reload", "server", "cli"],
 ];
 
@@ -25,9 +25,6 @@ const LAYERS: &[&[&str]] = &[
 const NOT_YET: &[(&str, &str)] = &[
     ("beacon::report::config", "beacon::report::send"),
     ("upstream::session", "upstream"),
-    ("beacon::gather", "beacon"),
-    ("beacon::parse", "beacon"),
-    ("beacon::report", "beacon"),
     ("beacon::report::config", "beacon::report"),
     ("beacon::report::send", "beacon::report"),
     ("beacon::report::task", "beacon::report"),
@@ -41,7 +38,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("config::parse", "beacon::report"),
     ("error", "config"),
     ("error", "tls"),
-    ("hub", "beacon"),
     ("hub", "client::sink"),
     ("upstream", "client::sink"),
     ("upstream", "hub"),

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::schedule::{backoff, decide, jitter_offset, next_posting, Decision, Plan, RetryPolicy};
 use super::send::{Answer, Sender};
 use super::Target;
+use crate::beacon::cache::Cache;
 use crate::beacon::gather;
 use crate::hub::Hub;
 use crate::upstream::{Status, UpstreamHandle};
@@ -29,7 +30,7 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Starts a reporter for each (target, server) pair, now and for servers added later, until
 /// shutdown. A reporter whose server is dropped ends; re-adding the server starts a new one.
-pub async fn watch_servers(hub: Hub, clock: Arc<dyn Clock>) {
+pub async fn watch_servers(hub: Hub, cache: Arc<Cache>, clock: Arc<dyn Clock>) {
     let running: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     // One client per target, shared by its servers' reporters; a target whose client cannot be
     // built is reported once and skipped.
@@ -49,6 +50,7 @@ pub async fn watch_servers(hub: Hub, clock: Arc<dyn Clock>) {
                 }
                 let reporter = Reporter {
                     hub: hub.clone(),
+                    cache: cache.clone(),
                     target: target.clone(),
                     sender: sender.clone(),
                     server: server.name().to_string(),
@@ -72,6 +74,7 @@ pub async fn watch_servers(hub: Hub, clock: Arc<dyn Clock>) {
 /// One (target, server) reporter.
 struct Reporter {
     hub: Hub,
+    cache: Arc<Cache>,
     target: Arc<Target>,
     sender: Sender,
     server: String,
@@ -170,7 +173,7 @@ impl Reporter {
             let handle = self.connected().await?;
             let data = match gather::gather(&self.hub, &handle).await {
                 Ok(d) => {
-                    self.hub.beacon_store(&self.server, d.clone());
+                    self.cache.store(&self.server, d.clone());
                     d
                 }
                 Err(e) => {
