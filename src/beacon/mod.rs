@@ -19,4 +19,4 @@ pub use astmanproxy_beacon_wire::{clock, wire};
 
 pub use data::{show_server_event, show_server_events, Module, Posting, ServerData};
 pub use parse::{parse_modules, version_number};
-pub use service::Beacon;
+pub use service::{Beacon, Setup};

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use astmanproxy_handlers::{Message, RawValue};
 
-use super::cache::{Cache, REFRESH};
+use super::cache::REFRESH;
 use super::data::{show_server_events, Posting, ServerData};
 use super::gather;
-use super::report::{self, task};
+use super::report::{self, task, BeaconConfig, Board};
 use crate::extension::{Answer, Caller, Extension};
 use crate::hub::Hub;
 use crate::upstream::UpstreamHandle;
@@ -18,14 +18,25 @@ use astmanproxy_beacon_wire::clock::Clock;
 /// The Beacon service of one running proxy.
 pub struct Beacon {
     hub: Hub,
-    cache: Arc<Cache>,
+    reporting: task::Reporting,
+}
+
+/// What the service starts with: `beacon.conf` ([`BeaconConfig::for_proxy`]) and the board the
+/// reporters fill (empty at start; a test may keep a clone to watch it).
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// The Beacon configuration.
+    pub config: BeaconConfig,
+    /// The reporters' live state.
+    pub board: Board,
 }
 
 impl Beacon {
     /// Starts the service: registers its actions on `hub` and starts reporting when
     /// `beacon.conf` asks for it.
-    pub fn start(hub: &Hub, clock: Arc<dyn Clock>) -> Arc<Beacon> {
-        let beacon = Arc::new(Beacon { hub: hub.clone(), cache: Arc::default() });
+    pub fn start(hub: &Hub, setup: Setup, clock: Arc<dyn Clock>) -> Arc<Beacon> {
+        let reporting = task::Reporting { config: Arc::new(setup.config), board: setup.board, cache: Arc::default() };
+        let beacon = Arc::new(Beacon { hub: hub.clone(), reporting });
         hub.extensions().register(beacon.clone());
         beacon.start_reporting(clock);
         beacon
@@ -36,13 +47,13 @@ impl Beacon {
     /// the board first, so that a restart keeps its server ids.
     fn start_reporting(self: &Arc<Self>, clock: Arc<dyn Clock>) {
         let (service, hub) = (self, &self.hub);
-        let beacon = &hub.config().beacon;
+        let beacon = &service.reporting.config;
         if !beacon.sending() {
             let why = if beacon.enabled { "no target configured" } else { "enabled = no" };
             tracing::info!("Beacon reporting is off ({why}): usage data is only gathered on request, never sent");
             return;
         }
-        let board = hub.config().beacon_board.clone();
+        let board = &service.reporting.board;
         match report::state::load(&beacon.state_file) {
             Ok(loaded) => board.load(loaded),
             Err(e) => tracing::warn!("Beacon state not loaded, servers will register again: {e}"),
@@ -68,16 +79,15 @@ impl Beacon {
                 tracing::warn!(target = %target.name, "verify_cert = no: the certificate of {} is NOT verified", target.url);
             }
         }
-        let (watch_hub, cache) = (hub.clone(), service.cache.clone());
-        hub.spawn_background(move |_| task::watch_servers(watch_hub, cache, clock));
+        let (watch_hub, reporting) = (hub.clone(), service.reporting.clone());
+        hub.spawn_background(move |_| task::watch_servers(watch_hub, reporting, clock));
     }
 
     /// The reporter state of `server` at the first target (what `BeaconShowServer` shows); empty
     /// while reporting is off or before the first report.
     fn posting(&self, server: &str) -> Posting {
-        let config = self.hub.config();
-        let urls: Vec<&str> = config.beacon.targets.iter().map(|t| t.url.as_str()).collect();
-        config.beacon_board.first(&urls, server).map(|e| Posting::from_entry(&e)).unwrap_or_default()
+        let urls: Vec<&str> = self.reporting.config.targets.iter().map(|t| t.url.as_str()).collect();
+        self.reporting.board.first(&urls, server).map(|e| Posting::from_entry(&e)).unwrap_or_default()
     }
 
     /// The hub the service works on.
@@ -90,11 +100,11 @@ impl Beacon {
     /// # Errors
     /// The server is down or does not answer.
     pub async fn data_for(&self, server: &UpstreamHandle) -> Result<ServerData, String> {
-        if let Some(data) = self.cache.get(server.name(), REFRESH) {
+        if let Some(data) = self.reporting.cache.get(server.name(), REFRESH) {
             return Ok(data);
         }
         let data = gather::gather(&self.hub, server).await?;
-        self.cache.store(server.name(), data.clone());
+        self.reporting.cache.store(server.name(), data.clone());
         Ok(data)
     }
 
@@ -130,7 +140,7 @@ impl Beacon {
     /// masked).
     fn show_configuration(&self, id: Option<&RawValue>) -> Vec<Message> {
         let mut answer = Message::response_with_id("Success", id, None);
-        for (key, value) in self.hub.config().beacon.describe() {
+        for (key, value) in self.reporting.config.describe() {
             answer.push(key, value);
         }
         vec![answer]

@@ -4,9 +4,8 @@
 //! server) ([`task`]).
 //!
 //! Sending is opt-in: without `enabled = yes` and a target, [`start`] logs that nothing is sent
-//! and starts nothing ([`crate::beacon::Beacon::start`]). In dev mode ([`dev_mode`]) the public Beacon server is never contacted.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! and starts nothing ([`crate::beacon::Beacon::start`]). In dev mode ([`dev_mode`], decided by the binary) the public Beacon server is never
+//! contacted.
 
 pub mod config;
 pub mod schedule;
@@ -32,18 +31,11 @@ pub fn is_public_host(url: &reqwest::Url) -> bool {
 /// The environment variable that turns dev mode on (`1`, `yes`, `true`).
 pub const DEV_ENV: &str = "ASTMANPROXY_BEACON_DEV";
 
-static DEV_FLAG: AtomicBool = AtomicBool::new(false);
-
-/// Turns dev mode on for this process (`--beacon-dev`).
-pub fn set_dev_mode() {
-    DEV_FLAG.store(true, Ordering::Relaxed);
-}
-
-/// Dev mode: `--beacon-dev`, `ASTMANPROXY_BEACON_DEV=1`, or a debug build (what `cargo test`
-/// and `cargo run` build). It refuses the public Beacon server, in the configuration and again
-/// before any connection.
-pub fn dev_mode() -> bool {
-    DEV_FLAG.load(Ordering::Relaxed)
-        || cfg!(debug_assertions)
+/// Dev mode, as the binary decides it at start: `--beacon-dev` (`flag`),
+/// `ASTMANPROXY_BEACON_DEV=1`, or a debug build (what `cargo test` and `cargo run` build). It
+/// refuses the public Beacon server, in the configuration and again before any connection; it
+/// is passed to [`BeaconConfig::load`], never read from a global.
+pub fn dev_mode(flag: bool) -> bool {
+    flag || cfg!(debug_assertions)
         || std::env::var(DEV_ENV).is_ok_and(|v| crate::config::parse_bool(&v).unwrap_or(false))
 }
