@@ -45,7 +45,7 @@ pub struct Hub {
 }
 
 struct HubInner {
-    config: Config,
+    config: Arc<Config>,
     users: RwLock<Arc<Users>>,
     servers: RwLock<Vec<UpstreamHandle>>,
     clients: DashMap<ClientId, ClientInfo>,
@@ -69,7 +69,7 @@ impl Hub {
         let auth_limit = config.auth_limit;
         Self {
             inner: Arc::new(HubInner {
-                config,
+                config: Arc::new(config),
                 users: RwLock::new(Arc::new(users)),
                 servers: RwLock::new(Vec::new()),
                 clients: DashMap::new(),
@@ -86,8 +86,9 @@ impl Hub {
         }
     }
 
-    /// The configuration the proxy runs with.
-    pub fn config(&self) -> &Config {
+    /// The configuration the proxy runs with, shared (cloning it is cheap: plain data, never
+    /// changed while running; a reload builds a new one).
+    pub fn config(&self) -> &Arc<Config> {
         &self.inner.config
     }
 

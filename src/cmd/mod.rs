@@ -129,3 +129,57 @@ impl Command {
         Flow::Continue
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extension::Answer;
+
+    struct Named;
+
+    impl Extension for Named {
+        fn names(&self) -> &[&'static str] {
+            &["BeaconShowServer"]
+        }
+
+        fn answer<'a>(&'a self, _: &'a Message, _: Caller<'a>) -> Answer<'a> {
+            Box::pin(async { Vec::new() })
+        }
+    }
+
+    fn parse(pairs: &[(&str, &str)], extensions: &Extensions) -> Option<Command> {
+        Command::parse(&Message::from_pairs(pairs.iter().copied()), extensions)
+    }
+
+    #[test]
+    fn one_parse_says_which_actions_are_local_on_every_transport() {
+        let none = Extensions::default();
+        let named = |pairs: &[(&str, &str)]| parse(pairs, &none).map(|c| c.name());
+        assert_eq!(named(&[("Action", " LOGIN ")]), Some("Login"));
+        assert_eq!(named(&[("Action", "challenge")]), Some("Challenge"));
+        assert_eq!(named(&[("Action", "Logoff")]), Some("Logoff"));
+        assert_eq!(named(&[("Action", "Events")]), Some("Events"));
+        assert_eq!(named(&[("Action", "WaitEvent")]), Some("WaitEvent"));
+        assert_eq!(named(&[("Action", "Filter"), ("Event", "Hangup")]), Some("Filter"));
+        // Asterisk's own Filter action (with an Operation) goes to Asterisk.
+        assert_eq!(named(&[("Action", "Filter"), ("Operation", "Add"), ("Filter", "x")]), None);
+        assert_eq!(named(&[("Action", "Ping")]), None);
+        assert_eq!(named(&[("ActionID", "1")]), None);
+        // ProxyAction wins over Action; unknown ones are still the proxy's.
+        assert!(matches!(
+            parse(&[("Action", "Ping"), ("ProxyAction", "listservers")], &none),
+            Some(Command::Proxy(Some(ProxyAction::ListServers)))
+        ));
+        assert!(matches!(parse(&[("ProxyAction", "Frobnicate")], &none), Some(Command::Proxy(None))));
+        // Extensions' actions are local only once registered.
+        assert_eq!(named(&[("Action", "BeaconShowServer")]), None);
+        let registered = Extensions::default();
+        registered.register(Arc::new(Named));
+        assert!(matches!(parse(&[("Action", "beaconshowserver")], &registered), Some(Command::Extension(_))));
+        // WaitEvent and Filter belong to their transports; Filter is not an HTTP session action.
+        let wait = parse(&[("Action", "WaitEvent")], &none).unwrap();
+        assert!(!wait.answered_by_client() && wait.answered_by_http_session());
+        let filter = parse(&[("Action", "Filter"), ("Event", "Hangup")], &none).unwrap();
+        assert!(!filter.answered_by_client() && !filter.answered_by_http_session());
+    }
+}
