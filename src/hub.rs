@@ -38,6 +38,11 @@ pub struct ClientInfo {
     pub sink: ClientSink,
 }
 
+/// Why [`Hub::spawn_server`] refused a server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a server named {0} exists already")]
+pub struct DuplicateServer(pub String);
+
 /// Shared registries. Cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
@@ -142,9 +147,9 @@ impl Hub {
     ///
     /// # Errors
     /// A server with the same name (case-insensitive) exists already.
-    pub fn spawn_server(&self, server: ServerConfig) -> Result<UpstreamHandle, String> {
+    pub fn spawn_server(&self, server: ServerConfig) -> Result<UpstreamHandle, DuplicateServer> {
         if self.server(Some(&server.name)).is_some() {
-            return Err(format!("a server named {} exists already", server.name));
+            return Err(DuplicateServer(server.name));
         }
         let handle =
             crate::upstream::spawn(server, self.clone(), &self.inner.servers_token, &self.inner.servers_tracker);

@@ -124,7 +124,9 @@ pub async fn serve_with_acceptor(
     let Listeners { ami: listener, tls: tls_listener, admin, http } = listeners;
     let clients_token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let users = config.users.clone();
+    // One copy of the users: the hub's (reloads swap it); the configuration it shares has none.
+    let mut config = config;
+    let users = std::mem::take(&mut config.users);
     let hub = Hub::new(config, users);
     for server in hub.config().servers.clone() {
         // Names are unique: the configuration was validated.

@@ -145,7 +145,9 @@ pub struct Config {
     /// Where this configuration and the users came from (set by the binary); SIGHUP re-reads
     /// them.
     pub sources: Option<(PathBuf, PathBuf)>,
-    /// The users file's users (loaded from `-u`, not from this file).
+    /// The users file's users (loaded from `-u`, not from this file). The server hands them to
+    /// the hub at start (`Hub::users`, swapped by reloads): the running proxy's configuration
+    /// holds none.
     pub users: Users,
 }
 

@@ -55,7 +55,7 @@ pub fn add_server(hub: &Hub, message: &Message, action_id: Option<&RawValue>) ->
             tracing::info!(server = %handle.name(), "server added at run time");
             proxy_response("Success", action_id).with("Message", format!("Added {}", handle.name()))
         }
-        Err(why) => failure(why),
+        Err(why) => failure(why.to_string()),
     }
 }
 
