@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::AuthLimiter;
 use crate::config::{Config, ServerConfig, Users};
 use crate::event::{EventRing, SharedEvent};
+use crate::extension::Extensions;
 use crate::metrics::Metrics;
 use crate::route::{ClientId, ClientSink, EventBus, PeerSlots};
 use crate::upstream::{Context, UpstreamHandle};
@@ -64,7 +64,7 @@ struct HubInner {
     /// The `host =` lines currently applied (a reload diffs against them).
     configured: RwLock<Vec<ServerConfig>>,
     auth_limiter: AuthLimiter,
-    beacon: DashMap<String, (Instant, crate::beacon::ServerData)>,
+    extensions: Extensions,
 }
 
 impl Hub {
@@ -75,7 +75,7 @@ impl Hub {
         let auth_limit = config.auth_limit;
         Self {
             inner: Arc::new(HubInner {
-                context: Context::new(config, Metrics::new(), events),
+                context: Context::new(Arc::new(config), Metrics::new(), events),
                 users: RwLock::new(Arc::new(users)),
                 servers: RwLock::new(Vec::new()),
                 clients: DashMap::new(),
@@ -85,13 +85,14 @@ impl Hub {
                 servers_tracker: TaskTracker::new(),
                 configured,
                 auth_limiter: AuthLimiter::new(auth_limit),
-                beacon: DashMap::new(),
+                extensions: Extensions::default(),
             }),
         }
     }
 
-    /// The configuration the proxy runs with.
-    pub fn config(&self) -> &Config {
+    /// The configuration the proxy runs with, shared (cloning it is cheap: plain data, never
+    /// changed while running; a reload builds a new one).
+    pub fn config(&self) -> &Arc<Config> {
         self.inner.context.config()
     }
 
@@ -100,15 +101,9 @@ impl Hub {
         &self.inner.http_slots
     }
 
-    /// Beacon data of `server` gathered less than `max_age` ago (a copy: no guard escapes).
-    pub fn beacon_cached(&self, server: &str, max_age: std::time::Duration) -> Option<crate::beacon::ServerData> {
-        let entry = self.inner.beacon.get(&server.to_ascii_lowercase())?;
-        (entry.0.elapsed() < max_age).then(|| entry.1.clone())
-    }
-
-    /// Stores freshly gathered Beacon data.
-    pub fn beacon_store(&self, server: &str, data: crate::beacon::ServerData) {
-        self.inner.beacon.insert(server.to_ascii_lowercase(), (Instant::now(), data));
+    /// The services that answer some actions themselves (Beacon's), found by name.
+    pub fn extensions(&self) -> &Extensions {
+        &self.inner.extensions
     }
 
     /// Failed-login counters per client address.
@@ -199,6 +194,8 @@ impl Hub {
     pub async fn stop_servers(&self, deadline: tokio::time::Instant) -> bool {
         self.inner.servers_token.cancel();
         self.inner.servers_tracker.close();
+        // An extension may hold this hub: forgetting them lets it go.
+        self.inner.extensions.clear();
         tokio::time::timeout_at(deadline, self.inner.servers_tracker.wait()).await.is_ok()
     }
 

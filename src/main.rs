@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use astmanproxy::beacon::report::BeaconConfig;
 use astmanproxy::cli::{BeaconCommand, BeaconShow, Cli, Command};
 use astmanproxy::config::{Config, Users};
 use clap::Parser;
@@ -20,25 +21,27 @@ async fn main() -> ExitCode {
         println!("astmanproxy {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    if cli.beacon_dev {
-        astmanproxy::beacon::report::set_dev_mode();
-    }
+    let beacon_dev = astmanproxy::beacon::report::dev_mode(cli.beacon_dev);
     if let Some(Command::Beacon { what: BeaconCommand::Serve { .. } }) = &cli.command {
         return beacon_serve_moved();
     }
     if let Some(Command::Beacon { what: BeaconCommand::Show { what } }) = &cli.command {
-        return beacon_show(what, &cli.config).await;
+        return beacon_show(what, &cli.config, beacon_dev).await;
     }
     if cli.check_config {
-        return check_config(&cli);
+        return check_config(&cli, beacon_dev);
     }
-    let (mut config, warnings) = match Config::load(&cli.config) {
+    let loaded = Config::load(&cli.config)
+        .and_then(|(config, warnings)| BeaconConfig::for_proxy(&config, beacon_dev).map(|b| (config, warnings, b)));
+    let (mut config, mut warnings, (beacon, beacon_warnings)) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("astmanproxy: {e}");
             return ExitCode::from(2);
         }
     };
+    warnings.extend(beacon_warnings);
+    let beacon = astmanproxy::beacon::Setup { config: beacon, ..Default::default() };
     if let Err(e) = init_tracing(&cli, config.log_file.as_deref()) {
         eprintln!("astmanproxy: cannot open log file {e}");
         return ExitCode::from(2);
@@ -87,15 +90,35 @@ async fn main() -> ExitCode {
     if let Err(e) = astmanproxy::privileges::drop_to(config.proc_user.as_deref(), config.proc_group.as_deref()) {
         return fail(&e, 1);
     }
-    match astmanproxy::server::serve_with_acceptor(config, listeners, acceptor, astmanproxy::shutdown::signal()).await {
+    match astmanproxy::server::serve_with_acceptor(config, beacon, listeners, acceptor, astmanproxy::shutdown::signal())
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e, 1),
     }
 }
 
 /// `--check-config`: every check start-up makes, printed; creates no file.
-fn check_config(cli: &Cli) -> ExitCode {
-    let report = astmanproxy::config::check::check(&cli.config, &cli.users);
+fn check_config(cli: &Cli, beacon_dev: bool) -> ExitCode {
+    let mut report = astmanproxy::config::check::check(&cli.config, &cli.users);
+    // beacon.conf, as start-up reads it.
+    let beacon = match report.config.as_ref().map(|c| BeaconConfig::for_proxy(c, beacon_dev)) {
+        Some(Ok((beacon, warnings))) => {
+            for warning in warnings {
+                if warning.is_unknown_key() {
+                    report.errors.push(warning.to_string());
+                } else {
+                    report.warnings.push(warning.to_string());
+                }
+            }
+            Some(beacon)
+        }
+        Some(Err(e)) => {
+            report.errors.push(e.to_string());
+            None
+        }
+        None => None,
+    };
     for warning in &report.warnings {
         eprintln!("astmanproxy: warning: {warning}");
     }
@@ -107,7 +130,7 @@ fn check_config(cli: &Cli) -> ExitCode {
         return ExitCode::from(2);
     };
     println!("{}: OK ({} servers, {} users)", cli.config.display(), config.servers.len(), config.users.len());
-    let beacon = &config.beacon;
+    let beacon = beacon.unwrap_or_default();
     match (&beacon.source, beacon.sending()) {
         (Some(file), true) => {
             println!("{}: OK (Beacon reporting ON, {} targets)", file.display(), beacon.targets.len())
@@ -157,18 +180,20 @@ fn beacon_serve_moved() -> ExitCode {
 
 /// `astmanproxy beacon show ...`: the configuration from the files, or the server data from the
 /// running proxy.
-async fn beacon_show(what: &BeaconShow, config_path: &std::path::Path) -> ExitCode {
+async fn beacon_show(what: &BeaconShow, config_path: &std::path::Path, beacon_dev: bool) -> ExitCode {
     match what {
-        BeaconShow::Configuration => match Config::load(config_path) {
-            Ok((config, _)) => {
-                print!("{}", config.beacon.render());
-                ExitCode::SUCCESS
+        BeaconShow::Configuration => {
+            match Config::load(config_path).and_then(|(c, _)| BeaconConfig::for_proxy(&c, beacon_dev)) {
+                Ok((beacon, _)) => {
+                    print!("{}", beacon.render());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("astmanproxy: {e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("astmanproxy: {e}");
-                ExitCode::from(2)
-            }
-        },
+        }
         BeaconShow::Server { server, proxy, user, secret } => {
             // The configuration only supplies defaults (the proxy's address) here.
             let config = Config::load(config_path).map(|(c, _)| c).unwrap_or_default();

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use astmanproxy_handlers::Message;
 
+use crate::beacon::Setup;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::detect::{detect, Prefixed, Protocol};
@@ -90,8 +91,22 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
 /// Only errors that stop the whole proxy (the TLS certificate cannot be loaded); a failing
 /// client or server never does.
 pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    serve_with_beacon(config, Setup::default(), listeners, shutdown).await
+}
+
+/// [`serve`] with the Beacon service set up by the caller (`beacon.conf`, read by
+/// [`crate::beacon::report::BeaconConfig::for_proxy`]); [`serve`] starts it with reporting off.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_beacon(
+    config: Config,
+    beacon: Setup,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let acceptor = crate::tls::client_acceptor(&config.tls)?;
-    serve_with_acceptor(config, listeners, acceptor, shutdown).await
+    serve_with_acceptor(config, beacon, listeners, acceptor, shutdown).await
 }
 
 /// [`serve`] with the TLS acceptor for clients already loaded (by
@@ -101,6 +116,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: impl Future<O
 /// As [`serve`].
 pub async fn serve_with_acceptor(
     config: Config,
+    beacon: Setup,
     listeners: Listeners,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
@@ -108,13 +124,15 @@ pub async fn serve_with_acceptor(
     let Listeners { ami: listener, tls: tls_listener, admin, http } = listeners;
     let clients_token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let users = config.users.clone();
+    // One copy of the users: the hub's (reloads swap it); the configuration it shares has none.
+    let mut config = config;
+    let users = std::mem::take(&mut config.users);
     let hub = Hub::new(config, users);
     for server in hub.config().servers.clone() {
         // Names are unique: the configuration was validated.
         let _ = hub.spawn_server(server);
     }
-    crate::beacon::report::start(&hub, Arc::new(astmanproxy_beacon_wire::clock::SystemClock));
+    crate::beacon::Beacon::start(&hub, beacon, Arc::new(astmanproxy_beacon_wire::clock::SystemClock));
     #[cfg(unix)]
     if let Some((config_path, users_path)) = hub.config().sources.clone() {
         let reload_hub = hub.clone();

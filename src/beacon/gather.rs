@@ -5,36 +5,19 @@ use std::time::Duration;
 
 use astmanproxy_handlers::Message;
 
+use super::data::{Posting, ServerData};
 use super::parse::{count_before, parse_modules, parse_version_line, version_number};
-use super::ServerData;
-use crate::hub::Hub;
 use crate::upstream::UpstreamHandle;
-
-/// How long gathered data is reused before it is gathered again.
-pub const REFRESH: Duration = Duration::from_secs(60);
 
 /// How long one gathering action may take.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The server's data, from the cache when fresh enough, else gathered now.
-///
-/// # Errors
-/// The server is down or does not answer.
-pub async fn data_for(hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, String> {
-    if let Some(data) = hub.beacon_cached(server.name(), REFRESH) {
-        return Ok(data);
-    }
-    let data = gather(hub, server).await?;
-    hub.beacon_store(server.name(), data.clone());
-    Ok(data)
-}
 
 /// Asks the five actions and builds the data.
 ///
 /// # Errors
 /// The server is down, an action is answered `Response: Error`, or an answer does not come
 /// within 10 s.
-pub async fn gather(_hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, String> {
+pub async fn gather(server: &UpstreamHandle) -> Result<ServerData, String> {
     let answer = async |action: Message| -> Result<Message, String> {
         let what = action.get("Command").or(action.action()).unwrap_or_default().to_string();
         let answer = match tokio::time::timeout(ACTION_TIMEOUT, server.call(action)).await {
@@ -77,7 +60,7 @@ pub async fn gather(_hub: &Hub, server: &UpstreamHandle) -> Result<ServerData, S
         processed_calls: count_before(&call_lines, "processed"),
         os_name: os,
         os_machine: machine,
-        posting: super::Posting::default(),
+        posting: Posting::default(),
     })
 }
 

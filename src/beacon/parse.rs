@@ -1,6 +1,6 @@
 //! Parsing the AMI answers Beacon reads (real Asterisk 22 output, older layouts tolerated).
 
-use super::Module;
+use super::data::Module;
 
 /// `22.10.1` -> 221001; `18.9-cert3` -> 180900; unknown -> 0.
 pub fn version_number(name: &str) -> u64 {

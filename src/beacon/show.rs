@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::ServerData;
+use super::data::ServerData;
 
 /// Why `beacon show server` got no answer.
 #[derive(Debug, thiserror::Error)]

@@ -139,17 +139,15 @@ pub struct Config {
     /// `adminusers` (new): users allowed to run `AddServer` and `DropServer`.
     pub admin_users: Vec<String>,
     /// `beaconconfig` (new): the Beacon reporting file (relative to this file's directory;
-    /// default `beacon.conf` next to it). A missing file means Beacon reporting is off.
+    /// default `beacon.conf` next to it; [`Config::load`] makes it that path). A missing file
+    /// means Beacon reporting is off. Beacon reads it (`beacon::report::BeaconConfig::for_proxy`).
     pub beacon_config: Option<PathBuf>,
-    /// The Beacon reporting configuration, read from `beaconconfig` by [`Config::load`].
-    pub beacon: crate::beacon::report::BeaconConfig,
-    /// The Beacon reporters' live state (runtime, not from a file): what `BeaconShowServer`
-    /// shows. Clones share it.
-    pub beacon_board: crate::beacon::report::Board,
     /// Where this configuration and the users came from (set by the binary); SIGHUP re-reads
     /// them.
     pub sources: Option<(PathBuf, PathBuf)>,
-    /// The users file's users (loaded from `-u`, not from this file).
+    /// The users file's users (loaded from `-u`, not from this file). The server hands them to
+    /// the hub at start (`Hub::users`, swapped by reloads): the running proxy's configuration
+    /// holds none.
     pub users: Users,
 }
 

@@ -142,8 +142,6 @@ impl Default for Config {
             open_proxy_lists: false,
             auth_timeout: Duration::from_secs(30),
             beacon_config: None,
-            beacon: crate::beacon::report::BeaconConfig::default(),
-            beacon_board: crate::beacon::report::Board::default(),
             sources: None,
             ready_share: 0.5,
             shutdown_grace: Duration::from_secs(5),
@@ -172,10 +170,7 @@ impl Config {
                 message: format!("beaconconfig {} not found: Beacon reporting is off", beacon_path.display()),
             });
         }
-        let (beacon, beacon_warnings) =
-            crate::beacon::report::BeaconConfig::load(&beacon_path, crate::beacon::report::dev_mode())?;
-        cfg.beacon = beacon;
-        warnings.extend(beacon_warnings);
+        cfg.beacon_config = Some(beacon_path);
         Ok((cfg, warnings))
     }
 

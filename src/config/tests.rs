@@ -72,19 +72,22 @@ fn a_1x_file_keeps_its_meaning_and_its_case() {
 
 #[test]
 fn the_beacon_file_sits_next_to_the_main_file_or_where_beaconconfig_says() {
+    let beacon = |cfg: &Config| crate::beacon::report::BeaconConfig::for_proxy(cfg, true).map(|(b, _)| b);
     let (cfg, _) = Config::load(&dir("conf/astmanproxy.conf")).unwrap();
-    assert_eq!(cfg.beacon.source.as_deref(), Some(dir("conf/beacon.conf").as_path()));
-    assert!(!cfg.beacon.sending());
+    let b = beacon(&cfg).unwrap();
+    assert_eq!(b.source.as_deref(), Some(dir("conf/beacon.conf").as_path()));
+    assert!(!b.sending());
     let tmp = std::env::temp_dir().join(format!("astmanproxy-beaconconfig-{}", std::process::id()));
     std::fs::create_dir_all(tmp.join("b")).unwrap();
     std::fs::write(tmp.join("main.conf"), "host = h, 1, u, s, on, off\nbeaconconfig = b/my-beacon.conf\n").unwrap();
     let (cfg, warnings) = Config::load(&tmp.join("main.conf")).unwrap();
-    assert!(cfg.beacon.source.is_none(), "missing file: off");
+    assert!(beacon(&cfg).unwrap().source.is_none(), "missing file: off");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(warnings[0].line, 2);
     std::fs::write(tmp.join("b/my-beacon.conf"), "[general]\nenabled = yes\nstatefile = s.json\n[t]\nurl = http://x\n")
         .unwrap();
-    let err = Config::load(&tmp.join("main.conf")).unwrap_err().to_string();
+    let (cfg, _) = Config::load(&tmp.join("main.conf")).unwrap();
+    let err = beacon(&cfg).unwrap_err().to_string();
     assert!(err.contains("my-beacon.conf:5: invalid value for url"), "{err}");
     std::fs::write(
         tmp.join("b/my-beacon.conf"),
@@ -92,8 +95,9 @@ fn the_beacon_file_sits_next_to_the_main_file_or_where_beaconconfig_says() {
     )
     .unwrap();
     let (cfg, _) = Config::load(&tmp.join("main.conf")).unwrap();
-    assert!(cfg.beacon.sending());
-    assert_eq!(cfg.beacon.state_file, tmp.join("b/s.json"));
+    let b = beacon(&cfg).unwrap();
+    assert!(b.sending());
+    assert_eq!(b.state_file, tmp.join("b/s.json"));
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -23,6 +23,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 
 use super::plain;
 use crate::auth::{self, Credentials, Lockout, LoginError, Policy};
+use crate::cmd::Command;
 use crate::hub::Hub;
 use crate::route::{self, Call, CallError};
 
@@ -233,16 +234,11 @@ pub async fn authenticate_user(
     }
 }
 
-/// Whether a client session answers `action` itself (ProxyActions, Login, Logoff, Challenge,
-/// Events, WaitEvent, the Beacon actions): such actions never go to Asterisk, so over HTTP they
-/// run on a session.
-pub fn answered_by_proxy(action: &Message) -> bool {
-    let name = action.action().unwrap_or_default().trim().to_ascii_lowercase();
-    action.contains("ProxyAction")
-        || matches!(
-            name.as_str(),
-            "login" | "logoff" | "challenge" | "events" | "waitevent" | "beaconshowserver" | "beaconshowconfiguration"
-        )
+/// Whether a client session answers `action` itself ([`Command::parse`]: ProxyActions, Login,
+/// Logoff, Challenge, Events, WaitEvent, the extensions' actions): such actions never go to
+/// Asterisk, so over HTTP they run on a session.
+pub fn answered_by_proxy(action: &Message, hub: &Hub) -> bool {
+    Command::parse(action, hub.extensions()).is_some_and(|c| c.answered_by_http_session())
 }
 
 /// Routes one action and collects its complete answer, as [`route_action`] does, without a
@@ -270,7 +266,7 @@ pub async fn route_action(
     hub: &Hub,
 ) -> Result<Vec<Message>, StatusCode> {
     let original_id = action.get_value("ActionID");
-    if answered_by_proxy(&action) {
+    if answered_by_proxy(&action, hub) {
         let text = "This action is answered by the proxy on a session: log in first (cookie) or use /rawman";
         return Ok(vec![Message::response_with_id("Error", original_id.as_ref(), Some(text))]);
     }

@@ -90,7 +90,7 @@ pub async fn handle(
         Some(s) => s,
         // A Login opens a session; on an open proxy (`authrequired = no`) so does any action the
         // proxy answers itself (only for this request, but for WaitEvent).
-        None if name == "login" || (!hub.config().auth_required && answered_by_proxy(&action)) => {
+        None if name == "login" || (!hub.config().auth_required && answered_by_proxy(&action, hub)) => {
             transient = name != "login" && name != "waitevent";
             opened = true;
             match front.sessions.open(peer, None) {

@@ -225,7 +225,7 @@ async fn route(mut req: Request<Incoming>, peer: SocketAddr, front: &Front) -> R
         // cookie, to log in, or for an action the proxy answers itself (ProxyActions,
         // BeaconShowServer, ...): an AJAM session (with Basic, one opened for this request only),
         // answered in the chosen format.
-        None if request.session.is_some() || is_login(&request) || answered_by_proxy(&request) => {
+        None if request.session.is_some() || is_login(&request) || answered_by_proxy(&request, &front.hub) => {
             ajam::handle(request, peer, front, None, false).await
         }
         None => actions::handle(request, peer, &front.hub).await,
@@ -236,8 +236,8 @@ fn is_login(request: &ActionRequest) -> bool {
     request.pairs.iter().any(|(k, v)| k.eq_ignore_ascii_case("action") && v.trim().eq_ignore_ascii_case("login"))
 }
 
-fn answered_by_proxy(request: &ActionRequest) -> bool {
-    request.action().is_ok_and(|a| actions::answered_by_proxy(&a))
+fn answered_by_proxy(request: &ActionRequest, hub: &crate::hub::Hub) -> bool {
+    request.action().is_ok_and(|a| actions::answered_by_proxy(&a, hub))
 }
 
 /// Methods of the action endpoints (the `Allow` header of a 405).

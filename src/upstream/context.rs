@@ -17,7 +17,7 @@ pub struct Context {
 }
 
 struct Inner {
-    config: Config,
+    config: Arc<Config>,
     metrics: Metrics,
     bus: Arc<dyn EventBus>,
     started: Instant,
@@ -31,12 +31,12 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// The context of a proxy started now.
-    pub fn new(config: Config, metrics: Metrics, bus: Arc<dyn EventBus>) -> Self {
+    pub fn new(config: Arc<Config>, metrics: Metrics, bus: Arc<dyn EventBus>) -> Self {
         Self { inner: Arc::new(Inner { config, metrics, bus, started: Instant::now() }) }
     }
 
-    /// The configuration the proxy runs with.
-    pub fn config(&self) -> &Config {
+    /// The configuration the proxy runs with (plain data, shared).
+    pub fn config(&self) -> &Arc<Config> {
         &self.inner.config
     }
 

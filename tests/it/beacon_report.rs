@@ -17,7 +17,7 @@ mod real;
 use fake::{connect_proxy, saved, FakeCollector, TempDir};
 
 /// A proxy config reporting every server to `collector`, quickly retrying, state in `state`.
-fn beacon_config(sims: &[(&str, SocketAddr)], collector: &FakeCollector, state: &Path) -> Config {
+fn beacon_config(sims: &[(&str, SocketAddr)], collector: &FakeCollector, state: &Path) -> Reporting {
     let mut cfg = reporting_config(sims, &collector.url(), &collector.ca, state);
     for target in &mut cfg.beacon.targets {
         target.interval = Duration::from_secs(3600);
@@ -28,21 +28,33 @@ fn beacon_config(sims: &[(&str, SocketAddr)], collector: &FakeCollector, state: 
 
 /// Proxy configuration for `sims`, reporting to `url` (trusting `ca`) with no jitter and quick
 /// retries, its state in `state`.
-fn reporting_config(sims: &[(&str, SocketAddr)], url: &str, ca: &Path, state: &Path) -> Config {
-    let mut cfg = config(sims.iter().map(|(name, addr)| server(name, *addr)).collect());
+fn reporting_config(sims: &[(&str, SocketAddr)], url: &str, ca: &Path, state: &Path) -> Reporting {
+    let proxy = config(sims.iter().map(|(name, addr)| server(name, *addr)).collect());
     let mut target = Target::new("test", url);
     target.ca_path = Some(ca.to_path_buf());
     target.jitter = Duration::ZERO;
     target.retry_min = Duration::from_millis(50);
     target.retry_max = Duration::from_millis(200);
-    cfg.beacon = BeaconConfig {
+    let beacon = BeaconConfig {
         enabled: true,
         private_name: Some("lab".to_string()),
         state_file: state.to_path_buf(),
         targets: vec![target],
         ..BeaconConfig::default()
     };
-    cfg
+    Reporting { proxy, beacon, board: Board::default() }
+}
+
+/// A proxy configuration with its Beacon configuration and the board the test watches.
+struct Reporting {
+    proxy: Config,
+    beacon: BeaconConfig,
+    board: Board,
+}
+
+/// Starts the proxy of `cfg`, its Beacon service filling `cfg.board`.
+async fn spawn_reporting(cfg: Reporting) -> TestProxy {
+    spawn_proxy_with_beacon(cfg.proxy, astmanproxy::beacon::Setup { config: cfg.beacon, board: cfg.board }).await
 }
 
 /// The `BeaconShowServerResponse` events of `server`.
@@ -77,8 +89,8 @@ async fn first_report_is_a_post_with_the_design_body_then_puts_with_the_token() 
     let sim = sim().await;
     let mut collector = FakeCollector::start(&dir.0).await;
     let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
-    let board = cfg.beacon_board.clone();
-    let proxy = spawn_proxy(cfg).await;
+    let board = cfg.board.clone();
+    let proxy = spawn_reporting(cfg).await;
 
     let first = collector.next().await;
     assert_eq!((first.method.as_str(), first.path.as_str()), ("POST", "/api/v1/servers"));
@@ -149,18 +161,18 @@ async fn a_restart_keeps_the_server_id_and_puts() {
     let mut collector = FakeCollector::start(&dir.0).await;
     let state = dir.path("state.json");
     let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &state);
-    let board = cfg.beacon_board.clone();
-    let proxy = spawn_proxy(cfg).await;
+    let board = cfg.board.clone();
+    let proxy = spawn_reporting(cfg).await;
     assert_eq!(collector.next().await.method, "POST");
     wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
     saved(&state, |s| s.servers.first().is_some_and(|e| e.server_id.as_deref() == Some("srv-1"))).await;
     proxy.stop().await;
 
     let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &state);
-    let board = cfg.beacon_board.clone();
+    let board = cfg.board.clone();
     // A trigger before the start counts for the reporters that start after it.
     board.trigger();
-    let proxy = spawn_proxy(cfg).await;
+    let proxy = spawn_reporting(cfg).await;
     let again = collector.next().await;
     assert_eq!((again.method.as_str(), again.path.as_str()), ("PUT", "/api/v1/servers/srv-1"));
     assert_eq!(again.query, "tokenId=tok-1");
@@ -174,8 +186,8 @@ async fn a_401_registers_a_new_server_id() {
     let sim = sim().await;
     let mut collector = FakeCollector::start(&dir.0).await;
     let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
-    let board = cfg.beacon_board.clone();
-    let proxy = spawn_proxy(cfg).await;
+    let board = cfg.board.clone();
+    let proxy = spawn_reporting(cfg).await;
     assert_eq!(collector.next().await.method, "POST");
     wait_posted(&board, &collector.url(), "pbx1", "srv-1").await;
 
@@ -199,8 +211,8 @@ async fn retry_after_is_respected_and_server_errors_back_off() {
     let mut collector = FakeCollector::start(&dir.0).await;
     collector.script(&[(429, Some("1")), (503, None), (500, None)]);
     let cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
-    let board = cfg.beacon_board.clone();
-    let proxy = spawn_proxy(cfg).await;
+    let board = cfg.board.clone();
+    let proxy = spawn_reporting(cfg).await;
     let limited = collector.next().await;
     let after_limit = collector.next().await;
     assert!(after_limit.at - limited.at >= Duration::from_secs(1), "Retry-After: 1 not respected");
@@ -223,8 +235,8 @@ async fn a_silent_collector_times_out_and_is_retried() {
     collector.script(&[(0, None)]);
     let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
     cfg.beacon.targets[0].timeout = Duration::from_secs(1);
-    let board = cfg.beacon_board.clone();
-    let proxy = spawn_proxy(cfg).await;
+    let board = cfg.board.clone();
+    let proxy = spawn_reporting(cfg).await;
     let hung = collector.next().await;
     let retried = collector.next().await;
     // The timeout runs from the request's start (connect, TLS), `hung.at` from its arrival, which
@@ -241,8 +253,8 @@ async fn each_asterisk_server_is_its_own_beacon_server() {
     let (sim1, sim2) = (sim().await, sim().await);
     let mut collector = FakeCollector::start(&dir.0).await;
     let cfg = beacon_config(&[("pbx1", sim1.addr()), ("pbx2", sim2.addr())], &collector, &dir.path("s.json"));
-    let board = cfg.beacon_board.clone();
-    let proxy = spawn_proxy(cfg).await;
+    let board = cfg.board.clone();
+    let proxy = spawn_reporting(cfg).await;
     let (a, b) = (collector.next().await, collector.next().await);
     assert_eq!((a.method.as_str(), b.method.as_str()), ("POST", "POST"));
     let ids: Vec<String> = {
@@ -269,8 +281,8 @@ async fn certificates_are_verified_unless_told_not_to() {
     // Without ca_path the test CA is unknown: the handshake fails, no request arrives.
     let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("a.json"));
     cfg.beacon.targets[0].ca_path = None;
-    let board = cfg.beacon_board.clone();
-    let proxy = spawn_proxy(cfg).await;
+    let board = cfg.board.clone();
+    let proxy = spawn_reporting(cfg).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while collector.connections() < 2 {
         assert!(tokio::time::Instant::now() < deadline, "the reporter did not retry");
@@ -283,7 +295,7 @@ async fn certificates_are_verified_unless_told_not_to() {
     let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("b.json"));
     cfg.beacon.targets[0].ca_path = None;
     cfg.beacon.targets[0].verify_cert = false;
-    let proxy = spawn_proxy(cfg).await;
+    let proxy = spawn_reporting(cfg).await;
     assert_eq!(collector.next().await.method, "POST");
     proxy.stop().await;
 }
@@ -295,7 +307,7 @@ async fn disabled_or_without_targets_nothing_is_sent() {
     let collector = FakeCollector::start(&dir.0).await;
     let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("s.json"));
     cfg.beacon.enabled = false;
-    let proxy = spawn_proxy(cfg).await;
+    let proxy = spawn_reporting(cfg).await;
     wait_ready(proxy.addr, None).await;
     let mut c = AmiClient::login(proxy.addr, "alice", "alicepw").await;
     // Gathered and shown, never sent.
@@ -322,7 +334,7 @@ async fn reports_go_through_a_connect_proxy_with_basic_auth() {
         port: proxy_addr.port(),
         auth: Some(("user".to_string(), Secret::new("pw"))),
     });
-    let proxy = spawn_proxy(cfg).await;
+    let proxy = spawn_reporting(cfg).await;
     assert_eq!(collector.next().await.method, "POST");
     let lines = seen.lock().unwrap().clone();
     assert_eq!(lines[0], format!("CONNECT 127.0.0.1:{} HTTP/1.1", collector.addr.port()));
@@ -447,8 +459,8 @@ async fn an_action_that_fails_mid_gather_sends_nothing_until_a_whole_gather_succ
     sim.set_hold(Some("CoreStatus"));
     let mut collector = FakeCollector::start(&dir.0).await;
     let mut cfg = beacon_config(&[("pbx1", sim.addr())], &collector, &dir.path("state.json"));
-    cfg.action_timeout = Duration::from_millis(200);
-    let proxy = spawn_proxy(cfg).await;
+    cfg.proxy.action_timeout = Duration::from_millis(200);
+    let proxy = spawn_reporting(cfg).await;
     // A failed gather is retried (after the backoff), not sent half empty.
     let deadline = tokio::time::Instant::now() + WAIT;
     while sim.received().iter().filter(|m| m.action() == Some("CoreStatus")).count() < 2 {

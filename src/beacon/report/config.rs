@@ -26,6 +26,9 @@ pub const DEFAULT_STATE_FILE: &str = "/var/lib/astmanproxy/beacon-state.json";
 pub struct BeaconConfig {
     /// The file it was read from (`None`: there was none, reporting is off).
     pub source: Option<PathBuf>,
+    /// Dev mode (passed in by the binary, see [`super::dev_mode`]): the public Beacon server is
+    /// refused, in the file and again before any connection. On by default in debug builds.
+    pub dev_mode: bool,
     /// `[general] enabled` (default no): nothing is ever sent unless yes.
     pub enabled: bool,
     /// `[general] private_name`: sent with every report (optional).
@@ -41,6 +44,7 @@ impl Default for BeaconConfig {
     fn default() -> Self {
         Self {
             source: None,
+            dev_mode: cfg!(debug_assertions),
             enabled: false,
             private_name: None,
             state_file: PathBuf::from(DEFAULT_STATE_FILE),
@@ -171,6 +175,21 @@ impl BeaconConfig {
         self.enabled && !self.targets.is_empty()
     }
 
+    /// The Beacon configuration of the proxy configured by `config` (its `beaconconfig` file),
+    /// with the binary's `dev_mode`.
+    ///
+    /// # Errors
+    /// As [`BeaconConfig::load`].
+    pub fn for_proxy(
+        config: &crate::config::Config,
+        dev_mode: bool,
+    ) -> Result<(BeaconConfig, Vec<ConfigWarning>), ConfigError> {
+        match &config.beacon_config {
+            Some(path) => Self::load(path, dev_mode),
+            None => Ok((BeaconConfig { dev_mode, ..BeaconConfig::default() }, Vec::new())),
+        }
+    }
+
     /// Reads `path`; a missing file is a configuration without reporting. With `enabled = yes`,
     /// each `ca_path` is read too.
     ///
@@ -179,7 +198,9 @@ impl BeaconConfig {
     pub fn load(path: &Path, dev_mode: bool) -> Result<(BeaconConfig, Vec<ConfigWarning>), ConfigError> {
         let (cfg, warnings) = match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path, dev_mode)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((BeaconConfig::default(), Vec::new())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((BeaconConfig { dev_mode, ..BeaconConfig::default() }, Vec::new()))
+            }
             Err(source) => return Err(ConfigError::Io { path: path.to_path_buf(), source }),
         };
         for target in cfg.targets.iter().filter(|_| cfg.enabled) {
@@ -205,7 +226,7 @@ impl BeaconConfig {
             line: e.line,
             message: e.message,
         })?;
-        let mut cfg = BeaconConfig { source: Some(path.to_path_buf()), ..BeaconConfig::default() };
+        let mut cfg = BeaconConfig { source: Some(path.to_path_buf()), dev_mode, ..BeaconConfig::default() };
         let mut warnings = Vec::new();
         let mut public_line = None;
         // Relative file names are relative to this file's directory.

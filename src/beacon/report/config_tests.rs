@@ -125,7 +125,7 @@ fn dev_mode_clients_refuse_the_public_host_however_written() {
     for url in
         ["https://beacon.asterisk.org/api/v1", "https://beacon.asterisk.org./api/v1", "https://Beacon.Asterisk.Org.."]
     {
-        let err = super::super::send::Sender::new(&Target::new("t", url)).unwrap_err();
+        let err = super::super::send::Sender::new(&Target::new("t", url), true).unwrap_err();
         assert!(matches!(err, super::super::send::SendError::DevMode), "{url}: {err}");
     }
 }

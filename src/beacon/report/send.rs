@@ -7,7 +7,6 @@ use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 
 use super::config::Target;
-use super::dev_mode;
 use super::PUBLIC_HOST;
 use astmanproxy_beacon_wire::wire::{ServerReport, ServerToken, Token};
 
@@ -67,10 +66,10 @@ impl Sender {
     ///
     /// # Errors
     /// An unreadable `ca_path`, settings reqwest refuses, or the public server in dev mode.
-    pub fn new(target: &Target) -> Result<Sender, SendError> {
+    pub fn new(target: &Target, dev_mode: bool) -> Result<Sender, SendError> {
         let url = reqwest::Url::parse(&target.url)
             .map_err(|e| SendError::CaPath { path: target.url.clone(), message: format!("not a URL: {e}") })?;
-        if dev_mode() && super::is_public_host(&url) {
+        if dev_mode && super::is_public_host(&url) {
             return Err(SendError::DevMode);
         }
         let mut builder = reqwest::Client::builder()
@@ -195,7 +194,7 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut target = Target::new("t", format!("https://127.0.0.1:{port}/api/v1"));
         target.timeout = std::time::Duration::from_secs(5);
-        let sender = Sender::new(&target).unwrap();
+        let sender = Sender::new(&target, true).unwrap();
         let err = sender.update("srv-1", "SecretToken42", &ServerReport::default()).await.unwrap_err().to_string();
         assert!(err.contains("127.0.0.1"), "{err}");
         assert!(!err.contains("SecretToken42"), "the token reached the error text: {err}");
@@ -206,6 +205,6 @@ mod tests {
         let mut target = Target::new("t", "https://127.0.0.1:1/api/v1");
         target.proxy = Some(super::super::ProxySetting::parse("user:pw@[::1]:3128").unwrap());
         assert_eq!(target.proxy.as_ref().unwrap().host, "::1");
-        Sender::new(&target).unwrap();
+        Sender::new(&target, true).unwrap();
     }
 }

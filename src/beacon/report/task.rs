@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::schedule::{backoff, decide, jitter_offset, next_posting, Decision, Plan, RetryPolicy};
 use super::send::{Answer, Sender};
 use super::Target;
+use crate::beacon::cache::Cache;
 use crate::beacon::gather;
 use crate::hub::Hub;
 use crate::upstream::{Status, UpstreamHandle};
@@ -29,13 +30,13 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Starts a reporter for each (target, server) pair, now and for servers added later, until
 /// shutdown. A reporter whose server is dropped ends; re-adding the server starts a new one.
-pub async fn watch_servers(hub: Hub, clock: Arc<dyn Clock>) {
+pub async fn watch_servers(hub: Hub, reporting: Reporting, clock: Arc<dyn Clock>) {
     let running: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     // One client per target, shared by its servers' reporters; a target whose client cannot be
     // built is reported once and skipped.
     let mut targets = Vec::new();
-    for target in &hub.config().beacon.targets {
-        match Sender::new(target) {
+    for target in &reporting.config.targets {
+        match Sender::new(target, reporting.config.dev_mode) {
             Ok(sender) => targets.push((Arc::new(target.clone()), sender)),
             Err(e) => tracing::error!(target = %target.name, "Beacon reporting to {} not started: {e}", target.url),
         }
@@ -49,6 +50,7 @@ pub async fn watch_servers(hub: Hub, clock: Arc<dyn Clock>) {
                 }
                 let reporter = Reporter {
                     hub: hub.clone(),
+                    reporting: reporting.clone(),
                     target: target.clone(),
                     sender: sender.clone(),
                     server: server.name().to_string(),
@@ -69,9 +71,21 @@ pub async fn watch_servers(hub: Hub, clock: Arc<dyn Clock>) {
     }
 }
 
+/// What the reporters share: the Beacon configuration, the board they fill and the data cache.
+#[derive(Clone)]
+pub struct Reporting {
+    /// `beacon.conf`.
+    pub config: Arc<super::BeaconConfig>,
+    /// The live state (`BeaconShowServer`'s `Posting` fields).
+    pub board: super::Board,
+    /// The data gathered per server.
+    pub cache: Arc<Cache>,
+}
+
 /// One (target, server) reporter.
 struct Reporter {
     hub: Hub,
+    reporting: Reporting,
     target: Arc<Target>,
     sender: Sender,
     server: String,
@@ -90,7 +104,7 @@ impl Reporter {
             max: self.target.retry_max,
             retry_after_max: self.target.retry_after_max,
         };
-        let mut triggers = self.hub.config().beacon_board.triggers();
+        let mut triggers = self.reporting.board.triggers();
         if *triggers.borrow() > 0 {
             // A trigger counts for reporters that start after it too.
             triggers.mark_changed();
@@ -112,16 +126,16 @@ impl Reporter {
     }
 
     fn entry(&self) -> Option<super::Entry> {
-        self.hub.config().beacon_board.get(&self.target.url, &self.server)
+        self.reporting.board.get(&self.target.url, &self.server)
     }
 
     fn set_next(&self, next: Option<DateTime<Utc>>) {
-        self.hub.config().beacon_board.update(&self.target.url, &self.server, |e| e.next_posting = next);
+        self.reporting.board.update(&self.target.url, &self.server, |e| e.next_posting = next);
     }
 
     async fn save(&self) {
-        let config = self.hub.config();
-        if let Err(e) = config.beacon_board.save(&config.beacon.state_file).await {
+        let Reporting { board, config, .. } = &self.reporting;
+        if let Err(e) = board.save(&config.state_file).await {
             tracing::warn!("Beacon state not saved (ids kept in memory only): {e}");
         }
     }
@@ -168,9 +182,9 @@ impl Reporter {
         let mut failures = 0u32;
         loop {
             let handle = self.connected().await?;
-            let data = match gather::gather(&self.hub, &handle).await {
+            let data = match gather::gather(&handle).await {
                 Ok(d) => {
-                    self.hub.beacon_store(&self.server, d.clone());
+                    self.reporting.cache.store(&self.server, d.clone());
                     d
                 }
                 Err(e) => {
@@ -182,7 +196,7 @@ impl Reporter {
                 }
             };
             let registered = self.entry().and_then(|e| e.server_id.zip(e.token));
-            let private_name = self.hub.config().beacon.private_name.as_deref();
+            let private_name = self.reporting.config.private_name.as_deref();
             let report = data.to_report(registered.as_ref().map(|(id, _)| id.as_str()), private_name);
             let outcome = match &registered {
                 Some((id, token)) => match self.sender.update(id, token, &report).await {
@@ -207,7 +221,7 @@ impl Reporter {
             match decide(code, retry_after.as_deref(), now, registered.is_none(), policy) {
                 Decision::Register => {
                     tracing::warn!(status = ?code, "Beacon server refused the id or token: registering a new server id");
-                    self.hub.config().beacon_board.update(&self.target.url, &self.server, |e| {
+                    self.reporting.board.update(&self.target.url, &self.server, |e| {
                         e.server_id = None;
                         e.token = None;
                         e.token_issued = None;
@@ -235,7 +249,7 @@ impl Reporter {
     /// Stores an accepted report's token and time, and saves the state file.
     async fn accepted(&self, id: &str, token: Token) -> DateTime<Utc> {
         let now = self.clock.now();
-        self.hub.config().beacon_board.update(&self.target.url, &self.server, |e| {
+        self.reporting.board.update(&self.target.url, &self.server, |e| {
             e.server_id = Some(id.to_string());
             e.token = Some(token.id);
             e.token_issued = Some(token.issued);

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use astmanproxy::beacon::report::{state, Board};
-use astmanproxy::config::Config;
 use astmanproxy_beacon_wire::clock::ManualClock;
 use serde_json::json;
 
@@ -16,7 +15,7 @@ use crate::support::*;
 
 use crate::support::collector as harness;
 
-fn proxy_config(sim: std::net::SocketAddr, url: &str, ca: &Path, state: &Path) -> Config {
+fn proxy_config(sim: std::net::SocketAddr, url: &str, ca: &Path, state: &Path) -> super::Reporting {
     super::reporting_config(&[("pbx1", sim)], url, ca, state)
 }
 
@@ -44,8 +43,8 @@ async fn the_real_collector_registers_updates_keeps_ids_and_refuses_a_wrong_toke
 
     // Registration, then an update with the token.
     let first_cfg = cfg();
-    let board = first_cfg.beacon_board.clone();
-    let proxy = spawn_proxy(first_cfg).await;
+    let board = first_cfg.board.clone();
+    let proxy = super::spawn_reporting(first_cfg).await;
     let first = wait_for(&board, &url, |e| e.server_id.is_some() && e.last_posting.is_some()).await;
     let id = first.server_id.clone().unwrap();
     assert_eq!(first.token_issued, Some(harness::t0()), "the collector's clock issued it");
@@ -62,9 +61,9 @@ async fn the_real_collector_registers_updates_keeps_ids_and_refuses_a_wrong_toke
 
     // A restart goes on with the same id (an update, accepted: the token is right).
     let restart_cfg = cfg();
-    let board = restart_cfg.beacon_board.clone();
+    let board = restart_cfg.board.clone();
     board.trigger();
-    let proxy = spawn_proxy(restart_cfg).await;
+    let proxy = super::spawn_reporting(restart_cfg).await;
     let third = wait_for(&board, &url, |e| e.last_posting > second.last_posting).await;
     assert_eq!(third.server_id.as_deref(), Some(id.as_str()));
     saved(&state_file, |s| s.servers.first().is_some_and(|e| e.last_posting == third.last_posting)).await;
@@ -75,9 +74,9 @@ async fn the_real_collector_registers_updates_keeps_ids_and_refuses_a_wrong_toke
     tampered.servers[0].token = Some("not-the-token".to_string());
     state::save(&state_file, &tampered).unwrap();
     let wrong_cfg = cfg();
-    let board = wrong_cfg.beacon_board.clone();
+    let board = wrong_cfg.board.clone();
     board.trigger();
-    let proxy = spawn_proxy(wrong_cfg).await;
+    let proxy = super::spawn_reporting(wrong_cfg).await;
     let fourth = wait_for(&board, &url, |e| e.server_id.as_deref().is_some_and(|s| s != id)).await;
     assert!(fourth.last_posting > third.last_posting);
     assert_ne!(fourth.token.as_deref(), Some("not-the-token"));
@@ -96,8 +95,8 @@ async fn the_reports_fit_the_published_schema() {
     let sim = sim().await;
     let mut collector = FakeCollector::start(&dir.0).await;
     let cfg = proxy_config(sim.addr(), &collector.url(), &collector.ca, &dir.path("s.json"));
-    let board = cfg.beacon_board.clone();
-    let proxy = spawn_proxy(cfg).await;
+    let board = cfg.board.clone();
+    let proxy = super::spawn_reporting(cfg).await;
     let post = collector.next().await;
     wait_for(&board, &collector.url(), |e| e.last_posting.is_some()).await;
     board.trigger();

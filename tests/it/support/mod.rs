@@ -102,21 +102,26 @@ pub async fn spawn_proxy_with_admin(cfg: Config) -> TestProxy {
 
 /// Starts the proxy with a TLS-only listener.
 pub async fn spawn_proxy_with_tls(cfg: Config, tls: tokio::net::TcpListener) -> TestProxy {
-    spawn_with(cfg, false, Some(tls), None).await
+    spawn_with(cfg, false, Some(tls), None, Default::default()).await
 }
 
 /// Starts the proxy with the HTTP front on `http`.
 pub async fn spawn_proxy_with_http(cfg: Config, http: tokio::net::TcpListener) -> TestProxy {
-    spawn_with(cfg, false, None, Some(http)).await
+    spawn_with(cfg, false, None, Some(http), Default::default()).await
+}
+
+/// Starts the proxy with `cfg` and the Beacon service set up with `beacon`.
+pub async fn spawn_proxy_with_beacon(cfg: Config, beacon: astmanproxy::beacon::Setup) -> TestProxy {
+    spawn_with(cfg, false, None, None, beacon).await
 }
 
 /// A proxy with its HTTP front on `http` and the admin endpoint.
 pub async fn spawn_proxy_with_http_and_admin(cfg: Config, http: tokio::net::TcpListener) -> TestProxy {
-    spawn_with(cfg, true, None, Some(http)).await
+    spawn_with(cfg, true, None, Some(http), Default::default()).await
 }
 
 async fn spawn(cfg: Config, with_admin: bool) -> TestProxy {
-    spawn_with(cfg, with_admin, None, None).await
+    spawn_with(cfg, with_admin, None, None, Default::default()).await
 }
 
 async fn spawn_with(
@@ -124,6 +129,7 @@ async fn spawn_with(
     with_admin: bool,
     tls: Option<tokio::net::TcpListener>,
     http: Option<tokio::net::TcpListener>,
+    beacon: astmanproxy::beacon::Setup,
 ) -> TestProxy {
     cfg.listen_address = "127.0.0.1".parse().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -134,7 +140,7 @@ async fn spawn_with(
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let listeners = astmanproxy::Listeners { ami: listener, tls, admin: admin_listener, http };
-        astmanproxy::serve(cfg, listeners, async {
+        astmanproxy::server::serve_with_beacon(cfg, beacon, listeners, async {
             let _ = stopped.await;
         })
         .await
