@@ -2,6 +2,7 @@
 pub mod admin;
 pub mod auth;
 pub mod beacon;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod cmd;

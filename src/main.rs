@@ -100,7 +100,7 @@ async fn main() -> ExitCode {
 
 /// `--check-config`: every check start-up makes, printed; creates no file.
 fn check_config(cli: &Cli, beacon_dev: bool) -> ExitCode {
-    let mut report = astmanproxy::config::check::check(&cli.config, &cli.users);
+    let mut report = astmanproxy::check::check(&cli.config, &cli.users);
     // beacon.conf, as start-up reads it.
     let beacon = match report.config.as_ref().map(|c| BeaconConfig::for_proxy(c, beacon_dev)) {
         Some(Ok((beacon, warnings))) => {

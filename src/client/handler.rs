@@ -42,7 +42,7 @@ impl ClientSession {
     /// sent before it have their answers queued, bounded as they are (`actiontimeout`).
     pub async fn after_earlier_answers(&self) {
         if self.client.sink.unanswered() > 0 {
-            let limit = self.client.hub.config().action_timeout + super::ANSWER_GRACE;
+            let limit = self.client.hub.config().action_timeout + route::ANSWER_GRACE;
             let _ = tokio::time::timeout(limit, self.client.sink.actions_done()).await;
         }
     }

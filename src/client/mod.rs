@@ -24,6 +24,7 @@ pub mod transport;
 pub mod writer;
 
 use crate::route::sink::{self, ToClient};
+use crate::route::ANSWER_GRACE;
 use handler::{ClientSession, Flow};
 use transport::{ByteInput, ByteOutput, Input, Output, Received};
 use writer::ClientShared;
@@ -198,11 +199,6 @@ fn on_decode_error(sink: &sink::ClientSink, error: &DecodeError, charset: Charse
         Flow::Close
     }
 }
-
-/// How long past `actiontimeout` a leaving client waits for its answers: the upstream session
-/// answers an action with a timeout error at `actiontimeout` (checked every half second at most),
-/// and that error should still reach the client.
-pub(crate) const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// Waits until the actions the client sent so far are answered (after a Logoff, or once the
 /// client half-closed its socket), for at most `limit` (`actiontimeout`) plus [`ANSWER_GRACE`].

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use astmanproxy_handlers::{Limits, OutputFormat};
 
-pub mod check;
 mod parse;
 pub mod raw;
 pub mod secret;

@@ -21,14 +21,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
 
-use super::plain;
+use super::front::plain;
 use crate::auth::{self, Credentials, Lockout, LoginError, Policy};
 use crate::cmd::Command;
 use crate::hub::Hub;
 use crate::route::{self, Call, CallError};
-
-/// How long past the session's own bounds an HTTP action waits for its route to end.
-const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Largest request body accepted by default (`httpmaxbody`).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -66,7 +63,7 @@ impl ActionRequest {
         let basic = basic_credentials(headers);
         let digest = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::digest::parse);
         let method = req.method().as_str().to_string();
-        let uri = match req.extensions().get::<super::OriginalUri>() {
+        let uri = match req.extensions().get::<super::front::OriginalUri>() {
             Some(original) => original.0.clone(),
             None => req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string()),
         };
@@ -294,7 +291,7 @@ pub async fn route_action(
     if let Err(refused) = routed {
         return Ok(vec![refused.answer()]);
     }
-    let limit = cfg.action_timeout + cfg.originate_timeout + ANSWER_GRACE;
+    let limit = cfg.action_timeout + cfg.originate_timeout + route::ANSWER_GRACE;
     let answer = tokio::time::timeout(limit, call.answer()).await.map_err(|_| StatusCode::GATEWAY_TIMEOUT)?;
     drop(slot);
     match answer {

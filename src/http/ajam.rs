@@ -23,8 +23,8 @@ use hyper::{Response, StatusCode};
 use super::actions::{
     answered_by_proxy, body, check_credentials, login, run_action, too_many_failures, unauthorized, ActionRequest,
 };
+use super::front::{plain, Front};
 use super::session::{new_session_id, Session, SessionError};
-use super::{plain, Front};
 use crate::auth::{digest, Credentials, LoginError, Policy};
 
 /// How an endpoint writes its answers.

@@ -15,7 +15,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,16 +24,16 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::hub::Hub;
 use actions::ActionRequest;
 use ajam::Render;
-use session::Sessions;
 
 pub mod actions;
+mod front;
+
+pub use front::{plain, Front, OriginalUri};
 pub mod ajam;
 pub mod detect;
 /// HTTP Digest lives with the other logins in `auth`.
@@ -46,31 +45,6 @@ pub mod ws;
 
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What every HTTP request handler may use: the hub, and the tasks and shutdown token that
-/// long-lived connections (WebSocket) and sessions (AJAM) hang on.
-#[derive(Clone)]
-pub struct Front {
-    /// The proxy's shared state.
-    pub hub: Hub,
-    /// Cancelled at shutdown.
-    pub cancel: CancellationToken,
-    /// Tracks tasks that must finish before the proxy exits.
-    pub tracker: TaskTracker,
-    /// The AJAM cookie sessions.
-    pub sessions: Sessions,
-    /// `maxclients`: shared by the AMI port's connections and the WebSocket sessions.
-    pub limit: Arc<Semaphore>,
-}
-
-impl Front {
-    /// The HTTP front of `hub`; its sessions and connections end at `cancel`.
-    pub fn new(hub: Hub, cancel: CancellationToken, tracker: TaskTracker) -> Self {
-        let sessions = Sessions::new(hub.clone(), cancel.clone(), tracker.clone());
-        let limit = Arc::new(Semaphore::new(hub.config().max_clients.max(1)));
-        Self { hub, cancel, tracker, sessions, limit }
-    }
-}
 
 /// Serves HTTP clients on their own listener (`httplistenport`) until the front's token.
 pub async fn serve(listener: TcpListener, front: Front) {
@@ -151,11 +125,6 @@ where
         () = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
     }
 }
-
-/// The request's URI as the client sent it, before `httpprefix` was taken off its path (HTTP
-/// Digest signs that one).
-#[derive(Debug, Clone)]
-pub struct OriginalUri(pub String);
 
 /// Takes `httpprefix` off the request's path (`/asterisk/rawman` -> `/rawman`); `None` when the
 /// path is not under the prefix.
@@ -260,13 +229,5 @@ fn head(render: Option<Render>, path: &str) -> Response<Full<Bytes>> {
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(ALLOW));
     r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, no-store"));
-    r
-}
-
-/// A short `text/plain` answer with `status`.
-pub fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
     r
 }

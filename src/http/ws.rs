@@ -36,7 +36,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{actions, plain, Front};
+use super::actions;
+use super::front::{plain, Front};
 use crate::client::{self, ClientOptions};
 
 mod transport;

@@ -31,6 +31,11 @@ pub use call::{Answer, Call, CallError};
 pub use request::{answer_error, reject, Rejected, Request};
 pub use sink::{ClientId, ClientSink, SinkReceiver, ToClient};
 
+/// How long past its own bound (`actiontimeout`, for an Originate its `Timeout`) a waiter gives
+/// an action to be answered: the upstream session answers an action with a timeout error at its
+/// bound (checked every half second at most), and that error should still reach the client.
+pub const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A server as routing sees it.
 pub trait Upstream {
     /// Its name (what `Server:` names).

@@ -205,9 +205,10 @@ impl BeaconConfig {
         };
         for target in cfg.targets.iter().filter(|_| cfg.enabled) {
             if let Some(ca) = &target.ca_path {
-                super::send::load_roots(ca).map_err(|e| ConfigError::Invalid {
+                // `ca_path <file>: <problem>`, as the sender would report it.
+                crate::tls::load_certs(ca).map_err(|e| ConfigError::Invalid {
                     path: path.to_path_buf(),
-                    message: format!("target [{}]: {e}", target.name),
+                    message: format!("target [{}]: ca_path {e}", target.name),
                 })?;
             }
         }

@@ -2,7 +2,6 @@
 //! reqwest with rustls (system roots plus `ca_path`, or no verification with `verify_cert = no`),
 //! an optional CONNECT proxy, request timeouts, no redirects, and a bounded answer size.
 
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 
@@ -129,15 +128,10 @@ impl Sender {
 /// # Errors
 /// The file cannot be read, is not PEM, or holds no certificate.
 pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, SendError> {
-    let ca_error = |message: String| SendError::CaPath { path: path.display().to_string(), message };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| ca_error(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ca_error(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(ca_error("no certificate in this file".to_string()));
-    }
-    Ok(certs)
+    crate::tls::load_certs(path).map_err(|e| match e {
+        crate::tls::TlsError::Pem { path, message } => SendError::CaPath { path, message },
+        other => SendError::CaPath { path: path.display().to_string(), message: other.to_string() },
+    })
 }
 
 async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Answer<T>, NoAnswer> {

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::raw::parse_lines;
-use super::{Config, Users};
+use crate::config::raw::parse_lines;
+use crate::config::{Config, Users};
 
 /// What `--check-config` found.
 #[derive(Debug, Default)]
