@@ -3,9 +3,9 @@
 //! ([`state`]), the HTTPS client ([`send`]) and one background task per (target, Asterisk
 //! server) ([`task`]).
 //!
-//! Sending is opt-in: without `enabled = yes` and a target, [`start`] logs that nothing is sent
-//! and starts nothing ([`crate::beacon::Beacon::start`]). In dev mode ([`dev_mode`], decided by the binary) the public Beacon server is never
-//! contacted.
+//! Sending is opt-in: without `enabled = yes` and a target, [`crate::beacon::Beacon::start`] logs
+//! that nothing is sent and starts nothing. In dev mode ([`dev_mode`], decided by the binary) the
+//! public Beacon server is never contacted.
 
 pub mod config;
 pub mod schedule;
