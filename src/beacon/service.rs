@@ -1,4 +1,4 @@
-//! Beacon as a service of the proxy: it keeps the data gathered per server (a [`Cache`](super::cache::Cache)),
+//! Beacon as a service of the proxy: it keeps the data gathered per server (a cache per server, kept for a minute),
 //! starts the reporters, and answers its two actions through the hub's extensions
 //! ([`crate::extension`]): the core never names Beacon.
 
