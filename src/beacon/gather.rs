@@ -12,27 +12,59 @@ use crate::upstream::UpstreamHandle;
 /// How long one gathering action may take.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a server's Beacon data could not be gathered: a report is never made of some answers and
+/// some blanks.
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    /// The action got no answer from the server (down, dropped, queue full, over a limit).
+    #[error("{action}: {source}")]
+    Call {
+        /// The action (or the CLI command).
+        action: String,
+        /// Why.
+        source: crate::route::CallError,
+    },
+    /// No answer within [`ACTION_TIMEOUT`].
+    #[error("no answer from {server} within {ACTION_TIMEOUT:?}")]
+    Timeout {
+        /// The server.
+        server: String,
+    },
+    /// The server answered `Response: Error` (permission denied, a timeout upstream...).
+    #[error("{action}: {message}")]
+    Refused {
+        /// The action (or the CLI command).
+        action: String,
+        /// The answer's `Message`.
+        message: String,
+    },
+    /// The answer had no response in it.
+    #[error("{action}: no response")]
+    NoResponse {
+        /// The action (or the CLI command).
+        action: String,
+    },
+}
+
 /// Asks the five actions and builds the data.
 ///
 /// # Errors
 /// The server is down, an action is answered `Response: Error`, or an answer does not come
 /// within 10 s.
-pub async fn gather(server: &UpstreamHandle) -> Result<ServerData, String> {
-    let answer = async |action: Message| -> Result<Message, String> {
+pub async fn gather(server: &UpstreamHandle) -> Result<ServerData, GatherError> {
+    let answer = async |action: Message| -> Result<Message, GatherError> {
         let what = action.get("Command").or(action.action()).unwrap_or_default().to_string();
         let answer = match tokio::time::timeout(ACTION_TIMEOUT, server.call(action)).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return Err(format!("{what}: {e}")),
-            Err(_) => return Err(format!("no answer from {} within {ACTION_TIMEOUT:?}", server.name())),
+            Ok(Err(source)) => return Err(GatherError::Call { action: what, source }),
+            Err(_) => return Err(GatherError::Timeout { server: server.name().to_string() }),
         };
         match answer.messages.into_iter().find(|m| m.response().is_some()) {
-            // An error (the server dropped or timed out, permission denied) is no data: a
-            // report is never made of some answers and some blanks.
             Some(m) if m.response().is_some_and(|r| r.eq_ignore_ascii_case("Error")) => {
-                Err(format!("{what}: {}", m.get("Message").unwrap_or("error")))
+                Err(GatherError::Refused { action: what, message: m.get("Message").unwrap_or("error").to_string() })
             }
             Some(m) => Ok(m),
-            None => Err(format!("{what}: no response")),
+            None => Err(GatherError::NoResponse { action: what }),
         }
     };
     let command = |cmd: &str| Message::new().with("Action", "Command").with("Command", cmd);

@@ -99,7 +99,7 @@ impl Beacon {
     ///
     /// # Errors
     /// The server is down or does not answer.
-    pub async fn data_for(&self, server: &UpstreamHandle) -> Result<ServerData, String> {
+    pub async fn data_for(&self, server: &UpstreamHandle) -> Result<ServerData, gather::GatherError> {
         if let Some(data) = self.reporting.cache.get(server.name(), REFRESH) {
             return Ok(data);
         }

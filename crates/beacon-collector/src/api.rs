@@ -141,7 +141,7 @@ async fn read_server(collector: &Collector, req: Request<Incoming>) -> Result<Se
         Ok(Err(BodyError::Broken)) => return Err(error(StatusCode::BAD_REQUEST, "cannot read the body")),
         Ok(Ok(bytes)) => bytes,
     };
-    validate::parse_server(&bytes, &config.limits).map_err(|e| error(StatusCode::BAD_REQUEST, &e))
+    validate::parse_server(&bytes, &config.limits).map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))
 }
 
 /// The time now, to the millisecond (what the database keeps).

@@ -18,29 +18,61 @@ impl Default for Limits {
     }
 }
 
+/// Why a `Server` body is refused; its text is the short sentence the client gets.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidReport {
+    /// Not JSON.
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    /// JSON, but not an object.
+    #[error("the body must be a JSON object (a Server)")]
+    NotAnObject,
+    /// An object whose fields have the wrong types.
+    #[error("not a Server: {0}")]
+    Shape(serde_json::Error),
+    /// More modules than `max_modules`.
+    #[error("too many modules: {count} (at most {max})")]
+    TooManyModules {
+        /// Modules in the body.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A string field over `max_string` bytes.
+    #[error("{field} is too long: {len} bytes (at most {max})")]
+    TooLong {
+        /// The field's path.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
 /// Parses and checks a `Server` body. The error is a short sentence for the client.
 ///
 /// # Errors
 /// Invalid JSON, a JSON value that is not an object, fields of the wrong type, or a field past
 /// its limit.
-pub fn parse_server(body: &[u8], limits: &Limits) -> Result<ServerReport, String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+pub fn parse_server(body: &[u8], limits: &Limits) -> Result<ServerReport, InvalidReport> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(InvalidReport::Json)?;
     if !value.is_object() {
-        return Err("the body must be a JSON object (a Server)".to_string());
+        return Err(InvalidReport::NotAnObject);
     }
-    let report: ServerReport = serde_json::from_value(value).map_err(|e| format!("not a Server: {e}"))?;
+    let report: ServerReport = serde_json::from_value(value).map_err(InvalidReport::Shape)?;
     check(&report, limits)?;
     Ok(report)
 }
 
-fn check(r: &ServerReport, limits: &Limits) -> Result<(), String> {
+fn check(r: &ServerReport, limits: &Limits) -> Result<(), InvalidReport> {
     let modules = &r.asterisk.modules;
     if modules.len() > limits.max_modules {
-        return Err(format!("too many modules: {} (at most {})", modules.len(), limits.max_modules));
+        return Err(InvalidReport::TooManyModules { count: modules.len(), max: limits.max_modules });
     }
-    let long = |field: &str, value: &str| -> Result<(), String> {
+    let long = |field: &'static str, value: &str| -> Result<(), InvalidReport> {
         if value.len() > limits.max_string {
-            Err(format!("{field} is too long: {} bytes (at most {})", value.len(), limits.max_string))
+            Err(InvalidReport::TooLong { field, len: value.len(), max: limits.max_string })
         } else {
             Ok(())
         }
@@ -82,7 +114,7 @@ mod tests {
             (br#"{"private_name":"123456789"}"#, "private_name is too long"),
             (br#"{"asterisk":{"modules":[{"name":"123456789"}]}}"#, "modules[].name"),
         ] {
-            let err = parse_server(body, &l).unwrap_err();
+            let err = parse_server(body, &l).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
         }
     }

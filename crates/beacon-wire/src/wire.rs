@@ -133,12 +133,17 @@ pub struct ServerToken {
     pub server: ServerReport,
 }
 
+/// A text that is no date [`parse_lenient_date`] knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a date: {0:?}")]
+pub struct NotADate(pub String);
+
 /// Reads a date in RFC 3339, or without an offset (taken as UTC), with a space or `T`, with or
 /// without seconds, or a bare date.
 ///
 /// # Errors
 /// Text that is none of these.
-pub fn parse_lenient_date(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_lenient_date(text: &str) -> Result<DateTime<Utc>, NotADate> {
     let t = text.trim();
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(d.with_timezone(&Utc));
@@ -154,7 +159,7 @@ pub fn parse_lenient_date(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
         return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     }
-    Err(format!("not a date: {t:?}"))
+    Err(NotADate(t.to_string()))
 }
 
 fn lenient_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {

@@ -90,7 +90,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Input for WsInput<S> {
                         *self.state.filter() = names;
                         Received::Reply(answer)
                     }
-                    Err(why) => Received::Invalid(why),
+                    Err(why) => Received::Invalid(why.to_string()),
                 },
                 Ok(WsMessage::Binary(_)) => Received::Invalid(
                     "binary frames are not supported: send one JSON action per text frame".to_string(),
@@ -225,11 +225,25 @@ enum Action {
     Filter { names: Option<HashSet<String>>, action_id: Option<String> },
 }
 
+/// Why a text frame is not an action.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    /// Not JSON at all.
+    #[error("invalid JSON action: {0}")]
+    Json(#[from] serde_json::Error),
+    /// JSON, but not one object.
+    #[error("invalid JSON action: expected one object per text frame")]
+    NotAnObject,
+    /// An object whose values cannot be AMI headers.
+    #[error(transparent)]
+    Fields(#[from] json::JsonInputError),
+}
+
 /// Reads one text frame: a JSON object, or the socket's own `Filter`.
-fn read_action(text: &str) -> Result<Action, String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON action: {e}"))?;
+fn read_action(text: &str) -> Result<Action, FrameError> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
     let serde_json::Value::Object(object) = value else {
-        return Err("invalid JSON action: expected one object per text frame".to_string());
+        return Err(FrameError::NotAnObject);
     };
     let text_of = |key: &str| {
         object.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| match v {
@@ -246,7 +260,7 @@ fn read_action(text: &str) -> Result<Action, String> {
             return Ok(Action::Filter { names, action_id: text_of("ActionID") });
         }
     }
-    json::decode_object(object).map(Action::Forward).map_err(|e| e.to_string())
+    Ok(Action::Forward(json::decode_object(object)?))
 }
 
 /// The answer to a `Filter`.
@@ -294,9 +308,12 @@ mod tests {
             panic!("not forwarded");
         };
         assert_eq!(json_of(&m), "{\"Action\":\"Ping\",\"ActionID\":\"7\"}");
-        assert!(read_action("[1]").unwrap_err().contains("one object"));
-        assert!(read_action("{nope").unwrap_err().starts_with("invalid JSON action"));
-        assert!(read_action(r#"{"Action":"Ping","X":{"y":1}}"#).unwrap_err().starts_with("invalid JSON action"));
+        assert!(read_action("[1]").unwrap_err().to_string().contains("one object"));
+        assert!(read_action("{nope").unwrap_err().to_string().starts_with("invalid JSON action"));
+        assert!(read_action(r#"{"Action":"Ping","X":{"y":1}}"#)
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid JSON action"));
         let Ok(Action::Filter { names, action_id }) =
             read_action(r#"{"Action":"Filter","Event":"A, b","ActionID":"f"}"#)
         else {
