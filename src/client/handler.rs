@@ -58,7 +58,13 @@ impl ClientSession {
             self.after_earlier_answers().await;
         }
         if let Some(command) = command {
-            return command.apply(&mut self.client, &message, id).await;
+            let flow = command.apply(&mut self.client, &message, id).await;
+            // The command's answer is queued whole (a Logoff's Goodbye comes later, once the
+            // earlier actions are answered: it is marked then).
+            if !matches!(flow, Flow::Logoff(_)) {
+                self.client.sink.answered(id);
+            }
+            return flow;
         }
         if message.action().is_none() {
             if !self.authenticated() {
@@ -70,7 +76,9 @@ impl ClientSession {
             self.reply("Error", id, Some("Permission denied"));
         } else {
             self.forward(message, action_id).await;
+            return Flow::Continue;
         }
+        self.client.sink.answered(id);
         Flow::Continue
     }
 
@@ -99,6 +107,7 @@ impl ClientSession {
             }
             self.after_earlier_answers().await;
             self.client.sink.send_message(refused.answer());
+            self.client.sink.answered(refused.original_id.as_ref());
         }
     }
 }

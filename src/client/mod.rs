@@ -41,11 +41,14 @@ pub struct ClientOptions {
     /// Already authenticated as this user by the transport (HTTP Basic): logged in from the
     /// start, events flowing.
     pub user: Option<String>,
+    /// The output wants to know when each answer is complete ([`Output::answered`]): AJAM,
+    /// which returns each answer to its own HTTP request.
+    pub mark_answers: bool,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { kind: "ami", banner: true, format: None, user: None }
+        Self { kind: "ami", banner: true, format: None, user: None, mark_answers: false }
     }
 }
 
@@ -73,6 +76,9 @@ pub async fn serve_with<I: Input, O: Output>(
     let id = hub.next_client_id();
     let cancel = shutdown.child_token();
     let (sink, receiver) = sink::channel(id, cfg.client_max_pending_bytes, cancel.clone());
+    if options.mark_answers {
+        sink.mark_answers();
+    }
     let format = options.format.unwrap_or(cfg.output_format);
     let shared = Arc::new(ClientShared::new(format, options.kind));
     hub.add_client(id, ClientInfo { peer, user: None, format: format.name(), kind: options.kind, sink: sink.clone() });
@@ -120,7 +126,9 @@ pub async fn serve_with<I: Input, O: Output>(
                             // Asterisk answers pipelined actions in order: those before the
                             // Logoff come before its Goodbye.
                             wait_for_answers(&sink, cfg.action_timeout, &cancel).await;
+                            let id = goodbye.get_value("ActionID");
                             sink.send_message(goodbye);
+                            sink.answered(id.as_ref());
                             sink.send(ToClient::Close);
                             break;
                         }

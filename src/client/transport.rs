@@ -86,6 +86,10 @@ pub trait Output: Send + 'static {
     fn message(&mut self, message: Message, format: OutputFormat);
     /// Bytes written as they are (the banner).
     fn raw(&mut self, bytes: Bytes);
+
+    /// The answer to the action `action_id` is complete (only for sessions that asked with
+    /// [`crate::route::ClientSink::mark_answers`]; others never get it).
+    fn answered(&mut self, _action_id: Option<astmanproxy_handlers::RawValue>) {}
     /// A shared event that passed the client's mask and rights, in `format`.
     fn event(&mut self, event: &SharedEvent, format: OutputFormat);
     /// Bytes buffered and not yet flushed (the writer batches up to `BATCH_BYTES`).

@@ -178,6 +178,7 @@ fn take<O: Output>(
             out.message(m, shared.format());
         }
         ToClient::Raw(bytes) => out.raw(bytes),
+        ToClient::Answered(id) => out.answered(id),
         ToClient::Policy(p) => *policy = p,
         ToClient::Subscribe(position) => {
             if cursor.is_none() {

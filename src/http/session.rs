@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use astmanproxy_handlers::{Message, OutputFormat};
+use astmanproxy_handlers::{Message, OutputFormat, RawValue};
 use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -137,7 +137,13 @@ impl Sessions {
         self.inner.map.insert(session.id.clone(), session.clone());
         let session_id = session.id.clone();
         // Nothing is encoded: the format only names the session in `ProxyAction: ListSessions`.
-        let options = ClientOptions { kind: "ajam", banner: false, format: Some(OutputFormat::Standard), user };
+        let options = ClientOptions {
+            kind: "ajam",
+            banner: false,
+            format: Some(OutputFormat::Standard),
+            user,
+            mark_answers: true,
+        };
         let (hub, closed) = (self.inner.hub.clone(), session.closed.clone());
         let (output, sessions) = (AjamOutput(session.clone()), self.clone());
         self.inner.tracker.spawn(async move {
@@ -296,8 +302,9 @@ impl Session {
         self.events_ready.notify_waiters();
     }
 
-    /// An answer of the client session: to the request it answers (by its tag); an event
-    /// otherwise.
+    /// A message of the client session: to the request it answers (by its tag); an event
+    /// otherwise. The request is answered when the session says its answer is complete
+    /// ([`Session::answered`]): this module never guesses which message is the last.
     fn dispatch(&self, mut message: Message) {
         let tag = message.action_id().and_then(|id| untag(&self.tag, id)).map(|(n, id)| (n, id.map(str::to_owned)));
         let mut state = self.lock();
@@ -308,16 +315,8 @@ impl Session {
                     message.remove("ActionID");
                 }
             }
-            if state.pending.contains_key(&n) {
-                let complete = is_final(&message);
-                let Some(pending) = state.pending.get_mut(&n) else { return };
+            if let Some(pending) = state.pending.get_mut(&n) {
                 pending.messages.push(message);
-                if complete {
-                    if let Some(p) = state.pending.remove(&n) {
-                        // The request may have timed out and gone: nothing to do then.
-                        let _ = p.done.send(p.messages);
-                    }
-                }
                 return;
             }
         }
@@ -325,6 +324,15 @@ impl Session {
             // Late events of a finished request (an async OriginateResponse) are events too.
             drop(state);
             self.queue_event(message);
+        }
+    }
+
+    /// The answer to the request tagged in `action_id` is complete: it goes back to its HTTP
+    /// request (which may have timed out and gone: nothing to do then).
+    fn answered(&self, action_id: Option<&str>) {
+        let Some((n, _)) = action_id.and_then(|id| untag(&self.tag, id)) else { return };
+        if let Some(p) = self.lock().pending.remove(&n) {
+            let _ = p.done.send(p.messages);
         }
     }
 
@@ -364,6 +372,10 @@ impl Output for AjamOutput {
     /// An AJAM session has no banner.
     fn raw(&mut self, _bytes: Bytes) {}
 
+    fn answered(&mut self, action_id: Option<RawValue>) {
+        self.0.answered(action_id.as_ref().map(RawValue::as_str));
+    }
+
     fn event(&mut self, event: &SharedEvent, _format: OutputFormat) {
         self.0.queue_event(event.message());
     }
@@ -379,16 +391,6 @@ impl Output for AjamOutput {
     async fn close(&mut self, _why: CloseReason, _stall: Duration) {
         self.0.finish();
     }
-}
-
-/// Whether `m` ends an answer: a response (or a ProxyAction's `ProxyResponse`) that does not
-/// start a list, or a list's Complete event.
-pub fn is_final(m: &Message) -> bool {
-    let list = m.get("EventList");
-    let is_list_start = list.is_some_and(|v| v.eq_ignore_ascii_case("start"));
-    let is_complete = list.is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
-    let is_response = (m.response().is_some() || m.contains("ProxyResponse")) && m.event().is_none();
-    (is_response && !is_list_start) || is_complete
 }
 
 /// Splits an ActionID tagged with `tag` (`<tag>7-abc`) into the request number and the
@@ -434,14 +436,5 @@ mod tests {
         assert_eq!(untag(tag, "ajam7"), None);
         assert_eq!(untag(tag, "ajamffffffffffffffff-7"), None);
         assert_eq!(untag(tag, "other"), None);
-    }
-
-    #[test]
-    fn final_messages() {
-        assert!(is_final(&Message::new().with("Response", "Success")));
-        assert!(!is_final(&Message::new().with("Response", "Success").with("EventList", "start")));
-        assert!(is_final(&Message::new().with("Event", "StatusComplete").with("EventList", "Complete")));
-        assert!(!is_final(&Message::new().with("Event", "OriginateResponse").with("Response", "Success")));
-        assert!(is_final(&Message::new().with("ProxyResponse", "Success")));
     }
 }

@@ -133,7 +133,8 @@ where
     let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (input, output) = transport::split(socket, limit, front.cancel.clone());
-    let options = ClientOptions { kind: "ws", banner: false, format: Some(OutputFormat::Json), user };
+    let options =
+        ClientOptions { kind: "ws", banner: false, format: Some(OutputFormat::Json), user, mark_answers: false };
     client::serve_with(input, output, peer, front.hub.clone(), front.cancel.clone(), options).await;
     tracing::debug!(%peer, "WebSocket closed");
 }

@@ -104,7 +104,7 @@ mod tests {
         assert!(!answer.is_finished(), "an answered async Originate is not complete yet");
         sink.send_message(Message::new().with("Event", "OriginateResponse"));
         sink.originate_settled();
-        sink.end_action();
+        sink.end_action(None);
         let answer = answer.await.unwrap().unwrap();
         assert_eq!(answer.messages.len(), 2);
         assert_eq!(answer.response().and_then(Message::response), Some("Success"));
@@ -116,7 +116,7 @@ mod tests {
         let sink = call.sink().clone();
         sink.try_begin_action(usize::MAX);
         sink.send_message(Message::new().with("Response", "Success").with("Message", "x".repeat(100)));
-        sink.end_action();
+        sink.end_action(None);
         assert!(matches!(call.answer().await, Err(CallError::TooLarge(16))));
     }
 }

@@ -30,7 +30,7 @@ pub fn reject(request: Request, server: &str, message: &str) {
     let mut answer = Message::response_with_id("Error", request.original_id.as_ref(), Some(message));
     answer.push("Server", server);
     request.reply.send_message(answer);
-    request.reply.end_action();
+    request.reply.end_action(request.original_id.as_ref());
 }
 
 /// Ends the route of an answer owner with `Response: Error` (the server dropped, timed out).

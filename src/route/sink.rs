@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use astmanproxy_handlers::Message;
+use astmanproxy_handlers::{Message, RawValue};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +31,11 @@ pub enum ToClient {
     Raw(bytes::Bytes),
     /// The logged-in user's rights, applied to the events that follow.
     Policy(Arc<crate::auth::Policy>),
+    /// The answer to the action with this ActionID (as the client sent it) is complete: queued
+    /// after its last message, by the upstream session when it ends the action's route or by the
+    /// client session after an action the proxy answered itself. Only for clients that asked
+    /// ([`ClientSink::mark_answers`]: AJAM sessions, which hand each answer to its HTTP request).
+    Answered(Option<RawValue>),
 }
 
 /// Caller side of one client's queue. Cheap to clone.
@@ -53,6 +58,8 @@ struct SinkInner {
     overflowed: AtomicBool,
     delivered: AtomicU64,
     cancel: CancellationToken,
+    /// Whether the writer wants [`ToClient::Answered`] after each complete answer.
+    mark_answers: AtomicBool,
 }
 
 /// The writer's end of the queue.
@@ -74,6 +81,7 @@ pub fn channel(id: ClientId, max_bytes: usize, cancel: CancellationToken) -> (Cl
         overflowed: AtomicBool::new(false),
         delivered: AtomicU64::new(0),
         cancel,
+        mark_answers: AtomicBool::new(false),
     });
     (ClientSink { inner: inner.clone(), tx }, SinkReceiver { inner, rx })
 }
@@ -82,7 +90,7 @@ fn cost(item: &ToClient) -> usize {
     match item {
         ToClient::Message(m) => m.encoded_len_hint(),
         ToClient::Raw(b) => b.len(),
-        ToClient::Subscribe(_) | ToClient::Close | ToClient::Policy(_) => 0,
+        ToClient::Subscribe(_) | ToClient::Close | ToClient::Policy(_) | ToClient::Answered(_) => 0,
     }
 }
 
@@ -131,10 +139,27 @@ impl ClientSink {
         self.inner.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
     }
 
-    /// Releases an in-flight action slot (its final answer was routed).
-    pub fn end_action(&self) {
+    /// Releases the in-flight slot of the action whose ActionID (as the client sent it) is
+    /// `action_id`: its final answer was routed (see [`ClientSink::answered`]).
+    pub fn end_action(&self, action_id: Option<&RawValue>) {
         let _ = self.inner.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.answered(action_id);
         self.wake_if_answered();
+    }
+
+    /// Asks for a [`ToClient::Answered`] after each complete answer (set once, before the first
+    /// action).
+    pub fn mark_answers(&self) {
+        self.inner.mark_answers.store(true, Ordering::Release);
+    }
+
+    /// The answer to `action_id` is complete: tells the writer when it asked
+    /// ([`ClientSink::mark_answers`]). The one place that knows is whoever answered: the upstream
+    /// session (through [`ClientSink::end_action`]) or the proxy's own command.
+    pub fn answered(&self, action_id: Option<&RawValue>) {
+        if self.inner.mark_answers.load(Ordering::Acquire) {
+            self.send(ToClient::Answered(action_id.cloned()));
+        }
     }
 
     /// An async `Originate` in flight was answered (`Success`, call queued): only its

@@ -208,7 +208,7 @@ impl Session<'_> {
     fn forward(&mut self, job: Job, decoder: &mut astmanproxy_handlers::AmiDecoder) {
         let Job { request: Request { mut action, reply, original_id }, ticket } = job;
         if reply.is_closed() {
-            reply.end_action();
+            reply.end_action(original_id.as_ref());
             return;
         }
         self.seq += 1;
@@ -322,6 +322,9 @@ impl Session<'_> {
         if !sync {
             owner.sink.originate_queued();
             deliver(&owner, answer, self.handle.name());
+            // The action's own answer is complete (AJAM returns it now, as Asterisk's /rawman
+            // does); the OriginateResponse that follows is an event of the session.
+            owner.sink.answered(owner.original_id.as_ref());
         }
         let parked = Parked { owner, sync, started: route.started, deadline: Instant::now() + wait };
         if let Some((parked, event)) = self.handle.inner.originates.park(id.to_string(), parked) {
@@ -343,7 +346,7 @@ impl Session<'_> {
             }
             deliver(&parked.owner, event, self.handle.name());
         }
-        parked.owner.sink.end_action();
+        parked.owner.sink.end_action(parked.owner.original_id.as_ref());
         self.ctx.metrics().observe_latency(&self.handle.inner.state.labels, parked.started.elapsed());
     }
 
@@ -395,7 +398,7 @@ impl Session<'_> {
     fn finish(&mut self, id: &str) {
         if let Some(route) = self.routes.remove(id) {
             if let Some(owner) = route.owner {
-                owner.sink.end_action();
+                owner.sink.end_action(owner.original_id.as_ref());
                 self.ctx.metrics().observe_latency(&self.handle.inner.state.labels, route.started.elapsed());
             }
         }
@@ -431,7 +434,7 @@ impl Session<'_> {
         if parked.sync {
             answer_error(parked.owner, self.handle.name(), why);
         } else {
-            parked.owner.sink.end_action();
+            parked.owner.sink.end_action(parked.owner.original_id.as_ref());
         }
     }
 
