@@ -18,11 +18,11 @@ use crate::route::{self, ClientId, ClientSink, Refusal, ToClient};
 pub use crate::cmd::state::Flow;
 
 /// The reader-side state of one client.
-pub struct ClientSession {
+pub struct ClientReader {
     client: ClientState,
 }
 
-impl ClientSession {
+impl ClientReader {
     /// A session that has not logged in yet.
     pub fn new(id: ClientId, peer: SocketAddr, hub: Hub, sink: ClientSink, shared: Arc<ClientShared>) -> Self {
         Self { client: ClientState::new(id, peer, hub, sink, shared) }

@@ -25,7 +25,7 @@ pub mod writer;
 
 use crate::route::sink::{self, ToClient};
 use crate::route::ANSWER_GRACE;
-use handler::{ClientSession, Flow};
+use handler::{ClientReader, Flow};
 use transport::{ByteInput, ByteOutput, Input, Output, Received};
 use writer::ClientShared;
 
@@ -97,7 +97,7 @@ pub async fn serve_with<I: Input, O: Output>(
         }
         let writer =
             tokio::spawn(writer::run(output, receiver, hub.clone(), shared.clone(), cancel.clone()).in_current_span());
-        let mut session = ClientSession::new(id, peer, hub.clone(), sink.clone(), shared);
+        let mut session = ClientReader::new(id, peer, hub.clone(), sink.clone(), shared);
         if let Some(user) = &options.user {
             session.preauthenticate(user);
         }
@@ -240,7 +240,7 @@ mod tests {
         let (sink, receiver) = sink::channel(1, 1 << 20, cancel.clone());
         let shared = Arc::new(ClientShared::new(OutputFormat::Standard, "ami"));
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let mut session = ClientSession::new(1, peer, hub.clone(), sink.clone(), shared.clone());
+        let mut session = ClientReader::new(1, peer, hub.clone(), sink.clone(), shared.clone());
         let login = Message::new().with("Action", "Login").with("Username", "alice").with("Secret", "alicepw");
         assert!(matches!(session.handle(login).await, handler::Flow::Continue));
         // Published before the writer has taken anything from the client's queue.

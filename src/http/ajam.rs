@@ -24,7 +24,7 @@ use super::actions::{
     answered_by_proxy, body, check_credentials, login, run_action, too_many_failures, unauthorized, ActionRequest,
 };
 use super::front::{plain, Front};
-use super::session::{new_session_id, Session, SessionError};
+use super::mansession::{new_session_id, ManSession, ManSessionError};
 use crate::auth::{digest, Credentials, LoginError, Policy};
 
 /// How an endpoint writes its answers.
@@ -130,8 +130,10 @@ pub async fn handle(
         let limit = hub.config().action_timeout + Duration::from_secs(1);
         match session.request(action, limit).await {
             Ok(m) => m,
-            Err(SessionError::Timeout) => return plain(StatusCode::GATEWAY_TIMEOUT, "no answer from Asterisk in time"),
-            Err(SessionError::Closed) => {
+            Err(ManSessionError::Timeout) => {
+                return plain(StatusCode::GATEWAY_TIMEOUT, "no answer from Asterisk in time")
+            }
+            Err(ManSessionError::Closed) => {
                 vec![Message::response_with("Error", original_id.as_deref(), Some("HTTP session closed"))]
             }
         }
@@ -144,7 +146,7 @@ pub async fn handle(
 }
 
 /// Closes the session it holds when dropped.
-struct CloseOnDrop(Option<Arc<Session>>);
+struct CloseOnDrop(Option<Arc<ManSession>>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
@@ -156,7 +158,7 @@ impl Drop for CloseOnDrop {
 
 /// `WaitEvent`: the queued events, or the first to come within `Timeout` seconds (at most
 /// `httpsessiontimeout`), framed as Asterisk frames them.
-async fn wait_event(session: &Arc<Session>, action: &Message, id: Option<&str>, front: &Front) -> Vec<Message> {
+async fn wait_event(session: &Arc<ManSession>, action: &Message, id: Option<&str>, front: &Front) -> Vec<Message> {
     let max = front.hub.config().http.session_timeout;
     let timeout = action
         .get("Timeout")

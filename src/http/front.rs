@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::session::Sessions;
+use super::mansession::ManSessions;
 use crate::hub::Hub;
 
 /// What every HTTP request handler may use: the hub, and the tasks and shutdown token that
@@ -24,7 +24,7 @@ pub struct Front {
     /// Tracks tasks that must finish before the proxy exits.
     pub tracker: TaskTracker,
     /// The AJAM cookie sessions.
-    pub sessions: Sessions,
+    pub sessions: ManSessions,
     /// `maxclients`: shared by the AMI port's connections and the WebSocket sessions.
     pub limit: Arc<Semaphore>,
 }
@@ -32,7 +32,7 @@ pub struct Front {
 impl Front {
     /// The HTTP front of `hub`; its sessions and connections end at `cancel`.
     pub fn new(hub: Hub, cancel: CancellationToken, tracker: TaskTracker) -> Self {
-        let sessions = Sessions::new(hub.clone(), cancel.clone(), tracker.clone());
+        let sessions = ManSessions::new(hub.clone(), cancel.clone(), tracker.clone());
         let limit = Arc::new(Semaphore::new(hub.config().max_clients.max(1)));
         Self { hub, cancel, tracker, sessions, limit }
     }

@@ -38,8 +38,8 @@ pub mod ajam;
 pub mod detect;
 /// HTTP Digest lives with the other logins in `auth`.
 pub use crate::auth::digest;
+pub mod mansession;
 pub mod page;
-pub mod session;
 pub use astmanproxy_net::stall;
 pub mod ws;
 

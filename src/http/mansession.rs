@@ -39,7 +39,7 @@ const TAG: &str = "ajam";
 
 /// Why a request to a session got no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub enum ManSessionError {
     /// The session ended (logoff, failed login, timeout, shutdown) before answering.
     #[error("the HTTP session is closed")]
     Closed,
@@ -50,19 +50,19 @@ pub enum SessionError {
 
 /// The AJAM sessions of the proxy. Cheap to clone.
 #[derive(Clone)]
-pub struct Sessions {
+pub struct ManSessions {
     inner: Arc<SessionsInner>,
 }
 
 struct SessionsInner {
-    map: DashMap<String, Arc<Session>>,
+    map: DashMap<String, Arc<ManSession>>,
     hub: Hub,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
 
 /// One AJAM session.
-pub struct Session {
+pub struct ManSession {
     id: String,
     /// `ajam<random>-`: the start of this session's tags, never seen outside the proxy.
     tag: String,
@@ -89,7 +89,7 @@ struct Pending {
     done: oneshot::Sender<Vec<Message>>,
 }
 
-impl Sessions {
+impl ManSessions {
     /// No sessions yet; sessions end at `cancel` and their tasks are tracked by `tracker`.
     pub fn new(hub: Hub, cancel: CancellationToken, tracker: TaskTracker) -> Self {
         let sessions = Self { inner: Arc::new(SessionsInner { map: DashMap::new(), hub, cancel, tracker }) };
@@ -99,12 +99,12 @@ impl Sessions {
     }
 
     /// The open session with this cookie value, if any.
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+    pub fn get(&self, id: &str) -> Option<Arc<ManSession>> {
         let session = self.inner.map.get(id).map(|s| s.clone())?;
         (!session.closed.is_cancelled()).then_some(session)
     }
 
-    /// Sessions open now.
+    /// ManSessions open now.
     pub fn len(&self) -> usize {
         self.inner.map.len()
     }
@@ -116,14 +116,14 @@ impl Sessions {
 
     /// Opens a session for a client at `peer`, logged in as `user` when the transport
     /// authenticated it already (HTTP Basic). `None` when `httpmaxsessions` are open.
-    pub fn open(&self, peer: SocketAddr, user: Option<String>) -> Option<Arc<Session>> {
+    pub fn open(&self, peer: SocketAddr, user: Option<String>) -> Option<Arc<ManSession>> {
         let cfg = &self.inner.hub.config().http;
         if self.inner.map.len() >= cfg.max_sessions {
             tracing::warn!(limit = cfg.max_sessions, "HTTP session limit reached (httpmaxsessions)");
             return None;
         }
         let (input, actions) = mpsc::channel(REQUEST_QUEUE);
-        let session = Arc::new(Session {
+        let session = Arc::new(ManSession {
             id: new_session_id(),
             tag: format!("{TAG}{:016x}-", rand::random::<u64>()),
             input,
@@ -181,7 +181,7 @@ pub fn new_session_id() -> String {
     format!("{bits:032x}")
 }
 
-impl Session {
+impl ManSession {
     /// The cookie value.
     pub fn id(&self) -> &str {
         &self.id
@@ -215,7 +215,7 @@ impl Session {
     ///
     /// # Errors
     /// The session ended first, or no answer came within `limit`.
-    pub async fn request(&self, mut action: Message, limit: Duration) -> Result<Vec<Message>, SessionError> {
+    pub async fn request(&self, mut action: Message, limit: Duration) -> Result<Vec<Message>, ManSessionError> {
         let _busy = Busy::new(&self.busy);
         self.touch();
         let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
@@ -234,11 +234,11 @@ impl Session {
         };
         if !sent {
             self.lock().pending.remove(&n);
-            return Err(SessionError::Closed);
+            return Err(ManSessionError::Closed);
         }
         let result = tokio::select! {
-            answer = answer => answer.map_err(|_| SessionError::Closed),
-            () = tokio::time::sleep(limit) => Err(SessionError::Timeout),
+            answer = answer => answer.map_err(|_| ManSessionError::Closed),
+            () = tokio::time::sleep(limit) => Err(ManSessionError::Timeout),
         };
         let messages = match result {
             Ok(m) => m,
@@ -304,7 +304,7 @@ impl Session {
 
     /// A message of the client session: to the request it answers (by its tag); an event
     /// otherwise. The request is answered when the session says its answer is complete
-    /// ([`Session::answered`]): this module never guesses which message is the last.
+    /// ([`ManSession::answered`]): this module never guesses which message is the last.
     fn dispatch(&self, mut message: Message) {
         let tag = message.action_id().and_then(|id| untag(&self.tag, id)).map(|(n, id)| (n, id.map(str::to_owned)));
         let mut state = self.lock();
@@ -362,7 +362,7 @@ impl Input for AjamInput {
 }
 
 /// The output of an AJAM session: answers to the pending requests, events to the queue.
-struct AjamOutput(Arc<Session>);
+struct AjamOutput(Arc<ManSession>);
 
 impl Output for AjamOutput {
     fn message(&mut self, message: Message, _format: OutputFormat) {
