@@ -30,6 +30,15 @@ pub enum SpawnError {
     Exists(String),
 }
 
+/// Where a live server came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A `host =` line of the configuration file: a reload may change or remove it.
+    File,
+    /// `ProxyAction: AddServer` at run time: a reload leaves it alone.
+    AddServer,
+}
+
 /// What the hub knows of a connected client (for `ListSessions` and metrics).
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -54,15 +63,14 @@ pub struct Hub {
 struct HubInner {
     context: Context,
     users: RwLock<Arc<Users>>,
-    servers: RwLock<Vec<UpstreamHandle>>,
+    /// The live servers, in order, each with where it came from.
+    servers: RwLock<Vec<(UpstreamHandle, Origin)>>,
     clients: DashMap<ClientId, ClientInfo>,
     next_client: AtomicU64,
     /// Actions in flight per address of HTTP 1.x requests (`maxpendingactions`).
     http_slots: PeerSlots,
     servers_token: CancellationToken,
     servers_tracker: TaskTracker,
-    /// The `host =` lines currently applied (a reload diffs against them).
-    configured: RwLock<Vec<ServerConfig>>,
     auth_limiter: AuthLimiter,
     extensions: Extensions,
 }
@@ -71,7 +79,6 @@ impl Hub {
     /// A hub whose event buffer holds `config.client_event_buffer` bytes of recent events.
     pub fn new(config: Config, users: Users) -> Self {
         let events: Arc<dyn EventBus> = Arc::new(EventRing::new(config.client_event_buffer));
-        let configured = RwLock::new(config.servers.clone());
         let auth_limit = config.auth_limit;
         Self {
             inner: Arc::new(HubInner {
@@ -83,7 +90,6 @@ impl Hub {
                 http_slots: PeerSlots::default(),
                 servers_token: CancellationToken::new(),
                 servers_tracker: TaskTracker::new(),
-                configured,
                 auth_limiter: AuthLimiter::new(auth_limit),
                 extensions: Extensions::default(),
             }),
@@ -141,23 +147,18 @@ impl Hub {
         self.inner.context.uptime_secs()
     }
 
-    /// Registers an upstream session (appended: the first registered is the default route).
-    pub fn add_server(&self, handle: UpstreamHandle) {
-        let mut servers = self.inner.servers.write().unwrap_or_else(|e| e.into_inner());
-        servers.push(handle);
-    }
-
-    /// Starts an upstream session for `server` and registers it (appended).
+    /// Starts an upstream session for `server` and registers it (appended: the first
+    /// registered is the default route), remembering where it came from.
     ///
     /// # Errors
     /// A server with the same name (case-insensitive) exists already.
-    pub fn spawn_server(&self, server: ServerConfig) -> Result<UpstreamHandle, SpawnError> {
+    pub fn spawn_server(&self, server: ServerConfig, origin: Origin) -> Result<UpstreamHandle, SpawnError> {
         if self.server(Some(&server.name)).is_some() {
             return Err(SpawnError::Exists(server.name));
         }
         let context = self.inner.context.clone();
         let handle = crate::upstream::spawn(server, context, &self.inner.servers_token, &self.inner.servers_tracker);
-        self.add_server(handle.clone());
+        self.inner.servers.write().unwrap_or_else(|e| e.into_inner()).push((handle.clone(), origin));
         Ok(handle)
     }
 
@@ -199,35 +200,33 @@ impl Hub {
         tokio::time::timeout_at(deadline, self.inner.servers_tracker.wait()).await.is_ok()
     }
 
-    /// The `host =` lines currently applied.
-    pub fn configured_servers(&self) -> Vec<ServerConfig> {
-        self.inner.configured.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Records the `host =` lines of a reloaded configuration.
-    pub fn set_configured_servers(&self, servers: Vec<ServerConfig>) {
-        *self.inner.configured.write().unwrap_or_else(|e| e.into_inner()) = servers;
+    /// The live servers that came from the configuration file, with their settings (a reload
+    /// diffs against them; the registry is the one list of servers).
+    pub fn file_servers(&self) -> Vec<ServerConfig> {
+        let servers = self.inner.servers.read().unwrap_or_else(|e| e.into_inner());
+        servers.iter().filter(|(_, o)| *o == Origin::File).map(|(h, _)| h.config().clone()).collect()
     }
 
     /// Removes an upstream session by name; returns it.
     pub fn remove_server(&self, name: &str) -> Option<UpstreamHandle> {
         let mut servers = self.inner.servers.write().unwrap_or_else(|e| e.into_inner());
-        let i = servers.iter().position(|s| s.name().eq_ignore_ascii_case(name))?;
-        Some(servers.remove(i))
+        let i = servers.iter().position(|(s, _)| s.name().eq_ignore_ascii_case(name))?;
+        Some(servers.remove(i).0)
     }
 
     /// The server named `name` (case-insensitive), or the default one when `name` is `None`.
     pub fn server(&self, name: Option<&str>) -> Option<UpstreamHandle> {
         let servers = self.inner.servers.read().unwrap_or_else(|e| e.into_inner());
-        match name {
-            Some(n) => servers.iter().find(|s| s.name().eq_ignore_ascii_case(n.trim())).cloned(),
-            None => servers.first().cloned(),
-        }
+        let found = match name {
+            Some(n) => servers.iter().find(|(s, _)| s.name().eq_ignore_ascii_case(n.trim())),
+            None => servers.first(),
+        };
+        found.map(|(s, _)| s.clone())
     }
 
     /// Every server, in order.
     pub fn servers(&self) -> Vec<UpstreamHandle> {
-        self.inner.servers.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner.servers.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(s, _)| s.clone()).collect()
     }
 
     /// The banner line sent to clients: `forcebanner`, else `Asterisk Call Manager/<v>` with the

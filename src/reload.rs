@@ -12,7 +12,7 @@ use std::path::Path;
 use astmanproxy_handlers::Message;
 
 use crate::config::{Config, ConfigError, Users};
-use crate::hub::Hub;
+use crate::hub::{Hub, Origin};
 use crate::route::ToClient;
 
 /// What a reload changed.
@@ -86,7 +86,7 @@ pub fn apply(hub: &Hub, config: &Config, users: Users) -> ReloadReport {
     }
     hub.set_users(users);
 
-    let before = hub.configured_servers();
+    let before = hub.file_servers();
     for old in &before {
         match config.servers.iter().find(|s| s.name.eq_ignore_ascii_case(&old.name)) {
             None => {
@@ -95,7 +95,7 @@ pub fn apply(hub: &Hub, config: &Config, users: Users) -> ReloadReport {
             }
             Some(new) if new != old => {
                 hub.drop_server(&old.name);
-                if let Err(e) = hub.spawn_server(new.clone()) {
+                if let Err(e) = hub.spawn_server(new.clone(), Origin::File) {
                     tracing::error!(server = %new.name, "cannot restart server: {e}");
                 }
                 report.changed.push(new.name.clone());
@@ -105,13 +105,12 @@ pub fn apply(hub: &Hub, config: &Config, users: Users) -> ReloadReport {
     }
     for new in &config.servers {
         if !before.iter().any(|o| o.name.eq_ignore_ascii_case(&new.name)) {
-            match hub.spawn_server(new.clone()) {
+            match hub.spawn_server(new.clone(), Origin::File) {
                 Ok(_) => report.added.push(new.name.clone()),
                 Err(e) => tracing::error!(server = %new.name, "cannot add server: {e}"),
             }
         }
     }
-    hub.set_configured_servers(config.servers.clone());
     let running = hub.config();
     if running.listen_address != config.listen_address
         || running.listen_port != config.listen_port
@@ -149,7 +148,49 @@ pub async fn on_sighup(hub: Hub, config_path: std::path::PathBuf, users_path: st
 
 #[cfg(test)]
 mod tests {
-    use super::ReloadReport;
+    use super::{apply, ReloadReport};
+    use crate::config::{Config, Secret, ServerConfig, Users};
+    use crate::hub::{Hub, Origin};
+
+    fn server(name: &str, port: u16) -> ServerConfig {
+        ServerConfig {
+            name: name.to_string(),
+            host: "127.0.0.1".to_string(),
+            port,
+            username: "admin".to_string(),
+            secret: Secret::new("pw"),
+            events: "on".to_string(),
+            use_ssl: false,
+        }
+    }
+
+    /// The live registry is the one list of servers: a reload diffs the file against the live
+    /// file servers; one dropped at run time comes back (the file still names it), one added at
+    /// run time is left alone.
+    #[tokio::test]
+    async fn a_reload_diffs_the_file_against_the_live_file_servers() {
+        // A port nothing listens on: the sessions only retry, on loopback.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = Config { servers: vec![server("a", port), server("b", port)], ..Config::default() };
+        let hub = Hub::new(config.clone(), Users::default());
+        for s in &config.servers {
+            hub.spawn_server(s.clone(), Origin::File).unwrap();
+        }
+        hub.spawn_server(server("extra", port), Origin::AddServer).unwrap();
+        assert!(hub.drop_server("b"));
+        let report = apply(&hub, &config, Users::default());
+        assert_eq!(report.added, vec!["b".to_string()]);
+        assert!(report.removed.is_empty() && report.changed.is_empty(), "{report:?}");
+        let names: Vec<String> = hub.servers().iter().map(|s| s.name().to_string()).collect();
+        assert_eq!(names, ["a", "extra", "b"]);
+        // A changed file server restarts; the run-time one is still not touched.
+        let mut changed = config.clone();
+        changed.servers[0].events = "off".to_string();
+        let report = apply(&hub, &changed, Users::default());
+        assert_eq!(report.changed, vec!["a".to_string()]);
+        assert!(hub.server(Some("extra")).is_some());
+        hub.stop_servers(tokio::time::Instant::now() + std::time::Duration::from_secs(5)).await;
+    }
 
     #[test]
     fn the_summary_is_one_readable_line() {

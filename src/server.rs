@@ -130,7 +130,7 @@ pub async fn serve_with_acceptor(
     let hub = Hub::new(config, users);
     for server in hub.config().servers.clone() {
         // Names are unique: the configuration was validated.
-        let _ = hub.spawn_server(server);
+        let _ = hub.spawn_server(server, crate::hub::Origin::File);
     }
     crate::beacon::Beacon::start(&hub, beacon, Arc::new(astmanproxy_beacon_wire::clock::SystemClock));
     #[cfg(unix)]

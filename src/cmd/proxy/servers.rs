@@ -50,7 +50,7 @@ pub fn add_server(hub: &Hub, message: &Message, action_id: Option<&RawValue>) ->
         events: field("Events").replace('|', ","),
         use_ssl,
     };
-    match hub.spawn_server(server) {
+    match hub.spawn_server(server, crate::hub::Origin::AddServer) {
         Ok(handle) => {
             tracing::info!(server = %handle.name(), "server added at run time");
             proxy_response("Success", action_id).with("Message", format!("Added {}", handle.name()))
