@@ -425,11 +425,8 @@ impl AmiClient {
 
 /// Waits until `check` holds, polling; panics with `what` after [`WAIT`]. For states that have
 /// no event to wait on (a counter in another task); never a bound on how fast the proxy is.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+/// The check may borrow what it captures mutably (an `async` closure: `async || c.ask().await`).
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
