@@ -190,26 +190,24 @@ impl ClientSink {
     /// Waits until every action in flight has its answer queued (an async `Originate` counts once
     /// its `Success` is: its `OriginateResponse` may take a whole call). Cancel safe.
     pub async fn actions_done(&self) {
-        loop {
-            let notified = self.inner.idle.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so an end between the check and the wait is seen.
-            notified.as_mut().enable();
-            if self.unanswered() == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.wait_until(|s| s.unanswered() == 0).await;
     }
 
     /// Waits until no action is in flight: every route taken for this sink has ended (its
     /// final answer queued, or its error: the upstream session decides). Cancel safe.
     pub async fn routes_ended(&self) {
+        self.wait_until(|s| s.in_flight() == 0).await;
+    }
+
+    /// Waits until `done` holds; woken when the last unanswered action is answered (no action
+    /// in flight implies none unanswered, so both waits are woken).
+    async fn wait_until(&self, done: impl Fn(&Self) -> bool) {
         loop {
             let notified = self.inner.idle.notified();
             tokio::pin!(notified);
+            // Registered before the check, so an end between the check and the wait is seen.
             notified.as_mut().enable();
-            if self.in_flight() == 0 {
+            if done(self) {
                 return;
             }
             notified.await;
